@@ -1,0 +1,1 @@
+"""kubetune: Kubernetes-native hyperparameter tuning on Optuna."""

@@ -1,0 +1,117 @@
+"""Trials whose worker is gone: fail them with a reason, and try their
+parameters again when the spec allows.
+
+Optuna only fails a stale trial when another worker happens to start one, and
+only with heartbeats on. kubetune's supervisors (the operator for pods,
+``kubetune run`` for processes) know when a worker dies, and call
+:func:`fail_lost_trials` at once.
+
+Example:
+    >>> fail_lost_trials(study, lost, "pod OOMKilled (exit code 137)", retries=2)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
+
+from kubetune.budget import RETRIED_ATTR
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+#: User attributes kubetune sets on every trial.
+WORKER_ATTR = "kubetune.worker"
+HOST_ATTR = "kubetune.host"
+FAIL_REASON_ATTR = "kubetune.fail_reason"
+RETRY_OF_ATTR = "kubetune.retry_of"
+ATTEMPT_ATTR = "kubetune.attempt"
+
+#: A running trial with no worker recorded after this long was claimed by a
+#: worker that died before it could say who it was.
+UNCLAIMED_GRACE = dt.timedelta(seconds=60)
+
+
+def fail_trial(storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> bool:
+    """Mark a running trial FAIL with ``reason``; False if it had already finished."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    try:
+        storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason[-2000:])
+        return storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except (UpdateFinishedTrialError, RuntimeError):
+        return False
+
+
+def retry(study: optuna.Study, trial: FrozenTrial, *, count_attempt: bool = True) -> None:
+    """Queue ``trial``'s parameters to run again, and mark ``trial`` as retried.
+
+    ``count_attempt=False`` re-queues without using up one of the spec's retries
+    (the trial was stopped on purpose: suspend, Ctrl-C).
+    """
+    attempt = int(trial.user_attrs.get(ATTEMPT_ATTR, 1))
+    study.enqueue_trial(
+        trial.params,
+        user_attrs={
+            RETRY_OF_ATTR: trial.number,
+            ATTEMPT_ATTR: attempt + 1 if count_attempt else attempt,
+        },
+    )
+    study._storage.set_trial_user_attr(trial._trial_id, RETRIED_ATTR, True)
+
+
+def fail_lost_trials(
+    study: optuna.Study,
+    trials: Sequence[FrozenTrial],
+    reason: str,
+    *,
+    retries: int,
+    requeue: bool = False,
+) -> list[int]:
+    """Fail each running trial in ``trials`` with ``reason``; retry those with
+    attempts left (all of them when ``requeue``). Returns the numbers failed.
+
+    Safe to call twice or from two supervisors: a trial already finished is left alone.
+    """
+    failed: list[int] = []
+    for trial in trials:
+        if not fail_trial(study._storage, trial._trial_id, reason):
+            continue
+        failed.append(trial.number)
+        attempt = int(trial.user_attrs.get(ATTEMPT_ATTR, 1))
+        if requeue or attempt <= retries:
+            with contextlib.suppress(Exception):
+                retry(study, trial, count_attempt=not requeue)
+    return failed
+
+
+def lost_trials(
+    trials: Sequence[FrozenTrial],
+    live_workers: Collection[str],
+    *,
+    now: dt.datetime | None = None,
+) -> list[FrozenTrial]:
+    """Running trials whose worker is not among ``live_workers``.
+
+    A running trial that names no worker counts as lost once it is older than
+    :data:`UNCLAIMED_GRACE`.
+    """
+    from optuna.trial import TrialState
+
+    now = now or dt.datetime.now()
+    lost: list[FrozenTrial] = []
+    for trial in trials:
+        if trial.state != TrialState.RUNNING:
+            continue
+        worker = trial.user_attrs.get(WORKER_ATTR)
+        if worker is None:
+            started = trial.datetime_start or now
+            if now - started > UNCLAIMED_GRACE:
+                lost.append(trial)
+        elif worker not in live_workers:
+            lost.append(trial)
+    return lost

@@ -1,0 +1,773 @@
+"""The Study resource: the one definition of its ``spec`` and ``status``.
+
+Everything else derives from these models: the CRD (:mod:`kubetune.crd`), the
+Optuna objects (:mod:`kubetune.bridge`), the operator's pods and the trial
+runner's behaviour. Field names are camelCase on the wire (YAML, the API
+server) and snake_case in Python; both are accepted when building a model.
+
+Example:
+    >>> from kubetune.spec import load_study
+    >>> study = load_study({
+    ...     "apiVersion": "kubetune.io/v1alpha1", "kind": "Study",
+    ...     "metadata": {"name": "demo"},
+    ...     "spec": {
+    ...         "objective": {"direction": "maximize", "metric": "auc"},
+    ...         "searchSpace": {"lr": {"type": "float", "low": 1e-3, "high": 0.3, "log": True}},
+    ...         "trial": {"python": "examples.objectives.quadratic:objective"},
+    ...     },
+    ... })
+    >>> study.spec.budget.max_trials
+    100
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "kubetune.io"
+API_VERSION = "v1alpha1"
+KIND = "Study"
+PLURAL = "studies"
+API_VERSION_FULL = f"{API_GROUP}/{API_VERSION}"
+
+#: Kubernetes label values and pod-name parts are limited to 63 characters.
+MAX_NAME_LENGTH = 63
+#: A categorical parameter with more choices than this belongs in a data file, not a spec.
+MAX_CHOICES = 1000
+#: The status lists at most this many Pareto-optimal trials.
+MAX_PARETO_FRONT = 10
+
+Direction: TypeAlias = Literal["minimize", "maximize"]
+SamplerName: TypeAlias = Literal[
+    "tpe", "random", "cmaes", "gp", "qmc", "grid", "nsgaii", "bruteforce"
+]
+PrunerName: TypeAlias = Literal[
+    "none",
+    "median",
+    "percentile",
+    "successive_halving",
+    "hyperband",
+    "threshold",
+    "wilcoxon",
+    "patient",
+]
+Phase: TypeAlias = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
+Choice: TypeAlias = str | int | float | bool | None
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_PYTHON_ENTRY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+#: ``{name}`` placeholders in a command objective's argv.
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.\-]*)\}")
+#: Placeholders the runner fills in besides the search-space parameters.
+RESERVED_PLACEHOLDERS = frozenset({"trial_number", "trial_id", "study_name"})
+
+
+class SpecError(ValueError):
+    """A Study document that does not validate.
+
+    ``problems`` holds ``(field path, reason)`` pairs; ``str()`` gives one line
+    per problem, such as ``spec.searchSpace.lr.low: must be > 0 when log is true``.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"{path}: {reason}" for path, reason in problems))
+
+    @property
+    def first_path(self) -> str:
+        return self.problems[0][0] if self.problems else ""
+
+
+def _field_error(field: str, reason: str) -> ValueError:
+    """An error from a model validator that belongs to one of the model's fields.
+
+    Pydantic attaches model-validator errors to the model itself; the ``@field:``
+    prefix lets :func:`_format_problems` move it onto the field's path.
+    """
+    return ValueError(f"@{field}: {reason}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        alias_generator=to_camel,
+        validate_assignment=True,
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form: camelCase keys, unset optional fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+# ---------------------------------------------------------------- objective
+
+
+class Objective(_Model):
+    """What to optimize: one direction, or several for a multi-objective study.
+
+    ``metric``/``metrics`` name the values (a command objective reads them from
+    the program's output); ``goal`` stops a single-objective study early once
+    the best value reaches it.
+    """
+
+    direction: Direction | None = None
+    directions: list[Direction] | None = Field(default=None, min_length=1)
+    metric: str | None = Field(default=None, min_length=1)
+    metrics: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
+    goal: float | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_say_it(self) -> Objective:
+        if self.direction is not None and self.directions is not None:
+            raise _field_error("directions", "give either direction or directions, not both")
+        if self.metric is not None and self.metrics is not None:
+            raise _field_error("metrics", "give either metric or metrics, not both")
+        n = len(self.study_directions)
+        if self.metrics is not None and len(self.metrics) != n:
+            raise _field_error(
+                "metrics", f"has {len(self.metrics)} names for {n} direction(s); give one per direction"
+            )
+        if self.metric is not None and n != 1:
+            raise _field_error("metric", f"names one metric for {n} directions; use metrics")
+        if self.goal is not None:
+            if n != 1:
+                raise _field_error("goal", "only a single-objective study can have a goal")
+            if not math.isfinite(self.goal):
+                raise _field_error("goal", "must be a finite number")
+        return self
+
+    @property
+    def study_directions(self) -> list[Direction]:
+        if self.directions is not None:
+            return list(self.directions)
+        return [self.direction or "minimize"]
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return len(self.study_directions) > 1
+
+    @property
+    def metric_names(self) -> list[str] | None:
+        """The metric names, one per direction, or None when the study names none."""
+        if self.metrics is not None:
+            return list(self.metrics)
+        if self.metric is not None:
+            return [self.metric]
+        return None
+
+    def reached_goal(self, best_value: float | None) -> bool:
+        if self.goal is None or best_value is None:
+            return False
+        if self.study_directions[0] == "maximize":
+            return best_value >= self.goal
+        return best_value <= self.goal
+
+
+# ------------------------------------------------------------- search space
+
+
+class FloatParam(_Model):
+    """A float in ``[low, high]``, optionally log-scaled or on a ``step`` grid."""
+
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+    @model_validator(mode="after")
+    def _check_range(self) -> FloatParam:
+        for name in ("low", "high"):
+            if not math.isfinite(getattr(self, name)):
+                raise _field_error(name, "must be a finite number")
+        if self.low > self.high:
+            raise _field_error("high", f"must be >= low ({self.low})")
+        if self.log and self.low <= 0:
+            raise _field_error("low", "must be > 0 when log is true")
+        if self.step is not None:
+            if self.log:
+                raise _field_error("step", "cannot be combined with log: true")
+            if not self.step > 0:
+                raise _field_error("step", "must be > 0")
+        return self
+
+
+class IntParam(_Model):
+    """An integer in ``[low, high]``, optionally log-scaled or on a ``step`` grid."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+    @model_validator(mode="after")
+    def _check_range(self) -> IntParam:
+        if self.low > self.high:
+            raise _field_error("high", f"must be >= low ({self.low})")
+        if self.log and self.low < 1:
+            raise _field_error("low", "must be >= 1 when log is true")
+        if self.step < 1:
+            raise _field_error("step", "must be >= 1")
+        if self.log and self.step != 1:
+            raise _field_error("step", "cannot be combined with log: true")
+        return self
+
+
+class CategoricalParam(_Model):
+    """One of a list of ``choices`` (strings, numbers, booleans or null)."""
+
+    type: Literal["categorical"]
+    choices: list[Choice]
+
+    @field_validator("choices")
+    @classmethod
+    def _check_choices(cls, choices: list[Choice]) -> list[Choice]:
+        if not choices:
+            raise ValueError("must list at least one choice")
+        if len(choices) > MAX_CHOICES:
+            raise ValueError(f"has {len(choices)} choices; at most {MAX_CHOICES} are allowed")
+        seen: set[tuple[str, Choice]] = set()
+        for choice in choices:
+            if isinstance(choice, float) and not math.isfinite(choice):
+                raise ValueError(f"choice {choice!r} is not a finite number")
+            key = (type(choice).__name__, choice)
+            if key in seen:
+                raise ValueError(f"choice {choice!r} is listed twice")
+            seen.add(key)
+        return choices
+
+
+Param: TypeAlias = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+
+
+# ---------------------------------------------------------- sampler, pruner
+
+
+class SamplerSpec(_Model):
+    """Which Optuna sampler proposes parameters; ``args`` go to its constructor."""
+
+    name: SamplerName = "tpe"
+    seed: int | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class PrunerSpec(_Model):
+    """Which Optuna pruner stops unpromising trials; ``args`` go to its constructor.
+
+    ``patient`` wraps another pruner given as ``args.wrapped: {name, args}``.
+    """
+
+    name: PrunerName = "median"
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ budget
+
+
+def parse_duration(value: str | int) -> int:
+    """Seconds in a duration such as ``90``, ``"90s"``, ``"30m"``, ``"2h"`` or ``"1h30m"``."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 30m, 2h or 1h30m, or a number of seconds")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError("must be a positive number of seconds")
+        return value
+    text = value.strip()
+    if text.isdigit():
+        return parse_duration(int(text))
+    match = _DURATION.match(text)
+    if not text or match is None:
+        raise ValueError(
+            f"{value!r} is not a duration; use a number of seconds or a form like 30m, 2h, 1h30m"
+        )
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total <= 0:
+        raise ValueError("must be longer than zero")
+    return total
+
+
+class Budget(_Model):
+    """How much to spend.
+
+    ``maxTrials`` counts trials that ran, whatever their end, except attempts
+    that were retried; ``maxFailedTrials`` counts failures that were not
+    retried (unset: no limit); ``timeout`` is wall time from the study's start.
+    """
+
+    max_trials: int = Field(default=100, ge=1)
+    parallelism: int = Field(default=1, ge=1, le=1000)
+    max_failed_trials: int | None = Field(default=None, ge=0)
+    timeout: str | int | None = None
+
+    @field_validator("timeout")
+    @classmethod
+    def _check_timeout(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @property
+    def timeout_seconds(self) -> int | None:
+        return None if self.timeout is None else parse_duration(self.timeout)
+
+
+# ------------------------------------------------------------------- trial
+
+
+class BuiltinData(_Model):
+    """Where a built-in objective reads its table.
+
+    ``path`` is a CSV or Parquet file (a mounted volume in a cluster);
+    ``dataset`` names one that ships inside an installed package, such as
+    ``sklearn:breast_cancer``. ``target`` is the label column of a file.
+    """
+
+    path: str | None = None
+    dataset: str | None = None
+    target: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BuiltinData:
+        if (self.path is None) == (self.dataset is None):
+            raise _field_error("path", "give exactly one of path or dataset")
+        if self.path is not None and self.target is None:
+            raise _field_error("target", "required when data comes from a path")
+        return self
+
+
+class Validation(_Model):
+    """A holdout split (``testSize``) or k-fold cross-validation (``folds``)."""
+
+    kind: Literal["holdout", "kfold"] = "holdout"
+    test_size: float = Field(default=0.2, gt=0, lt=1)
+    folds: int = Field(default=5, ge=2, le=50)
+
+
+class SaveModel(_Model):
+    """Where the best trial's model goes: a filesystem path or an Optuna artifact store."""
+
+    path: str | None = None
+    artifact_store: str | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SaveModel:
+        if (self.path is None) == (self.artifact_store is None):
+            raise _field_error("path", "give exactly one of path or artifactStore")
+        return self
+
+
+class BuiltinObjective(_Model):
+    """A ready-made objective: train a LightGBM, XGBoost or Lightning model on a table."""
+
+    model: Literal["lightgbm", "xgboost", "lightning"]
+    tuner: Literal["default", "stepwise"] = "default"
+    data: BuiltinData
+    task: Literal["classification", "regression"] = "classification"
+    validation: Validation = Field(default_factory=Validation)
+    seed: int = 0
+    params: dict[str, Any] = Field(default_factory=dict)
+    max_epochs: int | None = Field(default=None, ge=1)
+    save_model: SaveModel | None = None
+
+    @model_validator(mode="after")
+    def _stepwise_is_lightgbm(self) -> BuiltinObjective:
+        if self.tuner == "stepwise" and self.model != "lightgbm":
+            raise _field_error("tuner", "stepwise is only available for model: lightgbm")
+        return self
+
+
+class Resources(_Model):
+    """Kubernetes resource requests and limits, e.g. ``limits: {nvidia.com/gpu: 1}``."""
+
+    model_config = ConfigDict(alias_generator=None)
+
+    limits: dict[str, str | int | float] = Field(default_factory=dict)
+    requests: dict[str, str | int | float] = Field(default_factory=dict)
+
+
+class EnvVar(_Model):
+    """A container environment variable, as in a pod spec."""
+
+    model_config = ConfigDict(alias_generator=None)
+
+    name: str = Field(min_length=1)
+    value: str | None = None
+    valueFrom: dict[str, Any] | None = None
+
+
+class TrialTemplate(_Model):
+    """How one trial runs: exactly one of ``python``, ``command`` or ``builtin``,
+    and the pod it runs in.
+
+    - ``python: package.module:function`` is called with an ``optuna.Trial``;
+    - ``command: [argv...]`` runs a program with ``{param}`` placeholders filled
+      in and reads ``name=value`` or JSON lines from its standard output;
+    - ``builtin: {model: lightgbm, ...}`` trains a ready-made model.
+    """
+
+    python: str | None = None
+    command: list[str] | None = Field(default=None, min_length=1)
+    builtin: BuiltinObjective | None = None
+    image: str | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    resources: Resources = Field(default_factory=Resources)
+    env: list[EnvVar] = Field(default_factory=list)
+    working_dir: str | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    affinity: dict[str, Any] | None = None
+    volumes: list[dict[str, Any]] = Field(default_factory=list)
+    volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
+    service_account_name: str | None = None
+    priority_class_name: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    trials_per_pod: int = Field(default=1, ge=1)
+    retries: int = Field(default=0, ge=0, le=10)
+
+    @field_validator("python")
+    @classmethod
+    def _check_python(cls, value: str | None) -> str | None:
+        if value is not None and not _PYTHON_ENTRY.match(value):
+            raise ValueError(f"{value!r} is not of the form package.module:function")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_objective(self) -> TrialTemplate:
+        given = [k for k in ("python", "command", "builtin") if getattr(self, k) is not None]
+        if len(given) != 1:
+            detail = "none is given" if not given else f"{' and '.join(given)} are given"
+            raise _field_error("python", f"give exactly one of python, command or builtin ({detail})")
+        return self
+
+    @property
+    def kind(self) -> Literal["python", "command", "builtin"]:
+        if self.python is not None:
+            return "python"
+        if self.command is not None:
+            return "command"
+        return "builtin"
+
+
+# ----------------------------------------------------------------- storage
+
+
+class SecretKeyRef(_Model):
+    """A key of a Secret in the Study's namespace."""
+
+    name: str = Field(min_length=1)
+    key: str = "url"
+
+
+class StorageSpec(_Model):
+    """Where trials are stored: a Secret holding a database URL (cluster), or
+    a URL without a password (local). Unset: the operator's default database,
+    or the embedded PostgreSQL of ``kubetune run``.
+
+    ``studyName`` overrides the Optuna study name, to continue an existing
+    Optuna study; ``onDelete: delete`` drops the Optuna study with the Study.
+    """
+
+    secret_ref: SecretKeyRef | None = None
+    url: str | None = None
+    study_name: str | None = Field(default=None, min_length=1, max_length=512)
+    on_delete: Literal["retain", "delete"] = "retain"
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, url: str | None) -> str | None:
+        if url is not None and re.match(r"^[\w+]+://[^/@]*:[^/@]+@", url):
+            raise ValueError(
+                "must not contain a password (it would be readable by anyone who can read the "
+                "Study); put the URL in a Secret and use secretRef, or pass --storage"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StorageSpec:
+        if self.secret_ref is not None and self.url is not None:
+            raise _field_error("url", "give either secretRef or url, not both")
+        return self
+
+
+# -------------------------------------------------------------------- spec
+
+
+class StudySpec(_Model):
+    """The ``spec`` of a Study."""
+
+    objective: Objective = Field(default_factory=Objective)
+    search_space: dict[str, Param] = Field(default_factory=dict)
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    pruner: PrunerSpec | None = None
+    budget: Budget = Field(default_factory=Budget)
+    trial: TrialTemplate
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    suspend: bool = False
+
+    @field_validator("search_space")
+    @classmethod
+    def _check_param_names(cls, space: dict[str, Any]) -> dict[str, Any]:
+        for name in space:
+            if not _PARAM_NAME.match(name) or len(name) > 128:
+                raise ValueError(
+                    f"parameter name {name!r} must start with a letter or _ and use only "
+                    "letters, digits, _, . and - (at most 128 characters)"
+                )
+        return space
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> StudySpec:
+        multi = self.objective.is_multi_objective
+        if self.trial.command is not None:
+            if self.objective.metric_names is None:
+                raise _field_error(
+                    "objective.metric", "required for a command objective (the name it prints)"
+                )
+            for index, arg in enumerate(self.trial.command):
+                for name in PLACEHOLDER.findall(arg):
+                    if name not in self.search_space and name not in RESERVED_PLACEHOLDERS:
+                        raise _field_error(
+                            f"trial.command[{index}]", f"{{{name}}} is not a parameter in searchSpace"
+                        )
+        if self.trial.builtin is not None and multi:
+            raise _field_error("objective.directions", "built-in objectives optimize one metric")
+        if multi and self.sampler.name in ("cmaes",):
+            raise _field_error(
+                "sampler.name", f"{self.sampler.name} supports one objective only; use tpe or nsgaii"
+            )
+        if multi and self.pruner is not None and self.pruner.name != "none":
+            raise _field_error(
+                "pruner.name", "Optuna cannot prune multi-objective trials; use none or leave it out"
+            )
+        if self.sampler.name == "grid":
+            for name, param in self.search_space.items():
+                if isinstance(param, FloatParam) and param.step is None:
+                    raise _field_error(
+                        f"searchSpace.{name}.step", "the grid sampler needs a step for a float"
+                    )
+                if isinstance(param, IntParam | FloatParam) and param.log:
+                    raise _field_error(f"searchSpace.{name}.log", "the grid sampler cannot use log")
+            if not self.search_space:
+                raise _field_error("searchSpace", "the grid sampler needs a search space")
+        return self
+
+    @property
+    def effective_pruner(self) -> PrunerSpec:
+        """The pruner to build: the spec's, or Optuna's default (median) for one objective."""
+        if self.pruner is not None:
+            return self.pruner
+        return PrunerSpec(name="none" if self.objective.is_multi_objective else "median")
+
+    def started_fields(self) -> dict[str, Any]:
+        """The fields that define a study's trials; they cannot change once it started."""
+        dumped = self.to_dict()
+        trial = dumped.get("trial", {})
+        return {
+            "objective": dumped.get("objective"),
+            "searchSpace": dumped.get("searchSpace", {}),
+            "sampler": dumped.get("sampler"),
+            "trial": {k: trial.get(k) for k in ("python", "command", "builtin")},
+        }
+
+
+# ------------------------------------------------------------------ status
+
+
+class TrialCounts(_Model):
+    """How many trials are in each state (``waiting``: queued, not started)."""
+
+    waiting: int = 0
+    running: int = 0
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.failed
+
+
+class TrialSummary(_Model):
+    """One trial in the status: its number, value(s) and parameters."""
+
+    number: int
+    value: float | None = None
+    values: list[float] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Condition(_Model):
+    """A Kubernetes-style condition, e.g. ``Unschedulable`` with a reason and message."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+
+
+class StudyStatus(_Model):
+    """The ``status`` of a Study: the same size whatever the number of trials."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    phase: Phase | None = None
+    message: str | None = None
+    study_name: str | None = None
+    progress: str | None = None
+    trials: TrialCounts = Field(default_factory=TrialCounts)
+    best_trial: TrialSummary | None = None
+    pareto_front: list[TrialSummary] = Field(default_factory=list, max_length=MAX_PARETO_FRONT)
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+
+
+# ---------------------------------------------------------------- document
+
+
+class ObjectMeta(_Model):
+    """The part of Kubernetes metadata a Study file sets; the server's fields are kept."""
+
+    model_config = ConfigDict(extra="allow", alias_generator=None)
+
+    name: str
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        if len(name) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"must be at most {MAX_NAME_LENGTH} characters (got {len(name)}), since it "
+                "names the trial pods and labels them"
+            )
+        if not _DNS_LABEL.match(name):
+            raise ValueError(
+                f"{name!r} must be lowercase letters, digits and '-', starting and ending "
+                "with a letter or digit"
+            )
+        return name
+
+
+class Study(_Model):
+    """A whole Study document, as ``kubectl apply -f`` takes it."""
+
+    model_config = ConfigDict(alias_generator=None)
+
+    apiVersion: Literal["kubetune.io/v1alpha1"] = API_VERSION_FULL
+    kind: Literal["Study"] = KIND
+    metadata: ObjectMeta
+    spec: StudySpec
+    status: StudyStatus | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+# ------------------------------------------------------------- validation
+
+
+def _format_location(loc: Iterable[int | str], tags: frozenset[str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in tags:
+            continue  # a discriminated-union tag, not a field
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+_UNION_TAGS = frozenset({"float", "int", "categorical"})
+
+
+def _format_problems(error: ValidationError, prefix: str) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for item in error.errors(include_url=False):
+        loc = [part for part in item["loc"] if not (isinstance(part, str) and "[" in part)]
+        path = _format_location(loc, _UNION_TAGS)
+        message = str(item["msg"])
+        kind = item["type"]
+        if message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        if message.startswith("@"):
+            field, _, message = message[1:].partition(": ")
+            path = f"{path}.{field}" if path else field
+        elif kind == "extra_forbidden":
+            message = "unknown field (check its spelling against the spec reference)"
+        elif kind == "missing":
+            message = "required"
+        elif kind == "union_tag_invalid":
+            message = "type must be one of: float, int, categorical"
+        elif kind == "union_tag_not_found":
+            message = "needs a type: float, int or categorical"
+        elif kind == "literal_error":
+            expected = item.get("ctx", {}).get("expected", "")
+            message = f"must be one of {expected} (got {item.get('input')!r})"
+        elif message.startswith("Input should be"):
+            message = "must be" + message.removeprefix("Input should be")
+        full = f"{prefix}.{path}" if prefix and path else (prefix or path)
+        problems.append((full, message))
+    return problems
+
+
+def validate_spec(data: Mapping[str, Any]) -> StudySpec:
+    """Validate a ``spec`` mapping; raise :class:`SpecError` naming each bad field."""
+    try:
+        return StudySpec.model_validate(dict(data))
+    except ValidationError as error:
+        raise SpecError(_format_problems(error, "spec")) from None
+
+
+def load_study(source: Mapping[str, Any] | str | Path) -> Study:
+    """Load a Study from a mapping, a YAML file path, or YAML text.
+
+    Raises :class:`SpecError` with one ``field.path: reason`` line per problem.
+    """
+    data: Any
+    if isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        import yaml
+
+        text = (
+            Path(source).read_text(encoding="utf-8")
+            if isinstance(source, Path) or ("\n" not in source and Path(source).exists())
+            else str(source)
+        )
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise SpecError([("", f"not valid YAML: {error}")]) from None
+    if not isinstance(data, dict):
+        raise SpecError([("", "a Study document must be a mapping with apiVersion, kind, metadata, spec")])
+    try:
+        return Study.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(_format_problems(error, "")) from None

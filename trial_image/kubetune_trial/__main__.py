@@ -1,0 +1,5 @@
+import sys
+
+from kubetune_trial.cli import main
+
+sys.exit(main())

@@ -1,0 +1,212 @@
+"""Turning ``spec.trial`` into a callable that takes an ``optuna.Trial``.
+
+- python: ``package.module:function``, imported as is (the working directory
+  is on ``sys.path``);
+- command: a program run without a shell, parameters filled into ``{name}``
+  placeholders, metrics read from its standard output;
+- builtin: a ready-made model trainer from :mod:`kubetune_trial.builtin`.
+
+A problem that would make every trial fail (the module does not import, the
+program is not found) raises :class:`ObjectiveNotLoadable` before any trial
+is claimed.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import importlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from kubetune.spec import PLACEHOLDER, StudySpec
+
+from kubetune_trial.metrics import parse_line
+
+Objective = Callable[[optuna.Trial], Any]
+
+#: Seconds a pruned or stopped command gets to exit after SIGTERM before SIGKILL.
+TERMINATE_GRACE = 5.0
+_STDERR_TAIL_LINES = 20
+
+
+class ObjectiveNotLoadable(Exception):
+    """The objective cannot run at all; ``field`` names the spec field to fix."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class ObjectiveFailed(Exception):
+    """A trial's objective failed; the message is the reason stored on the trial."""
+
+
+def load_objective(spec: StudySpec, study_name: str) -> Objective:
+    """The objective the spec describes, checked as far as it can be before a trial."""
+    trial = spec.trial
+    if trial.python is not None:
+        return _load_python(trial.python)
+    if trial.command is not None:
+        names = spec.objective.metric_names
+        assert names is not None  # the spec requires metric names for commands
+        return CommandObjective(trial.command, names, study_name)
+    assert trial.builtin is not None
+    try:
+        from kubetune_trial.builtin import load_builtin
+    except ImportError as error:  # the builtin package needs optional extras
+        raise ObjectiveNotLoadable("spec.trial.builtin", f"not available here: {error}") from None
+    return load_builtin(spec)
+
+
+def _load_python(entry: str) -> Objective:
+    module_name, _, function_name = entry.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        raise ObjectiveNotLoadable(
+            "spec.trial.python", f"cannot import {module_name!r}: {type(error).__name__}: {error}"
+        ) from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ObjectiveNotLoadable(
+            "spec.trial.python", f"{module_name!r} has no function {function_name!r}"
+        )
+    return function  # type: ignore[no-any-return]
+
+
+def format_value(value: Any) -> str:
+    """A parameter as a command-line word: ``true``/``false``/``null`` like YAML and Hydra."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return str(value)
+
+
+def fill_placeholders(argv: Sequence[str], values: dict[str, Any]) -> list[str]:
+    """``argv`` with each ``{name}`` replaced by its value."""
+    return [
+        PLACEHOLDER.sub(lambda m: format_value(values[m.group(1)]), arg) for arg in argv
+    ]
+
+
+class CommandObjective:
+    """Runs a program per trial and reads its metrics from standard output.
+
+    A metric line with a step is reported to the pruner; when the pruner says
+    stop, the program's process group gets SIGTERM (then SIGKILL) and the trial
+    ends PRUNED. A non-zero exit, a metric never printed, or a NaN ends it FAIL
+    with the reason and the tail of standard error.
+    """
+
+    def __init__(self, argv: Sequence[str], metric_names: Sequence[str], study_name: str) -> None:
+        self.argv = list(argv)
+        self.metric_names = list(metric_names)
+        self.study_name = study_name
+        program = self.argv[0]
+        if not PLACEHOLDER.search(program) and shutil.which(program) is None:
+            raise ObjectiveNotLoadable(
+                "spec.trial.command[0]", f"program {program!r} is not found on PATH"
+            )
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        values = dict(trial.params)
+        values.update(
+            trial_number=trial.number, trial_id=trial._trial_id, study_name=self.study_name
+        )
+        argv = fill_placeholders(self.argv, values)
+        env = dict(os.environ)
+        env["KUBETUNE_PARAMS"] = json.dumps(trial.params)
+        env["KUBETUNE_TRIAL_NUMBER"] = str(trial.number)
+        try:
+            process = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+                env=env,
+                start_new_session=True,  # so a prune can stop the whole process group
+            )
+        except OSError as error:
+            raise ObjectiveFailed(f"cannot start {argv[0]!r}: {error}") from None
+        stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
+        reader = threading.Thread(
+            target=_pump_stderr, args=(process, stderr_tail), daemon=True
+        )
+        reader.start()
+        latest: dict[str, float] = {}
+        primary = self.metric_names[0]
+        single = len(self.metric_names) == 1
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                sys.stdout.write(line)
+                parsed = parse_line(line)
+                if parsed is None:
+                    continue
+                latest.update(parsed.values)
+                if single and parsed.step is not None and primary in parsed.values:
+                    trial.report(parsed.values[primary], parsed.step)
+                    if trial.should_prune():
+                        _terminate(process)
+                        raise optuna.TrialPruned(f"pruned at step {parsed.step}")
+            returncode = process.wait()
+        finally:
+            if process.poll() is None:
+                _terminate(process)
+            reader.join(timeout=2.0)
+        tail = "".join(stderr_tail).strip()
+        if returncode != 0:
+            how = (
+                f"was killed by {signal.Signals(-returncode).name}"
+                if returncode < 0 and -returncode in signal.Signals._value2member_map_
+                else f"exited with code {returncode}"
+            )
+            raise ObjectiveFailed(_with_tail(f"command {how}", tail))
+        missing = [name for name in self.metric_names if name not in latest]
+        if missing:
+            raise ObjectiveFailed(
+                _with_tail(
+                    f"metric {missing[0]!r} was never printed (print a line such as "
+                    f"'{missing[0]}=0.93' or '{{\"{missing[0]}\": 0.93}}')",
+                    tail,
+                )
+            )
+        result = [latest[name] for name in self.metric_names]
+        return result[0] if single else result
+
+
+def _with_tail(message: str, tail: str) -> str:
+    return f"{message}; stderr ends with:\n{tail}" if tail else message
+
+
+def _pump_stderr(process: subprocess.Popen[str], tail: collections.deque[str]) -> None:
+    assert process.stderr is not None
+    for line in process.stderr:
+        sys.stderr.write(line)
+        tail.append(line)
+
+
+def _terminate(process: subprocess.Popen[str]) -> None:
+    """SIGTERM the program's process group, then SIGKILL after a grace period."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=TERMINATE_GRACE)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -1,0 +1,243 @@
+"""The trial runner: the only code that runs objectives.
+
+One worker process loops: claim a trial under the study's claim lock (so the
+budget is never overrun, whatever the number of workers), suggest the spec's
+parameters, run the objective, and tell Optuna how it ended. Every trial ends
+COMPLETE, PRUNED or FAIL, and a FAIL carries its reason in the user attribute
+``kubetune.fail_reason``.
+
+Example:
+    >>> from kubetune.worker import WorkerConfig
+    >>> run_worker(WorkerConfig(study_name="demo", worker_name="w0"), url)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from kubetune import bridge
+from kubetune.budget import StopReason, stop_reason
+from kubetune.recovery import (
+    FAIL_REASON_ATTR,
+    HOST_ATTR,
+    WORKER_ATTR,
+    fail_lost_trials,
+)
+from kubetune.spec import StudySpec, load_study
+from kubetune.storage import ClaimLock, open_storage, scrub
+from kubetune.worker import WorkerConfig
+from optuna.trial import TrialState
+
+from kubetune_trial.objectives import Objective, ObjectiveFailed, load_objective
+
+_logger = logging.getLogger("kubetune.trial")
+
+
+class WorkerStopped(BaseException):
+    """The worker was asked to stop (SIGTERM from Kubernetes, Ctrl-C, suspend).
+
+    A BaseException, so an objective's ``except Exception`` does not swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+class StopSignals:
+    """Turns SIGTERM and SIGINT into :class:`WorkerStopped`, except inside
+    :meth:`deferred` blocks (claiming, telling), which finish first."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._pending: int | None = None
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self._depth:
+            self._pending = signum
+        else:
+            raise WorkerStopped(signum)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth and self._pending is not None:
+                signum, self._pending = self._pending, None
+                raise WorkerStopped(signum)
+
+
+@dataclass
+class WorkerSummary:
+    """What one worker did, for its log and exit code."""
+
+    trials: dict[str, int] = field(default_factory=lambda: {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0})
+    stop: StopReason | None = None
+    stopped_by: str | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.trials.values())
+
+
+class Worker:
+    """Runs trials of one study until its budget (or ``config.max_trials``) is spent."""
+
+    def __init__(self, config: WorkerConfig, storage_url: str) -> None:
+        self.config = config
+        self.storage_url = storage_url
+        self.signals = StopSignals()
+        storage = open_storage(storage_url)
+        study_id = self._study_id(storage)
+        spec = bridge.stored_spec(storage, study_id)
+        if spec is None:
+            raise ObjectiveFailed(
+                f"study {config.study_name!r} was not created by kubetune (no spec stored in it)"
+            )
+        self.spec: StudySpec = spec
+        self.study = optuna.load_study(
+            study_name=config.study_name,
+            storage=storage,
+            sampler=bridge.build_sampler(spec, config.worker_index),
+            pruner=bridge.build_pruner(spec),
+        )
+        self.objective: Objective = load_objective(spec, config.study_name)
+        self.lock = ClaimLock(storage_url, study_id)
+        self.host = socket.gethostname()
+
+    def _study_id(self, storage: optuna.storages.BaseStorage) -> int:
+        name = self.config.study_name
+        try:
+            return storage.get_study_id_from_name(name)
+        except KeyError:
+            if self.config.spec_file is None:
+                raise ObjectiveFailed(f"study {name!r} does not exist in the storage") from None
+        study = load_study(self.config.spec_file)
+        return bridge.prepare_study(storage, name, study.spec)._study_id
+
+    def run(self) -> WorkerSummary:
+        summary = WorkerSummary()
+        self.signals.install()
+        try:
+            while self.config.max_trials is None or summary.total < self.config.max_trials:
+                trial = self._claim(summary)
+                if trial is None:
+                    break
+                state = self._run_trial(trial)
+                summary.trials[state.name] += 1
+        except WorkerStopped as stopped:
+            summary.stopped_by = str(stopped)
+        finally:
+            self.lock.close()
+        return summary
+
+    def _claim(self, summary: WorkerSummary) -> optuna.Trial | None:
+        """A new trial, or None when the budget is spent; atomic across workers."""
+        with self.signals.deferred(), self.lock:
+            attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
+            self.spec = StudySpec.model_validate(attrs[bridge.SPEC_ATTR])
+            deadline = attrs.get(bridge.DEADLINE_ATTR)
+            trials = self.study.get_trials(deepcopy=False)
+            summary.stop = stop_reason(self.spec, trials, now=time.time(), deadline=deadline)
+            if summary.stop is not None:
+                return None
+            trial = self.study.ask()
+            trial.set_user_attr(WORKER_ATTR, self.config.worker_name)
+            trial.set_user_attr(HOST_ATTR, self.host)
+            return trial
+
+    def _run_trial(self, trial: optuna.Trial) -> TrialState:
+        started = time.monotonic()
+        reason: str | None = None
+        values: Sequence[float] | None = None
+        state = TrialState.FAIL
+        try:
+            bridge.suggest(trial, self.spec)
+            result = self.objective(trial)
+            values, reason = _check_values(result, len(self.spec.objective.study_directions))
+            state = TrialState.COMPLETE if reason is None else TrialState.FAIL
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+        except WorkerStopped as stopped:
+            with self.signals.deferred():
+                frozen = self.study._storage.get_trial(trial._trial_id)
+                fail_lost_trials(
+                    self.study,
+                    [frozen],
+                    f"worker {self.config.worker_name} was stopped by {stopped}",
+                    retries=self.spec.trial.retries,
+                    requeue=True,
+                )
+            raise
+        except ObjectiveFailed as error:
+            reason = str(error)
+        except Exception as error:
+            reason = _exception_reason(error)
+        with self.signals.deferred():
+            if reason is not None:
+                trial.set_user_attr(FAIL_REASON_ATTR, scrub(reason, self.storage_url)[-2000:])
+            self.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+        _log_trial(trial, state, values, reason, time.monotonic() - started)
+        return state
+
+
+def _check_values(result: Any, expected: int) -> tuple[Sequence[float] | None, str | None]:
+    """The objective's return as a list of floats, or the reason it is not acceptable."""
+    items = list(result) if isinstance(result, list | tuple) else [result]
+    if len(items) != expected:
+        return None, f"objective returned {len(items)} value(s); the study has {expected} direction(s)"
+    values: list[float] = []
+    for item in items:
+        try:
+            number = float(item)
+        except (TypeError, ValueError):
+            return None, f"objective returned {item!r}, which is not a number"
+        if math.isnan(number):
+            return None, "objective returned NaN"
+        if math.isinf(number):
+            return None, f"objective returned {number}"
+        values.append(number)
+    return values, None
+
+
+def _exception_reason(error: BaseException) -> str:
+    frames = traceback.format_exception(type(error), error, error.__traceback__)
+    tail = "".join(frames[-3:]).strip()
+    return f"{type(error).__name__}: {error}\n{tail}"
+
+
+def _log_trial(
+    trial: optuna.Trial,
+    state: TrialState,
+    values: Sequence[float] | None,
+    reason: str | None,
+    seconds: float,
+) -> None:
+    if state == TrialState.COMPLETE and values is not None:
+        outcome = "value " + ", ".join(f"{v:.6g}" for v in values)
+    elif state == TrialState.PRUNED:
+        outcome = "pruned"
+    else:
+        outcome = f"failed: {(reason or '').splitlines()[0] if reason else 'unknown'}"
+    _logger.info(
+        "trial %d %s in %.2fs with %s", trial.number, outcome, seconds, trial.params
+    )
