@@ -93,7 +93,7 @@ def grid(spec: StudySpec) -> dict[str, list[Any]]:
             values[name] = list(range(param.low, param.high + 1, param.step))
         else:
             assert param.step is not None  # the spec refuses a grid float without a step
-            count = int(round((param.high - param.low) / param.step)) + 1
+            count = round((param.high - param.low) / param.step) + 1
             values[name] = [round(param.low + i * param.step, 12) for i in range(count)]
     return values
 
@@ -138,8 +138,13 @@ def _construct(cls: type, args: dict[str, Any], path: str) -> Any:
     for name in args:
         if name not in accepted:
             raise SpecError(
-                [(f"{path}.{name}", f"{cls.__name__} has no argument {name!r} "
-                  f"(it takes: {', '.join(accepted)})")]
+                [
+                    (
+                        f"{path}.{name}",
+                        f"{cls.__name__} has no argument {name!r} "
+                        f"(it takes: {', '.join(accepted)})",
+                    )
+                ]
             )
     try:
         with warnings.catch_warnings():
@@ -225,8 +230,13 @@ def prepare_study(
     )
     if [d.name.lower() for d in study.directions] != directions:
         raise SpecError(
-            [("spec.objective", f"study {study_name!r} already exists with directions "
-              f"{[d.name.lower() for d in study.directions]}")]
+            [
+                (
+                    "spec.objective",
+                    f"study {study_name!r} already exists with directions "
+                    f"{[d.name.lower() for d in study.directions]}",
+                )
+            ]
         )
     previous = stored_spec(storage, study._study_id)
     if previous is not None and previous.started_fields() != spec.started_fields():
@@ -236,9 +246,14 @@ def prepare_study(
             if previous.started_fields().get(key) != value
         ]
         raise SpecError(
-            [(f"spec.{changed[0]}", f"study {study_name!r} already ran with a different "
-              f"{' and '.join(changed)}; its trials would not be comparable. Use a new name "
-              "or delete the study first")]
+            [
+                (
+                    f"spec.{changed[0]}",
+                    f"study {study_name!r} already ran with a different "
+                    f"{' and '.join(changed)}; its trials would not be comparable. Use a new name "
+                    "or delete the study first",
+                )
+            ]
         )
     names = spec.objective.metric_names
     if names is not None and study.metric_names != names:

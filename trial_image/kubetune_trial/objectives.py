@@ -97,9 +97,7 @@ def format_value(value: Any) -> str:
 
 def fill_placeholders(argv: Sequence[str], values: dict[str, Any]) -> list[str]:
     """``argv`` with each ``{name}`` replaced by its value."""
-    return [
-        PLACEHOLDER.sub(lambda m: format_value(values[m.group(1)]), arg) for arg in argv
-    ]
+    return [PLACEHOLDER.sub(lambda m: format_value(values[m.group(1)]), arg) for arg in argv]
 
 
 class CommandObjective:
@@ -143,9 +141,7 @@ class CommandObjective:
         except OSError as error:
             raise ObjectiveFailed(f"cannot start {argv[0]!r}: {error}") from None
         stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
-        reader = threading.Thread(
-            target=_pump_stderr, args=(process, stderr_tail), daemon=True
-        )
+        reader = threading.Thread(target=_pump_stderr, args=(process, stderr_tail), daemon=True)
         reader.start()
         latest: dict[str, float] = {}
         primary = self.metric_names[0]

@@ -204,7 +204,10 @@ def _check_values(result: Any, expected: int) -> tuple[Sequence[float] | None, s
     """The objective's return as a list of floats, or the reason it is not acceptable."""
     items = list(result) if isinstance(result, list | tuple) else [result]
     if len(items) != expected:
-        return None, f"objective returned {len(items)} value(s); the study has {expected} direction(s)"
+        return (
+            None,
+            f"objective returned {len(items)} value(s); the study has {expected} direction(s)",
+        )
     values: list[float] = []
     for item in items:
         try:
@@ -238,6 +241,4 @@ def _log_trial(
         outcome = "pruned"
     else:
         outcome = f"failed: {(reason or '').splitlines()[0] if reason else 'unknown'}"
-    _logger.info(
-        "trial %d %s in %.2fs with %s", trial.number, outcome, seconds, trial.params
-    )
+    _logger.info("trial %d %s in %.2fs with %s", trial.number, outcome, seconds, trial.params)

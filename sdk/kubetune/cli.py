@@ -1,0 +1,256 @@
+"""The ``kubetune`` command.
+
+``kubetune run STUDY.yaml`` runs a study on this machine; ``kubetune crd``
+prints the CustomResourceDefinition; ``kubetune validate`` checks a file.
+
+Exit codes: 0 done, 1 the study failed (too many failed trials), 2 bad input
+(the message names the field), 3 the run could not go on, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="kubetune",
+    help="Kubernetes-native hyperparameter tuning on Optuna.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+EXIT_STUDY_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_RUN_ERROR = 3
+EXIT_INTERRUPTED = 130
+
+
+def _load(path: Path) -> object:
+    from kubetune.spec import SpecError, load_study
+
+    if not path.is_file():
+        errors.print(f"[red]error:[/] {path}: no such file")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        return load_study(path)
+    except SpecError as error:
+        errors.print(f"[red]error:[/] {path} is not a valid Study:")
+        for field, reason in error.problems:
+            errors.print(f"  {field}: {reason}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+@app.command()
+def validate(
+    path: Annotated[Path, typer.Argument(help="A Study YAML file.")],
+) -> None:
+    """Check a Study file without running it."""
+    from kubetune.bridge import check_buildable
+    from kubetune.spec import SpecError, Study
+
+    study = _load(path)
+    assert isinstance(study, Study)
+    try:
+        check_buildable(study.spec)
+    except SpecError as error:
+        for field, reason in error.problems:
+            errors.print(f"[red]error:[/] {field}: {reason}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(f"{path}: valid Study [bold]{study.metadata.name}[/]")
+
+
+@app.command()
+def crd() -> None:
+    """Print the Study CustomResourceDefinition (what crds/study.yaml holds)."""
+    from kubetune.crd import crd_yaml
+
+    typer.echo(crd_yaml(), nl=False)
+
+
+@app.command()
+def run(
+    path: Annotated[Path, typer.Argument(help="A Study YAML file.")],
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            "--trials", "-n", min=1, help="Run this many more trials (default: the budget)."
+        ),
+    ] = None,
+    parallelism: Annotated[
+        int | None,
+        typer.Option("--parallelism", "-p", min=1, help="Worker processes (default: the spec's)."),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="An Optuna storage URL (default: $KUBETUNE_STORAGE_URL, spec.storage.url, "
+            "or the embedded PostgreSQL).",
+            show_default=False,
+        ),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Delete the study's earlier trials and start over.")
+    ] = False,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the best parameters.")
+    ] = Path("best_params.json"),
+) -> None:
+    """Run a study on this machine with worker processes, until its budget is spent.
+
+    Running it again continues the study; Ctrl-C stops the workers and keeps every
+    finished trial.
+    """
+    import contextlib
+
+    import optuna
+
+    from kubetune.embedded import embedded_postgres
+    from kubetune.local import LocalRun, LocalRunError
+    from kubetune.spec import SpecError, Study
+    from kubetune.storage import StorageUnavailable, redact
+
+    study = _load(path)
+    assert isinstance(study, Study)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = storage or os.environ.get("KUBETUNE_STORAGE_URL") or study.spec.storage.url
+    with contextlib.ExitStack() as stack:
+        if url is None:
+            console.print("[dim]starting the embedded PostgreSQL…[/]")
+            url = stack.enter_context(embedded_postgres())
+        console.print(f"[dim]storage: {redact(url)}[/]", soft_wrap=True)
+        reporter = _ProgressReporter(study.metadata.name)
+        stack.enter_context(reporter)
+        local = LocalRun(
+            study,
+            url,
+            trials=trials,
+            parallelism=parallelism,
+            fresh=fresh,
+            on_progress=reporter.update,
+            on_message=reporter.message,
+        )
+        try:
+            result = local.run()
+        except SpecError as error:
+            reporter.close()
+            for field, reason in error.problems:
+                errors.print(f"[red]error:[/] {field}: {reason}", highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except (LocalRunError, StorageUnavailable) as error:
+            reporter.close()
+            errors.print(f"[red]error:[/] {error}", highlight=False, markup=False)
+            raise typer.Exit(EXIT_RUN_ERROR) from None
+    _report(result, output, local.log_dir)
+    if result.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.failed:
+        raise typer.Exit(EXIT_STUDY_FAILED)
+
+
+class _ProgressReporter:
+    """A live progress bar: trials done of the budget, counts by state, best so far."""
+
+    def __init__(self, name: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._progress = Progress(
+            "[bold]{task.fields[name]}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            "{task.description}",
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self._task = self._progress.add_task("starting", name=name, total=None)
+        self._best: int | None = None
+
+    def __enter__(self) -> _ProgressReporter:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._progress.stop()
+
+    def message(self, text: str) -> None:
+        self._progress.console.print(f"[yellow]•[/] {text}", highlight=False)
+
+    def update(self, progress: object) -> None:
+        from kubetune.local import Progress
+
+        assert isinstance(progress, Progress)
+        counts = progress.counts
+        best = ""
+        if progress.best_values is not None:
+            best = " · best " + ", ".join(f"{v:.6g}" for v in progress.best_values)
+            if progress.best_number != self._best:
+                self._best = progress.best_number
+                self._progress.console.print(
+                    f"[green]new best[/] trial {progress.best_number}:"
+                    + best.removeprefix(" · best"),
+                    highlight=False,
+                )
+        self._progress.update(
+            self._task,
+            total=progress.max_trials,
+            completed=min(counts.finished, progress.max_trials),
+            description=(
+                f"[green]{counts.complete} complete[/] · [yellow]{counts.pruned} pruned[/] · "
+                f"[red]{counts.failed} failed[/] · {counts.running} running{best}"
+            ),
+        )
+
+
+def _report(result: object, output: Path, log_dir: Path) -> None:
+    from kubetune.local import LocalResult, write_best_params
+
+    assert isinstance(result, LocalResult)
+    counts = result.counts
+    console.print(
+        f"study [bold]{result.study_name}[/]: {counts.complete} complete, {counts.pruned} pruned, "
+        f"{counts.failed} failed"
+    )
+    if result.interrupted:
+        console.print(
+            "[yellow]stopped by Ctrl-C[/]; finished trials are kept"
+            + (f", {len(result.requeued)} running trial(s) re-queued" if result.requeued else "")
+            + ". Run the same command to continue."
+        )
+    elif result.stop is not None:
+        style = "red" if result.failed else "green"
+        console.print(f"[{style}]{result.stop.value}[/]: {result.stop_message}")
+    if result.best_trials:
+        table = Table(title="Best trial" if len(result.best_trials) == 1 else "Pareto front")
+        table.add_column("trial", justify="right")
+        table.add_column("value(s)")
+        table.add_column("params")
+        for trial in result.best_trials:
+            table.add_row(
+                str(trial["number"]),
+                ", ".join(f"{v:.6g}" for v in trial["values"]),
+                "\n".join(f"{k} = {v!r}" for k, v in trial["params"].items()),
+            )
+        console.print(table)
+        if write_best_params(result, output):
+            console.print(f"best parameters written to [bold]{output}[/]")
+    else:
+        console.print("[yellow]no trial completed; no best parameters to write[/]")
+    console.print(f"[dim]worker logs: {log_dir}[/]")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
