@@ -44,8 +44,10 @@ def _structural(node: dict[str, Any]) -> dict[str, Any]:
     for key in ("anyOf", "oneOf"):
         if key in node:
             options = node.pop(key)
-            node = {**_merge_union(options), **node}
-            break
+            merged = _structural({**_merge_union(options), **node})
+            if description:
+                merged["description"] = " ".join(description.split())
+            return merged
 
     if "const" in node:
         node["enum"] = [node.pop("const")]

@@ -136,6 +136,7 @@ class LocalRun:
         self._workers: list[_WorkerProcess] = []
         self._next_index = 0
         self._crashes_without_progress = 0
+        self._trials_at_start = 0
 
     # -------------------------------------------------------------- setup
 
@@ -161,6 +162,7 @@ class LocalRun:
         deadline = time.time() + timeout if timeout else None
         study = bridge.prepare_study(storage, self.study_name, spec, deadline=deadline)
         self._recover_abandoned(study, spec)
+        self._trials_at_start = len(study.get_trials(deepcopy=False))
         return study, spec
 
     def _recover_abandoned(self, study: optuna.Study, spec: StudySpec) -> None:
@@ -193,7 +195,10 @@ class LocalRun:
         name = f"{self.run_id}:w{index}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"worker-{index}.log"
-        config = WorkerConfig(study_name=self.study_name, worker_name=name, worker_index=index)
+        # The seed offset also counts earlier trials, so a continued study does not
+        # replay the random start of its first run.
+        seed_index = index + self._trials_at_start
+        config = WorkerConfig(study_name=self.study_name, worker_name=name, worker_index=seed_index)
         env = {**os.environ, **config.to_env(), STORAGE_URL_ENV: self.url}
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p

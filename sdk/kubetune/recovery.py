@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
@@ -43,25 +42,8 @@ def fail_trial(storage: optuna.storages.BaseStorage, trial_id: int, reason: str)
     try:
         storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason[-2000:])
         return storage.set_trial_state_values(trial_id, TrialState.FAIL)
-    except (UpdateFinishedTrialError, RuntimeError):
+    except UpdateFinishedTrialError:
         return False
-
-
-def retry(study: optuna.Study, trial: FrozenTrial, *, count_attempt: bool = True) -> None:
-    """Queue ``trial``'s parameters to run again, and mark ``trial`` as retried.
-
-    ``count_attempt=False`` re-queues without using up one of the spec's retries
-    (the trial was stopped on purpose: suspend, Ctrl-C).
-    """
-    attempt = int(trial.user_attrs.get(ATTEMPT_ATTR, 1))
-    study.enqueue_trial(
-        trial.params,
-        user_attrs={
-            RETRY_OF_ATTR: trial.number,
-            ATTEMPT_ATTR: attempt + 1 if count_attempt else attempt,
-        },
-    )
-    study._storage.set_trial_user_attr(trial._trial_id, RETRIED_ATTR, True)
 
 
 def fail_lost_trials(
@@ -72,20 +54,37 @@ def fail_lost_trials(
     retries: int,
     requeue: bool = False,
 ) -> list[int]:
-    """Fail each running trial in ``trials`` with ``reason``; retry those with
-    attempts left (all of them when ``requeue``). Returns the numbers failed.
+    """Fail each running trial in ``trials`` with ``reason``, and queue its
+    parameters again if it has attempts left (always, with ``requeue``: the
+    trial was stopped on purpose, by suspend or Ctrl-C, and that costs no attempt).
+    Returns the numbers of the trials failed.
 
     Safe to call twice or from two supervisors: a trial already finished is left alone.
     """
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    storage = study._storage
     failed: list[int] = []
     for trial in trials:
-        if not fail_trial(study._storage, trial._trial_id, reason):
+        attempt = int(trial.user_attrs.get(ATTEMPT_ATTR, 1))
+        again = requeue or attempt <= retries
+        try:
+            if again:
+                # Marked while still running: Optuna refuses attributes on finished trials.
+                storage.set_trial_user_attr(trial._trial_id, RETRIED_ATTR, True)
+        except UpdateFinishedTrialError:
+            continue
+        if not fail_trial(storage, trial._trial_id, reason):
             continue
         failed.append(trial.number)
-        attempt = int(trial.user_attrs.get(ATTEMPT_ATTR, 1))
-        if requeue or attempt <= retries:
-            with contextlib.suppress(Exception):
-                retry(study, trial, count_attempt=not requeue)
+        if again:
+            study.enqueue_trial(
+                trial.params,
+                user_attrs={
+                    RETRY_OF_ATTR: trial.number,
+                    ATTEMPT_ATTR: attempt if requeue else attempt + 1,
+                },
+            )
     return failed
 
 

@@ -339,12 +339,14 @@ class BuiltinData(_Model):
 
     ``path`` is a CSV or Parquet file (a mounted volume in a cluster);
     ``dataset`` names one that ships inside an installed package, such as
-    ``sklearn:breast_cancer``. ``target`` is the label column of a file.
+    ``sklearn:breast_cancer``. ``target`` is the label column of a file;
+    ``features`` limits the columns used (default: every other column).
     """
 
     path: str | None = None
     dataset: str | None = None
     target: str | None = None
+    features: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> BuiltinData:
@@ -352,11 +354,16 @@ class BuiltinData(_Model):
             raise _field_error("path", "give exactly one of path or dataset")
         if self.path is not None and self.target is None:
             raise _field_error("target", "required when data comes from a path")
+        if self.features is not None and self.target in self.features:
+            raise _field_error("features", f"lists the target column {self.target!r}")
         return self
 
 
 class Validation(_Model):
-    """A holdout split (``testSize``) or k-fold cross-validation (``folds``)."""
+    """A holdout split (``testSize``) or k-fold cross-validation (``folds``).
+
+    Classification splits are stratified; both are shuffled with the builtin's ``seed``.
+    """
 
     kind: Literal["holdout", "kfold"] = "holdout"
     test_size: float = Field(default=0.2, gt=0, lt=1)
@@ -364,7 +371,12 @@ class Validation(_Model):
 
 
 class SaveModel(_Model):
-    """Where the best trial's model goes: a filesystem path or an Optuna artifact store."""
+    """Where the best trial's model goes: a directory (``path``) or an Optuna
+    artifact store (``artifactStore``: a directory for ``FileSystemArtifactStore``).
+
+    Only the best trial's model is kept: a trial writes its model when its value
+    beats every model saved before it.
+    """
 
     path: str | None = None
     artifact_store: str | None = None
@@ -377,7 +389,16 @@ class SaveModel(_Model):
 
 
 class BuiltinObjective(_Model):
-    """A ready-made objective: train a LightGBM, XGBoost or Lightning model on a table."""
+    """A ready-made objective: train a LightGBM, XGBoost or Lightning model on a table.
+
+    The metric is ``spec.objective.metric`` (auc, logloss, accuracy, f1, rmse,
+    mae or r2). The search space is the model's default one, updated name by
+    name with ``spec.searchSpace`` (or replaced by it with
+    ``defaultSearchSpace: false``), less the names fixed in ``params``.
+    ``maxEpochs`` is the training length: boosting rounds for lightgbm and
+    xgboost, epochs for lightning. ``device: auto`` uses a GPU when the pod
+    has one.
+    """
 
     model: Literal["lightgbm", "xgboost", "lightning"]
     tuner: Literal["default", "stepwise"] = "default"
@@ -386,7 +407,9 @@ class BuiltinObjective(_Model):
     validation: Validation = Field(default_factory=Validation)
     seed: int = 0
     params: dict[str, Any] = Field(default_factory=dict)
+    default_search_space: bool = True
     max_epochs: int | None = Field(default=None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     save_model: SaveModel | None = None
 
     @model_validator(mode="after")

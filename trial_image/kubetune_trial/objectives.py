@@ -65,7 +65,7 @@ def load_objective(spec: StudySpec, study_name: str) -> Objective:
         from kubetune_trial.builtin import load_builtin
     except ImportError as error:  # the builtin package needs optional extras
         raise ObjectiveNotLoadable("spec.trial.builtin", f"not available here: {error}") from None
-    return load_builtin(spec)
+    return load_builtin(spec, study_name)
 
 
 def _load_python(entry: str) -> Objective:

@@ -1,0 +1,50 @@
+"""Objectives the runner tests run in real worker processes (unchanged Optuna code)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import optuna
+
+
+def quadratic(trial: optuna.Trial) -> float:
+    x = trial.suggest_float("x", -10, 10)
+    return (x - 2) ** 2
+
+
+def reports_steps(trial: optuna.Trial) -> float:
+    """Reports x at steps 0..4; a ThresholdPruner(upper=...) prunes large x."""
+    x = trial.suggest_float("x", 0, 10)
+    trial.set_user_attr("seen_by", "objective")
+    for step in range(5):
+        trial.report(x + step, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return x
+
+
+def raises(trial: optuna.Trial) -> float:
+    trial.suggest_float("x", 0, 1)
+    raise ValueError("boom: the objective broke")
+
+
+def returns_nan(trial: optuna.Trial) -> float:
+    trial.suggest_float("x", 0, 1)
+    return float("nan")
+
+
+def sleeps(trial: optuna.Trial) -> float:
+    """Sleeps as long as KT_SLEEP says (default 30 s), so a test can kill its worker."""
+    x = trial.suggest_float("x", 0, 1)
+    marker = os.environ.get("KT_STARTED_MARKER")
+    if marker:
+        with open(marker, "a") as handle:
+            handle.write(f"{trial.number} {os.getpid()}\n")
+    time.sleep(float(os.environ.get("KT_SLEEP", "30")))
+    return x
+
+
+def two_objectives(trial: optuna.Trial) -> tuple[float, float]:
+    x = trial.suggest_float("x", 0, 1)
+    return x, 1 - x

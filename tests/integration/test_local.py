@@ -1,0 +1,267 @@
+"""``kubetune run``: local mode end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import yaml
+from kubetune.recovery import FAIL_REASON_ATTR
+from optuna.trial import TrialState
+from runner_helpers import load
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def write_study(tmp_path: Path, spec: dict[str, Any], name: str = "local") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    document = {
+        "apiVersion": "kubetune.io/v1alpha1",
+        "kind": "Study",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def kubetune(*args: str) -> list[str]:
+    return [sys.executable, "-m", "kubetune.cli", *args]
+
+
+def run_cli(
+    env: dict[str, str], cwd: Path, *args: str, timeout: float = 150
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        kubetune(*args), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def cli_env(runner_env: dict[str, str]) -> dict[str, str]:
+    env = dict(runner_env)
+    env.pop("KUBETUNE_STORAGE_URL")  # the CLI takes --storage, as a user would pass it
+    env["COLUMNS"] = "160"
+    return env
+
+
+SPEC: dict[str, Any] = {
+    "objective": {"direction": "minimize"},
+    "searchSpace": {
+        "x": {"type": "float", "low": -10, "high": 10},
+        "flavour": {"type": "categorical", "choices": ["café", "thé"]},
+    },
+    "sampler": {"name": "tpe", "seed": 0},
+    "budget": {"maxTrials": 12, "parallelism": 2},
+    "trial": {"python": "kt_test_objectives:quadratic"},
+}
+
+
+def test_two_workers_run_the_budget_and_write_best_params(
+    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    study_file = write_study(tmp_path, SPEC)
+    result = run_cli(cli_env, tmp_path, "run", str(study_file), "--storage", storage_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    study = load(storage_url, "local")
+    assert len(study.trials) == 12
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    workers = {t.user_attrs["kubetune.worker"] for t in study.trials}
+    assert len(workers) == 2, workers
+    best = json.loads((tmp_path / "best_params.json").read_text(encoding="utf-8"))
+    assert best == study.best_params
+    assert "12 complete" in result.stdout
+    assert "Best trial" in result.stdout
+    assert "MaxTrialsReached" in result.stdout
+    assert "postgres@" not in result.stdout or "***" not in storage_url  # no password to leak
+
+
+def test_running_again_continues_the_study(
+    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    study_file = write_study(tmp_path, {**SPEC, "budget": {"maxTrials": 4, "parallelism": 2}})
+    first = run_cli(cli_env, tmp_path, "run", str(study_file), "--storage", storage_url)
+    assert first.returncode == 0, first.stderr
+    again = run_cli(cli_env, tmp_path, "run", str(study_file), "--storage", storage_url)
+    assert again.returncode == 0, again.stderr
+    assert len(load(storage_url, "local").trials) == 4, "a spent budget must not run more"
+    more = run_cli(
+        cli_env, tmp_path, "run", str(study_file), "--storage", storage_url, "--trials", "3"
+    )
+    assert more.returncode == 0, more.stderr
+    assert len(load(storage_url, "local").trials) == 7
+    fresh = run_cli(cli_env, tmp_path, "run", str(study_file), "--storage", storage_url, "--fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    assert len(load(storage_url, "local").trials) == 4
+
+
+def test_changed_search_space_is_refused_on_continue(
+    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    study_file = write_study(tmp_path, {**SPEC, "budget": {"maxTrials": 2}})
+    assert (
+        run_cli(cli_env, tmp_path, "run", str(study_file), "--storage", storage_url).returncode == 0
+    )
+    changed = dict(SPEC, searchSpace={"x": {"type": "float", "low": 0, "high": 1}})
+    study_file = write_study(tmp_path, changed)
+    result = run_cli(cli_env, tmp_path, "run", str(study_file), "--storage", storage_url)
+    assert result.returncode == 2
+    assert (
+        "spec.searchSpace: study 'local' already ran with a different searchSpace" in result.stderr
+    )
+
+
+def test_bad_study_file_names_the_field(cli_env: dict[str, str], tmp_path: Path) -> None:
+    bad = dict(SPEC, budget={"maxTrials": 0})
+    result = run_cli(cli_env, tmp_path, "run", str(write_study(tmp_path, bad)))
+    assert result.returncode == 2
+    assert "spec.budget.maxTrials: must be greater than or equal to 1" in result.stderr
+
+
+def test_objective_that_does_not_import_stops_the_run(
+    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    spec = dict(SPEC, trial={"python": "missing_module:objective"})
+    result = run_cli(
+        cli_env, tmp_path, "run", str(write_study(tmp_path, spec)), "--storage", storage_url
+    )
+    assert result.returncode == 3
+    assert "spec.trial.python: cannot import 'missing_module'" in result.stderr
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    return [
+        p
+        for p in psutil.Process(pid).children(recursive=True)
+        if "kubetune_trial" in " ".join(p.cmdline())
+    ]
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.1)
+
+
+def test_ctrl_c_stops_cleanly_and_loses_no_finished_trial(
+    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+    spec = dict(
+        SPEC,
+        trial={"python": "kt_test_objectives:sleeps"},
+        budget={"maxTrials": 6, "parallelism": 2},
+    )
+    study_file = write_study(tmp_path, spec)
+    env = {**cli_env, "KT_SLEEP": "0.6", "KT_STARTED_MARKER": str(marker)}
+    process = subprocess.Popen(
+        kubetune("run", str(study_file), "--storage", storage_url),
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    study = None
+
+    def some_finished_and_some_running() -> bool:
+        nonlocal study
+        try:
+            study = load(storage_url, "local")
+        except KeyError:
+            return False
+        states = [t.state for t in study.trials]
+        return TrialState.COMPLETE in states and TrialState.RUNNING in states
+
+    _wait_for(some_finished_and_some_running)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stdout + stderr
+    assert "stopped by Ctrl-C" in stdout
+    study = load(storage_url, "local")
+    finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    interrupted = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert finished
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert all("stopped by SIGTERM" in t.user_attrs[FAIL_REASON_ATTR] for t in interrupted)
+    assert not _children(process.pid) if psutil.pid_exists(process.pid) else True
+    # The same command continues: the interrupted trials run again and the budget completes.
+    result = run_cli(
+        {**env, "KT_SLEEP": "0"}, tmp_path, "run", str(study_file), "--storage", storage_url
+    )
+    assert result.returncode == 0, result.stderr
+    study = load(storage_url, "local")
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 6
+    retried_params = [t.params for t in interrupted if t.params]  # not stopped before suggesting
+    assert all(p in [t.params for t in complete] for p in retried_params), [
+        (t.number, t.state, t.params, t.user_attrs) for t in study.trials
+    ]
+
+
+def test_a_killed_worker_is_recovered_and_replaced(
+    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+    spec = dict(
+        SPEC,
+        trial={"python": "kt_test_objectives:sleeps", "retries": 1},
+        budget={"maxTrials": 4, "parallelism": 2},
+    )
+    env = {**cli_env, "KT_SLEEP": "1.5", "KT_STARTED_MARKER": str(marker)}
+    process = subprocess.Popen(
+        kubetune("run", str(write_study(tmp_path, spec)), "--storage", storage_url),
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(marker.exists)
+    victim = int(marker.read_text().split()[1])  # the worker running the first trial
+    os.kill(victim, signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stdout + stderr
+    assert "was killed by SIGKILL" in stdout
+    study = load(storage_url, "local")
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(failed) == 1
+    assert "was killed by SIGKILL" in failed[0].user_attrs[FAIL_REASON_ATTR]
+    assert len(complete) == 4, "the retry replaced the lost trial in the budget"
+    assert failed[0].params in [t.params for t in complete]
+
+
+def test_embedded_postgres_is_the_default_and_keeps_the_study(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**cli_env, "KUBETUNE_HOME": str(tmp_path / "home")}
+    study_file = write_study(tmp_path, {**SPEC, "budget": {"maxTrials": 3, "parallelism": 2}})
+    first = run_cli(env, tmp_path, "run", str(study_file))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "embedded PostgreSQL" in first.stdout
+    second = run_cli(env, tmp_path, "run", str(study_file), "--trials", "2")
+    assert second.returncode == 0, second.stderr
+    assert "5 complete" in second.stdout
+    # The server stopped with the command: nothing is left running on its data.
+    data = str(tmp_path / "home" / "postgres")
+    leftovers = [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "postgres" and data in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not leftovers

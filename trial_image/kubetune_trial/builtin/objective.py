@@ -1,0 +1,142 @@
+"""The built-in objective: everything checked and loaded once per worker, then
+one model trained per trial.
+
+Checked before any trial (each problem raises :class:`ObjectiveNotLoadable`
+naming the spec field, and the worker exits with code 3): the metric and the
+study's direction, the data and its target, the search space, the device,
+the model target.
+
+Example:
+    >>> objective = BuiltinTrialObjective(spec, "cancer")   # doctest: +SKIP
+    >>> objective(trial)                                     # doctest: +SKIP
+    0.993
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+import optuna
+from kubetune.spec import StudySpec
+
+from kubetune_trial.builtin.data import load_table, split
+from kubetune_trial.builtin.device import decide, probe
+from kubetune_trial.builtin.metrics import DEFAULT_METRIC, METRICS, Metric
+from kubetune_trial.builtin.problem import Problem, Trainer
+from kubetune_trial.builtin.saving import ModelKeeper
+from kubetune_trial.builtin.space import effective_space, suggest_all
+from kubetune_trial.objectives import ObjectiveNotLoadable
+
+#: The trial user attribute recording where the model trained ("cuda" or "cpu").
+DEVICE_ATTR = "kubetune.device"
+
+_MODULES = {
+    "lightgbm": ("kubetune_trial.builtin.lightgbm_model", "lightgbm"),
+    "xgboost": ("kubetune_trial.builtin.xgboost_model", "xgboost"),
+    "lightning": ("kubetune_trial.builtin.lightning_model", "lightning"),
+}
+
+
+def resolve_metric(spec: StudySpec) -> Metric:
+    """The spec's metric, checked against the builtin's task and the study's direction."""
+    builtin = spec.trial.builtin
+    assert builtin is not None
+    name = spec.objective.metric or DEFAULT_METRIC[builtin.task]
+    if name not in METRICS:
+        raise ObjectiveNotLoadable(
+            "spec.objective.metric",
+            f"{name!r} is not a built-in metric (choose from {', '.join(METRICS)})",
+        )
+    metric = METRICS[name]
+    if metric.task != builtin.task:
+        raise ObjectiveNotLoadable(
+            "spec.objective.metric",
+            f"{name} is a {metric.task} metric, but spec.trial.builtin.task is {builtin.task}",
+        )
+    direction = spec.objective.study_directions[0]
+    if direction != metric.direction:
+        better = "higher" if metric.higher_is_better else "lower"
+        stated = spec.objective.direction or "unset, which means minimize"
+        raise ObjectiveNotLoadable(
+            "spec.objective.direction",
+            f"must be {metric.direction} for metric {name} ({better} is better); it is {stated}",
+        )
+    return metric
+
+
+def _trainer_module(model: str) -> Trainer:
+    module_name, package = _MODULES[model]
+    try:
+        return importlib.import_module(module_name)  # type: ignore[return-value]
+    except ImportError as error:
+        raise ObjectiveNotLoadable(
+            "spec.trial.builtin.model",
+            f"{model} cannot be imported here ({error}); use the kubetune trial image or "
+            f"pip install 'kubetune[{package}]'",
+        ) from None
+
+
+class BuiltinTrialObjective:
+    """A ready-made objective for ``spec.trial.builtin`` (see :mod:`kubetune_trial.builtin`)."""
+
+    def __init__(self, spec: StudySpec, study_name: str) -> None:
+        builtin = spec.trial.builtin
+        assert builtin is not None
+        self.spec = spec
+        metric = resolve_metric(spec)
+        module = _trainer_module(builtin.model)
+        table = load_table(builtin.data, builtin.task)
+        folds = split(table, builtin.validation, builtin.seed)
+        device = decide(builtin.model, builtin.device, probe(builtin.model))
+        self.space = {} if builtin.tuner == "stepwise" else effective_space(spec)
+        if builtin.model == "lightning":
+            from kubetune_trial.builtin.lightning_model import check_names
+
+            check_names(list(spec.search_space), "spec.searchSpace")
+            check_names(list(builtin.params), "spec.trial.builtin.params")
+        self.problem = Problem(
+            table=table,
+            task=builtin.task,
+            metric=metric,
+            folds=folds,
+            rounds=builtin.max_epochs or module.DEFAULT_ROUNDS,
+            seed=builtin.seed,
+            device=device,
+            fixed=dict(builtin.params),
+        )
+        self.trainer: Trainer = module
+        if builtin.tuner == "stepwise":
+            from kubetune_trial.builtin import stepwise
+
+            stepwise.check(spec)
+            self.trainer = stepwise.StepwiseTrainer(self.problem)
+        self.keeper = (
+            ModelKeeper(
+                builtin.save_model,
+                study_name,
+                maximize=metric.higher_is_better,
+                model_file=self.trainer.MODEL_FILE,
+            )
+            if builtin.save_model is not None
+            else None
+        )
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = suggest_all(trial, self.spec, self.space)
+        trial.set_user_attr(DEVICE_ATTR, self.problem.device.device)
+        outcome = self.trainer.train(trial, params, self.problem)
+        if self.keeper is not None:
+            info: dict[str, Any] = {
+                "metric": self.problem.metric.name,
+                "model": self.spec.trial.builtin.model if self.spec.trial.builtin else "",
+                "features": self.problem.table.feature_names,
+                "classes": self.problem.table.classes,
+            }
+            self.keeper.offer(trial, outcome.value, outcome.write, info)
+        return outcome.value
+
+
+def study_name_from_env() -> str:
+    return os.environ.get("KUBETUNE_STUDY_NAME", "") or "study"
