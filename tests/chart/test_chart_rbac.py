@@ -1,0 +1,234 @@
+"""The operator's RBAC: exactly the API calls of its contract, in the right scope for each way
+of running it, and (when recorded) exactly the calls its e2e tests make.
+
+The recorded calls live in ``tests/chart/operator_api_calls.json``, written by whoever records
+them from the e2e tests.  Either a list of calls, or an object that also gives the chart values
+matching how the recorded operator ran (the default: ``{}``, all namespaces, standalone)::
+
+    [["kubetune.io", "studies", "watch"], ["", "pods", "create"], ...]
+    {"values": {"operator": {"replicas": 2}}, "calls": [{"apiGroup": "", "resource": "pods",
+     "verb": "create"}, ...]}
+
+A call is (API group, resource, verb): the core group is "", a subresource is written
+``studies/status``, and the verb is Kubernetes' (GET of one object: get; GET of a collection:
+list; ``?watch=true``: watch; POST: create; PUT: update; PATCH: patch; DELETE: delete).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chart_support import NAMESPACE, VALUE_SETS, Rendered
+
+Permission = tuple[str, str, str]  # (apiGroup, resource, verb)
+
+RECORDED_CALLS = Path(__file__).resolve().parent / "operator_api_calls.json"
+
+
+def _expand(rules: dict[tuple[str, str], str]) -> set[Permission]:
+    return {(group, res, verb) for (group, res), verbs in rules.items() for verb in verbs.split()}
+
+
+#: The operator's contract: what it calls in every namespace it serves.
+SERVED_NAMESPACE = _expand(
+    {
+        ("kubetune.io", "studies"): "get list watch patch update",
+        ("kubetune.io", "studies/status"): "get patch update",
+        ("", "pods"): "get list watch create delete patch",
+        ("", "configmaps"): "get list watch create patch update delete",
+        ("", "secrets"): "get create patch",
+        ("", "events"): "create patch",
+        ("events.k8s.io", "events"): "create patch",
+    }
+)
+#: Kopf's resource scanning, always cluster-wide.
+CRD_SCANNING = _expand({("apiextensions.k8s.io", "customresourcedefinitions"): "list watch"})
+#: Kopf follows namespaces appearing and disappearing only when it serves a list of them.
+NAMESPACE_OBSERVATION = _expand({("", "namespaces"): "list watch"})
+CLUSTER_PEERING = _expand({("kopf.dev", "clusterkopfpeerings"): "get list watch patch"})
+NAMESPACED_PEERING = _expand({("kopf.dev", "kopfpeerings"): "get list watch patch"})
+
+
+def _permissions(rules: list[dict[str, Any]]) -> set[Permission]:
+    found = set()
+    for rule in rules:
+        assert "nonResourceURLs" not in rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    assert "*" not in (group, resource, verb), f"wildcard in {rule}"
+                    found.add((group, resource, verb))
+    return found
+
+
+def _bound_to_operator(
+    rendered: Rendered, kind: str, name: str, namespace: str | None, account: str
+) -> bool:
+    binding_kind = "ClusterRoleBinding" if kind == "ClusterRole" else "RoleBinding"
+    for binding in rendered.of_kind(binding_kind):
+        doc = binding.doc
+        if binding.namespace != namespace or doc["roleRef"] != {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": kind,
+            "name": name,
+        }:
+            continue
+        assert doc["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+        ]
+        return True
+    return False
+
+
+RoleKey = tuple[str, str, str | None]  # (kind, name, namespace)
+CLUSTER_ROLE: RoleKey = ("ClusterRole", "kubetune-operator", None)
+
+
+def _roles(
+    rendered: Rendered, account: str = "kubetune-operator"
+) -> dict[RoleKey, list[dict[str, Any]]]:
+    """The rules of every (Cluster)Role, each checked to be bound to the operator."""
+    roles = {}
+    for kind in ("ClusterRole", "Role"):
+        for role in rendered.of_kind(kind):
+            assert _bound_to_operator(rendered, kind, role.name, role.namespace, account), role.name
+            roles[(kind, role.name, role.namespace)] = role.doc["rules"]
+    return roles
+
+
+def effective_permissions(
+    rendered: Rendered, account: str = "kubetune-operator"
+) -> set[Permission]:
+    """Everything the operator's ServiceAccount may do, wherever."""
+    return set().union(*(_permissions(rules) for rules in _roles(rendered, account).values()))
+
+
+# ------------------------------------------------------------------------ the contract
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_all_namespaces_cluster_role_is_the_contract(render: Any, replicas: int) -> None:
+    rendered = render({"operator": {"replicas": replicas}})
+    roles = _roles(rendered)
+    assert set(roles) == {CLUSTER_ROLE}, "serving all namespaces needs no Role"
+    expected = SERVED_NAMESPACE | CRD_SCANNING | (CLUSTER_PEERING if replicas > 1 else set())
+    granted = _permissions(roles[CLUSTER_ROLE])
+    assert granted == expected, (
+        f"missing: {sorted(expected - granted)}; not in the contract: {sorted(granted - expected)}"
+    )
+    assert not any("resourceNames" in rule for rule in roles[CLUSTER_ROLE])
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_namespaced_roles_are_the_contract(render: Any, replicas: int) -> None:
+    rendered = render({"watchNamespaces": ["team-a", "team-b"], "operator": {"replicas": replicas}})
+    roles = _roles(rendered)
+    assert set(roles) == {
+        CLUSTER_ROLE,
+        ("Role", "kubetune-operator", "team-a"),
+        ("Role", "kubetune-operator", "team-b"),
+        ("Role", "kubetune-operator-storage", NAMESPACE),
+    }
+    assert _permissions(roles[CLUSTER_ROLE]) == CRD_SCANNING | NAMESPACE_OBSERVATION
+    expected = SERVED_NAMESPACE | (NAMESPACED_PEERING if replicas > 1 else set())
+    for namespace in ("team-a", "team-b"):
+        assert _permissions(roles[("Role", "kubetune-operator", namespace)]) == expected
+    # The release namespace is not served: only the default database Secret may be read there.
+    assert roles[("Role", "kubetune-operator-storage", NAMESPACE)] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["kubetune-postgresql"],
+            "verbs": ["get"],
+        }
+    ]
+
+
+def test_served_release_namespace_needs_no_storage_role(render: Any) -> None:
+    rendered = render(VALUE_SETS["namespaced-with-release-namespace"])
+    assert set(_roles(rendered)) == {
+        CLUSTER_ROLE,
+        ("Role", "kubetune-operator", NAMESPACE),
+        ("Role", "kubetune-operator", "team-a"),
+    }
+
+
+def test_storage_role_names_the_external_secret(render: Any) -> None:
+    rendered = render(
+        {
+            "watchNamespaces": ["team-a"],
+            "postgresql": {"enabled": False},
+            "externalDatabase": {"existingSecret": "tuning-db", "existingSecretKey": "dsn"},
+        }
+    )
+    rules = _roles(rendered)[("Role", "kubetune-operator-storage", NAMESPACE)]
+    assert rules[0]["resourceNames"] == ["tuning-db"]
+
+
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_no_value_set_grants_more_than_the_contract(render: Any, value_set: str) -> None:
+    values = VALUE_SETS[value_set]
+    account = values.get("serviceAccount", {}).get("name") or (
+        f"{values.get('fullnameOverride', 'kubetune')}-operator"
+    )
+    everything = (
+        SERVED_NAMESPACE
+        | CRD_SCANNING
+        | NAMESPACE_OBSERVATION
+        | CLUSTER_PEERING
+        | NAMESPACED_PEERING
+    )
+    assert effective_permissions(render(values), account) <= everything
+
+
+def test_rbac_can_be_left_to_the_cluster_admin(render: Any) -> None:
+    rendered = render({"rbac": {"create": False}})
+    assert not [m for m in rendered.manifests if m.doc["apiVersion"].startswith("rbac.")]
+
+
+def test_trial_service_accounts_have_no_token_and_no_rbac(render: Any) -> None:
+    rendered = render({"watchNamespaces": ["team-a", "team-b"]})
+    accounts = [m for m in rendered.of_kind("ServiceAccount") if m.name == "kubetune-trial"]
+    assert sorted(m.namespace for m in accounts) == sorted([NAMESPACE, "team-a", "team-b"])
+    for account in accounts:
+        assert account.doc["automountServiceAccountToken"] is False
+    for binding in rendered.of_kind("RoleBinding") + rendered.of_kind("ClusterRoleBinding"):
+        assert all(s["name"] != "kubetune-trial" for s in binding.doc["subjects"])
+
+
+# ------------------------------------------------------------- the recorded e2e calls
+
+
+def _recorded() -> tuple[dict[str, Any], set[Permission]]:
+    data = json.loads(RECORDED_CALLS.read_text())
+    values, calls = (
+        ({}, data) if isinstance(data, list) else (data.get("values", {}), data["calls"])
+    )
+    recorded = set()
+    for call in calls:
+        if isinstance(call, dict):
+            call = (call["apiGroup"], call["resource"], call["verb"])
+        group, resource, verb = call
+        recorded.add((group, resource, verb))
+    return values, recorded
+
+
+def test_rbac_is_exactly_the_calls_the_operator_makes_in_e2e(render: Any) -> None:
+    if not RECORDED_CALLS.exists():
+        pytest.skip(
+            f"{RECORDED_CALLS.name} is not there yet: record the (apiGroup, resource, verb) of "
+            "every API call the operator makes in the e2e tests into it (format in this "
+            "module's docstring) to compare the chart's RBAC with them"
+        )
+    values, recorded = _recorded()
+    granted = effective_permissions(render(values))
+    missing = sorted(recorded - granted)
+    unused = sorted(granted - recorded)
+    assert not missing, f"the operator calls these, the chart does not allow them: {missing}"
+    assert not unused, (
+        f"the chart allows these, the operator never called them in e2e: {unused} "
+        "(drop them from templates/_rbac.tpl, or cover them in the e2e tests)"
+    )
