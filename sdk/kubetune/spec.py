@@ -669,6 +669,7 @@ class StudyStatus(_Model):
     pareto_front: list[TrialSummary] = Field(default_factory=list, max_length=MAX_PARETO_FRONT)
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
+    failed_pods_without_trials: int = 0
     start_time: str | None = None
     completion_time: str | None = None
 

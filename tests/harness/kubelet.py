@@ -1094,6 +1094,9 @@ class FakeKubelet:
         }
         if exit_code and code < 0:
             terminated["signal"] = -code
+        message = self._fallback_termination_message(pod, run, exit_code)
+        if message:
+            terminated["message"] = message
         self._debug(
             f"{run.namespace}/{run.name}: pid {run.proc.pid} exited with {code} "
             f"-> exitCode {exit_code} ({reason})"
@@ -1134,6 +1137,21 @@ class FakeKubelet:
                 pod,
                 self._status(pod, run, phase=phase, ready=False, state={"terminated": terminated}),
             )
+
+    @staticmethod
+    def _fallback_termination_message(pod: dict[str, Any], run: _PodRun, exit_code: int) -> str:
+        """Kubernetes' ``FallbackToLogsOnError``: a failed container's message is the
+        tail of its log (the last 80 lines, at most 2048 bytes)."""
+        containers = (pod.get("spec") or {}).get("containers") or [{}]
+        policy = containers[0].get("terminationMessagePolicy")
+        if exit_code == 0 or policy != "FallbackToLogsOnError":
+            return ""
+        try:
+            text = run.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        lines = [line for line in text.splitlines() if not line.startswith("[fake-kubelet]")]
+        return "\n".join(lines[-80:]).encode()[-2048:].decode("utf-8", errors="replace")
 
     @staticmethod
     def _eviction_fields(message: str) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def _last_words(message: str) -> None:
     print(f"kubetune-trial: {message}", file=sys.stderr)
     path = Path(os.environ.get(TERMINATION_LOG_ENV, DEFAULT_TERMINATION_LOG))
     try:
-        if path.parent.is_dir():
+        if path.exists():  # the kubelet creates it in a pod; elsewhere there is none
             path.write_text(message[-4000:], encoding="utf-8")
     except OSError:
         pass

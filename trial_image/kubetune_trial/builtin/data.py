@@ -123,7 +123,9 @@ def _from_file(
         if suffix == ".csv":
             import pyarrow.csv
 
-            table = pyarrow.csv.read_csv(path)
+            # An empty field is a missing value, whatever the column's type.
+            options = pyarrow.csv.ConvertOptions(strings_can_be_null=True)
+            table = pyarrow.csv.read_csv(path, convert_options=options)
         else:
             import pyarrow.parquet
 

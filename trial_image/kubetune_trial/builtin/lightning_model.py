@@ -34,36 +34,16 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from kubetune_trial.builtin.metrics import METRICS
 from kubetune_trial.builtin.problem import Outcome, Problem
-from kubetune_trial.objectives import ObjectiveNotLoadable
+from kubetune_trial.builtin.space import LIGHTNING_DEFAULTS as DEFAULTS
 
 MODEL_FILE = "model.ckpt"
 DEFAULT_ROUNDS = 20
-
-#: The MLP's hyperparameters and their values when neither tuned nor fixed.
-DEFAULTS: dict[str, Any] = {
-    "lr": 1e-3,
-    "hidden_size": 64,
-    "n_layers": 2,
-    "dropout": 0.1,
-    "weight_decay": 0.0,
-    "batch_size": 64,
-}
 
 # Lightning announces its accelerators and warns about data loader workers on
 # every fit: noise in a trial's log, where the table is tiny and in memory.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
-
-
-def check_names(names: list[str], field: str) -> None:
-    """Refuse a hyperparameter the MLP does not have (LightGBM and XGBoost take any)."""
-    for name in names:
-        if name not in DEFAULTS:
-            raise ObjectiveNotLoadable(
-                f"{field}.{name}",
-                f"the lightning MLP has no hyperparameter {name!r} (it has: {', '.join(DEFAULTS)})",
-            )
 
 
 class TabularMLP(pl.LightningModule):

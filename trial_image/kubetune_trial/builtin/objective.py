@@ -66,6 +66,23 @@ def resolve_metric(spec: StudySpec) -> Metric:
     return metric
 
 
+def check_stepwise(spec: StudySpec) -> None:
+    """Refuse what stepwise tuning (:mod:`.stepwise`) cannot honour, naming the spec field.
+
+    Checked here rather than in that module, which imports LightGBM.
+    """
+    if spec.search_space:
+        raise ObjectiveNotLoadable(
+            "spec.searchSpace",
+            "must be empty with tuner: stepwise (the tuner chooses what to tune, stage by stage)",
+        )
+    if spec.budget.parallelism != 1:
+        raise ObjectiveNotLoadable(
+            "spec.budget.parallelism",
+            "must be 1 with tuner: stepwise (each stage starts from the best trial of the last)",
+        )
+
+
 def _trainer_module(model: str) -> Trainer:
     module_name, package = _MODULES[model]
     try:
@@ -85,17 +102,15 @@ class BuiltinTrialObjective:
         builtin = spec.trial.builtin
         assert builtin is not None
         self.spec = spec
+        # Cheap checks first, so a typo is reported before a library takes seconds to import.
         metric = resolve_metric(spec)
-        module = _trainer_module(builtin.model)
+        self.space = {} if builtin.tuner == "stepwise" else effective_space(spec)
+        if builtin.tuner == "stepwise":
+            check_stepwise(spec)
         table = load_table(builtin.data, builtin.task)
         folds = split(table, builtin.validation, builtin.seed)
+        module = _trainer_module(builtin.model)
         device = decide(builtin.model, builtin.device, probe(builtin.model))
-        self.space = {} if builtin.tuner == "stepwise" else effective_space(spec)
-        if builtin.model == "lightning":
-            from kubetune_trial.builtin.lightning_model import check_names
-
-            check_names(list(spec.search_space), "spec.searchSpace")
-            check_names(list(builtin.params), "spec.trial.builtin.params")
         self.problem = Problem(
             table=table,
             task=builtin.task,
@@ -110,7 +125,6 @@ class BuiltinTrialObjective:
         if builtin.tuner == "stepwise":
             from kubetune_trial.builtin import stepwise
 
-            stepwise.check(spec)
             self.trainer = stepwise.StepwiseTrainer(self.problem)
         self.keeper = (
             ModelKeeper(

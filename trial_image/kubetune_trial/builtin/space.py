@@ -76,6 +76,16 @@ LIGHTNING_SPACE: dict[str, Param] = {
     "batch_size": CategoricalParam(type="categorical", choices=[32, 64, 128, 256]),
 }
 
+#: The MLP's hyperparameters and their values when neither tuned nor fixed.
+LIGHTNING_DEFAULTS: dict[str, Any] = {
+    "lr": 1e-3,
+    "hidden_size": 64,
+    "n_layers": 2,
+    "dropout": 0.1,
+    "weight_decay": 0.0,
+    "batch_size": 64,
+}
+
 DEFAULT_SPACES: dict[str, dict[str, Param]] = {
     "lightgbm": LIGHTGBM_SPACE,
     "xgboost": XGBOOST_SPACE,
@@ -99,7 +109,21 @@ def effective_space(spec: StudySpec) -> dict[str, Param]:
     space.update(spec.search_space)
     for name in builtin.params:
         space.pop(name, None)
+    if builtin.model == "lightning":
+        # LightGBM and XGBoost take any parameter; the MLP has a fixed set.
+        _check_mlp_names(list(spec.search_space), "spec.searchSpace")
+        _check_mlp_names(list(builtin.params), "spec.trial.builtin.params")
     return space
+
+
+def _check_mlp_names(names: list[str], field: str) -> None:
+    for name in names:
+        if name not in LIGHTNING_DEFAULTS:
+            raise ObjectiveNotLoadable(
+                f"{field}.{name}",
+                f"the lightning MLP has no hyperparameter {name!r} "
+                f"(it has: {', '.join(LIGHTNING_DEFAULTS)})",
+            )
 
 
 def suggest_all(trial: Any, spec: StudySpec, space: dict[str, Param]) -> dict[str, Any]:

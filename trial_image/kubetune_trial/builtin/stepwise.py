@@ -38,7 +38,6 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import optuna
-from kubetune.spec import StudySpec
 from optuna_integration.lightgbm import LightGBMTuner, LightGBMTunerCV
 
 from kubetune_trial.builtin import lightgbm_model
@@ -78,20 +77,6 @@ def lightgbm_metric(problem: Problem) -> str:
             "is not available with tuner: stepwise (use auc for two classes, logloss, rmse or mae)",
         )
     return mapping[name]
-
-
-def check(spec: StudySpec) -> None:
-    """Refuse what stepwise tuning cannot honour, naming the spec field."""
-    if spec.search_space:
-        raise ObjectiveNotLoadable(
-            "spec.searchSpace",
-            "must be empty with tuner: stepwise (the tuner chooses what to tune, stage by stage)",
-        )
-    if spec.budget.parallelism != 1:
-        raise ObjectiveNotLoadable(
-            "spec.budget.parallelism",
-            "must be 1 with tuner: stepwise (each stage starts from the best trial of the last)",
-        )
 
 
 class _StepDone(Exception):

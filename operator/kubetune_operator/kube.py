@@ -1,0 +1,167 @@
+"""The Kubernetes API calls the operator makes, and nothing else.
+
+Every call the operator makes goes through this module, so the chart's RBAC
+rules can be read off it: studies (get, patch status), pods (list, create,
+patch, delete), secrets (get, create), configmaps (get, create, patch, delete).
+Objects come back as plain dicts with the API's camelCase keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from kubetune.spec import API_GROUP, API_VERSION, PLURAL
+
+
+@functools.cache
+def _client() -> Any:
+    import kubernetes
+
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    return kubernetes.client.ApiClient()
+
+
+def _core() -> Any:
+    import kubernetes
+
+    return kubernetes.client.CoreV1Api(_client())
+
+
+def _custom() -> Any:
+    import kubernetes
+
+    return kubernetes.client.CustomObjectsApi(_client())
+
+
+def _plain(obj: Any) -> Any:
+    return _client().sanitize_for_serialization(obj)
+
+
+def is_not_found(error: BaseException) -> bool:
+    return getattr(error, "status", None) == 404
+
+
+def is_conflict(error: BaseException) -> bool:
+    return getattr(error, "status", None) == 409
+
+
+# ------------------------------------------------------------------ studies
+
+
+def patch_study_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    _custom().patch_namespaced_custom_object_status(
+        API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": dict(status)}
+    )
+
+
+# --------------------------------------------------------------------- pods
+
+
+def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
+    result = _core().list_namespaced_pod(namespace, label_selector=selector)
+    return list(_plain(result).get("items") or [])
+
+
+def create_pod(namespace: str, pod: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(_plain(_core().create_namespaced_pod(namespace, dict(pod))))
+
+
+def delete_pod(namespace: str, name: str, grace_seconds: int | None = None) -> None:
+    import kubernetes
+
+    try:
+        _core().delete_namespaced_pod(
+            name,
+            namespace,
+            body=kubernetes.client.V1DeleteOptions(
+                grace_period_seconds=grace_seconds, propagation_policy="Background"
+            ),
+        )
+    except kubernetes.client.ApiException as error:
+        if not is_not_found(error):
+            raise
+
+
+def patch_pod_metadata(
+    namespace: str,
+    name: str,
+    labels: Mapping[str, str | None] | None = None,
+    annotations: Mapping[str, str | None] | None = None,
+) -> None:
+    import kubernetes
+
+    metadata: dict[str, Any] = {}
+    if labels:
+        metadata["labels"] = dict(labels)
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    try:
+        _core().patch_namespaced_pod(name, namespace, {"metadata": metadata})
+    except kubernetes.client.ApiException as error:
+        if not is_not_found(error):
+            raise
+
+
+# ------------------------------------------------------------------ secrets
+
+
+def read_secret_value(namespace: str, name: str, key: str) -> str | None:
+    """One key of a Secret, decoded; None if the Secret or the key is missing."""
+    import kubernetes
+
+    try:
+        secret = _core().read_namespaced_secret(name, namespace)
+    except kubernetes.client.ApiException as error:
+        if is_not_found(error):
+            return None
+        raise
+    encoded = (secret.data or {}).get(key)
+    return None if encoded is None else base64.b64decode(encoded).decode("utf-8")
+
+
+def ensure_secret(namespace: str, body: Mapping[str, Any]) -> None:
+    """Create the Secret unless it exists (its content never changes)."""
+    import kubernetes
+
+    try:
+        _core().create_namespaced_secret(namespace, dict(body))
+    except kubernetes.client.ApiException as error:
+        if not is_conflict(error):
+            raise
+
+
+# --------------------------------------------------------------- configmaps
+
+
+def apply_configmap(namespace: str, body: Mapping[str, Any]) -> None:
+    """Create the ConfigMap, or replace its data if it exists."""
+    import kubernetes
+
+    name = body["metadata"]["name"]
+    try:
+        _core().patch_namespaced_config_map(name, namespace, {"data": body["data"]})
+    except kubernetes.client.ApiException as error:
+        if not is_not_found(error):
+            raise
+        _core().create_namespaced_config_map(namespace, dict(body))
+
+
+def delete_object(kind: str, namespace: str, name: str) -> None:
+    """Delete a Secret or ConfigMap the operator made; gone already is fine."""
+    import kubernetes
+
+    delete = {
+        "Secret": _core().delete_namespaced_secret,
+        "ConfigMap": _core().delete_namespaced_config_map,
+    }[kind]
+    try:
+        delete(name, namespace)
+    except kubernetes.client.ApiException as error:
+        if not is_not_found(error):
+            raise

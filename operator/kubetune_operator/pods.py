@@ -1,0 +1,204 @@
+"""Trial pods: building them from the spec, and reading why one ended.
+
+Example:
+    >>> pod = trial_pod(study_meta, spec, config, optuna_name="ns.s.uid", secret=("pg", "url"),
+    ...                 worker_index=3)                                  # doctest: +SKIP
+    >>> pod["spec"]["restartPolicy"]                                      # doctest: +SKIP
+    'Never'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kubetune.spec import API_VERSION_FULL, KIND, StudySpec
+from kubetune.worker import (
+    MAX_TRIALS_ENV,
+    STORAGE_URL_ENV,
+    STUDY_NAME_ENV,
+    WORKER_INDEX_ENV,
+    WORKER_NAME_ENV,
+)
+
+from kubetune_operator.config import OperatorConfig
+from kubetune_operator.labels import (
+    COMPONENT_LABEL,
+    MANAGED_BY_LABEL,
+    STUDY_LABEL,
+    STUDY_UID_LABEL,
+    pod_prefix,
+)
+
+#: Trial pods run as this user unless the spec's image says otherwise (the trial image's user).
+NON_ROOT_UID = 1000
+
+
+def owner_reference(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Makes an object belong to the Study (deleted with it where garbage collection runs)."""
+    return {
+        "apiVersion": API_VERSION_FULL,
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def trial_pod(
+    meta: Mapping[str, Any],
+    spec: StudySpec,
+    config: OperatorConfig,
+    *,
+    optuna_name: str,
+    secret: tuple[str, str],
+    worker_index: int,
+) -> dict[str, Any]:
+    """A pod that runs ``spec.trial.trialsPerPod`` trials of the study, then exits.
+
+    The storage URL reaches it only through a ``secretKeyRef``.
+    """
+    trial = spec.trial
+    secret_name, secret_key = secret
+    env: list[dict[str, Any]] = [
+        {"name": STUDY_NAME_ENV, "value": optuna_name},
+        {"name": WORKER_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": WORKER_INDEX_ENV, "value": str(worker_index)},
+        {"name": MAX_TRIALS_ENV, "value": str(trial.trials_per_pod)},
+        {
+            "name": STORAGE_URL_ENV,
+            "valueFrom": {"secretKeyRef": {"name": secret_name, "key": secret_key}},
+        },
+    ]
+    env += [variable.model_dump(exclude_none=True) for variable in trial.env]
+    container: dict[str, Any] = {
+        "name": "trial",
+        "image": trial.image or config.trial_image,
+        "command": list(config.trial_command),
+        "env": env,
+        "resources": trial.resources.model_dump(exclude_defaults=True),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if trial.image_pull_policy:
+        container["imagePullPolicy"] = trial.image_pull_policy
+    if trial.working_dir:
+        container["workingDir"] = trial.working_dir
+    if trial.volume_mounts:
+        container["volumeMounts"] = list(trial.volume_mounts)
+    labels = {
+        **trial.labels,
+        STUDY_LABEL: meta["name"],
+        STUDY_UID_LABEL: meta["uid"],
+        COMPONENT_LABEL: "trial",
+        MANAGED_BY_LABEL: "kubetune",
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": NON_ROOT_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    optional = {
+        "nodeSelector": trial.node_selector,
+        "tolerations": trial.tolerations,
+        "affinity": trial.affinity,
+        "volumes": trial.volumes,
+        "serviceAccountName": trial.service_account_name or config.trial_service_account,
+        "priorityClassName": trial.priority_class_name,
+    }
+    pod_spec.update({key: value for key, value in optional.items() if value})
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": pod_prefix(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": dict(trial.annotations),
+            "ownerReferences": [owner_reference(meta)],
+        },
+        "spec": pod_spec,
+    }
+
+
+def is_live(pod: Mapping[str, Any]) -> bool:
+    """Pending or running, and not being deleted."""
+    phase = pod.get("status", {}).get("phase", "Pending")
+    return phase in ("Pending", "Running") and not pod["metadata"].get("deletionTimestamp")
+
+
+def has_ended(pod: Mapping[str, Any]) -> bool:
+    return pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+
+
+def exit_code(pod: Mapping[str, Any]) -> int | None:
+    terminated = _terminated(pod)
+    return None if terminated is None else terminated.get("exitCode")
+
+
+def _terminated(pod: Mapping[str, Any]) -> dict[str, Any] | None:
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        terminated = (status.get("state") or {}).get("terminated")
+        if terminated:
+            return dict(terminated)
+    return None
+
+
+def end_reason(pod: Mapping[str, Any]) -> str:
+    """Why a pod is gone or failed, in words for a trial's fail reason.
+
+    Reads eviction, OOM kills, exit codes and the container's termination message.
+    """
+    name = pod["metadata"]["name"]
+    status = pod.get("status", {})
+    if pod["metadata"].get("deletionTimestamp") and not has_ended(pod):
+        return f"pod {name} was deleted while its trial was running"
+    if status.get("reason") == "Evicted":
+        return f"pod {name} was evicted: {status.get('message', '').strip()}".rstrip(": ")
+    terminated = _terminated(pod)
+    if terminated is None:
+        return f"pod {name} ended ({status.get('phase', 'unknown phase')})"
+    reason = terminated.get("reason") or ""
+    code = terminated.get("exitCode")
+    if reason == "OOMKilled":
+        text = f"pod {name} was OOMKilled (exit code {code}); raise its memory limit"
+    else:
+        text = f"pod {name} exited with code {code}" + (f" ({reason})" if reason else "")
+    message = (terminated.get("message") or "").strip()
+    return f"{text}: {message[-1500:]}" if message else text
+
+
+def termination_message(pod: Mapping[str, Any]) -> str:
+    terminated = _terminated(pod) or {}
+    return str(terminated.get("message") or "").strip()
+
+
+def waiting_problem(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) when a live pod cannot start: unschedulable, image pull errors."""
+    status = pod.get("status", {})
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return (
+                condition.get("reason") or "Unschedulable",
+                condition.get("message") or "the pod cannot be scheduled",
+            )
+    for container in status.get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in (
+            "ErrImagePull",
+            "ImagePullBackOff",
+            "InvalidImageName",
+            "CreateContainerConfigError",
+            "CrashLoopBackOff",
+        ):
+            return waiting["reason"], waiting.get("message") or waiting["reason"]
+    return None

@@ -1,0 +1,689 @@
+"""One study's reconciliation: look at the storage and the pods, act, write the status.
+
+Everything the operator knows is rebuilt each tick from three sources — the
+Study object, the Optuna storage and the pods — so an operator killed at any
+moment and started again picks up where it was, and duplicates nothing.
+
+A tick, in order:
+
+1. validate the spec (an invalid one fails the study with a condition naming the field);
+2. find the storage and create or load the Optuna study (named from the
+   namespace, name and uid; a budget edit is stored for the workers, a change
+   to what defines the trials is refused);
+3. read the trials, then the pods (in that order, so a pod that claims a trial
+   meanwhile is seen alive); fail the running trials of pods that are gone,
+   with the pod's reason, and retry them as the spec allows;
+4. start pods up to ``parallelism`` while the budget lasts, or stop them when
+   suspended, out of time, or past ``maxFailedTrials``;
+5. write the status (only when it changed), the best-params ConfigMap and an
+   Event for each new best trial.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kubetune import bridge
+from kubetune.budget import Spending, StopReason, describe, stop_reason
+from kubetune.recovery import WORKER_ATTR, fail_lost_trials, lost_trials
+from kubetune.spec import SpecError, StudySpec, validate_spec
+from kubetune.storage import StorageUnavailable, open_storage, scrub
+from kubetune.worker import EXIT_CONFIG_ERROR
+
+from kubetune_operator import kube
+from kubetune_operator.config import OperatorConfig
+from kubetune_operator.labels import (
+    BEST_PARAMS_KEY,
+    HANDLED_ANNOTATION,
+    MANAGED_BY_LABEL,
+    STUDY_LABEL,
+    STUDY_UID_LABEL,
+    TRIAL_LABEL,
+    best_params_configmap,
+    optuna_study_name,
+    storage_secret,
+    study_selector,
+)
+from kubetune_operator.pods import (
+    end_reason,
+    exit_code,
+    has_ended,
+    is_live,
+    owner_reference,
+    termination_message,
+    trial_pod,
+    waiting_problem,
+)
+from kubetune_operator.status import condition_of, now_iso, set_condition, trial_status
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+#: Emits a Kubernetes Event on the Study: (type, reason, message).
+EventSink = Callable[[str, str, str], None]
+
+TERMINAL_PHASES = ("Succeeded", "Failed")
+#: Failed pods kept for ``kubectl logs`` while the study runs; older ones are deleted.
+KEEP_FAILED_PODS = 5
+
+
+class StorageNotReady(Exception):
+    """The study's storage cannot be used yet; the message is safe to show."""
+
+
+@dataclass
+class StudyReconciler:
+    """Reconciles one Study; keeps its Optuna study open between ticks."""
+
+    config: OperatorConfig
+    emit: EventSink
+    _study: optuna.Study | None = None
+    _url: str | None = None
+    _refused_change: str | None = field(default=None)
+    _observed: dict[str, Any] = field(default_factory=dict)
+
+    # --------------------------------------------------------------- tick
+
+    def tick(self, body: Mapping[str, Any]) -> bool:
+        """Reconcile once. Returns True when the study is finished (nothing more to do)."""
+        meta = body["metadata"]
+        self._observed = dict(body.get("status") or {})
+        status = dict(self._observed)  # a working copy; _write compares with what was observed
+        generation = meta.get("generation")
+        try:
+            spec = validate_spec(body.get("spec") or {})
+            bridge.check_buildable(spec)
+        except SpecError as error:
+            self._fail_invalid(meta, status, error, generation)
+            return True
+        if (
+            status.get("phase") in TERMINAL_PHASES
+            and status.get("observedGeneration") == generation
+        ):
+            return True
+        try:
+            url, secret = self._storage(meta, spec)
+            study, spec = self._optuna_study(meta, spec, status, url)
+        except (StorageNotReady, StorageUnavailable) as error:
+            self._write(
+                meta,
+                status,
+                {
+                    "phase": status.get("phase") or "Pending",
+                    "conditions": set_condition(
+                        status.get("conditions") or [],
+                        "StorageReady",
+                        "False",
+                        "StorageUnavailable",
+                        str(error),
+                    ),
+                },
+            )
+            return False
+        except SpecError as error:
+            self._fail_invalid(meta, status, error, generation)
+            return True
+        return self._run(meta, spec, status, study, secret, generation)
+
+    # ------------------------------------------------------------ storage
+
+    def _storage(self, meta: Mapping[str, Any], spec: StudySpec) -> tuple[str, tuple[str, str]]:
+        """The storage URL and the Secret (name, key) that gives it to the pods."""
+        namespace, name = meta["namespace"], meta["name"]
+        ref = spec.storage.secret_ref
+        if ref is not None:
+            url = kube.read_secret_value(namespace, ref.name, ref.key)
+            if url is None:
+                raise StorageNotReady(
+                    f"spec.storage.secretRef: Secret {ref.name!r} with key {ref.key!r} "
+                    f"not found in namespace {namespace!r}"
+                )
+            return url, (ref.name, ref.key)
+        if spec.storage.url is not None:
+            raise StorageNotReady(
+                "spec.storage.url: a cluster study reads its database URL from a Secret; "
+                "use spec.storage.secretRef"
+            )
+        if self.config.storage_url is None:
+            raise StorageNotReady(
+                "spec.storage: the study names no storage and the operator has no default "
+                "(KUBETUNE_STORAGE_URL is not set)"
+            )
+        secret_name = storage_secret(name)
+        kube.ensure_secret(
+            namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": secret_name,
+                    "labels": {STUDY_LABEL: name, MANAGED_BY_LABEL: "kubetune"},
+                    "ownerReferences": [owner_reference(meta)],
+                },
+                "type": "Opaque",
+                "stringData": {"url": self.config.storage_url},
+            },
+        )
+        return self.config.storage_url, (secret_name, "url")
+
+    def _optuna_study(
+        self,
+        meta: Mapping[str, Any],
+        spec: StudySpec,
+        status: dict[str, Any],
+        url: str,
+    ) -> tuple[optuna.Study, StudySpec]:
+        """Create or load the Optuna study; returns it and the spec in force.
+
+        Budget, suspend and pod settings follow the Study; the objective, search
+        space, sampler and objective code stay as the study started.
+        """
+        import optuna
+
+        name = (
+            status.get("studyName")
+            or spec.storage.study_name
+            or optuna_study_name(meta["namespace"], meta["name"], meta["uid"])
+        )
+        if self._study is None or self._url != url or self._study.study_name != name:
+            storage = open_storage(url)
+            try:
+                storage.get_study_id_from_name(name)
+                self._study = optuna.load_study(study_name=name, storage=storage)
+            except KeyError:
+                timeout = spec.budget.timeout_seconds
+                self._study = bridge.prepare_study(
+                    storage, name, spec, deadline=time.time() + timeout if timeout else None
+                )
+                status["studyName"] = name
+                status["startTime"] = now_iso()
+            self._url = url
+        study = self._study
+        stored = bridge.stored_spec(study._storage, study._study_id) or spec
+        in_force = spec.model_copy(
+            update={
+                "objective": stored.objective,
+                "search_space": stored.search_space,
+                "sampler": stored.sampler,
+                "pruner": stored.pruner,
+                "trial": spec.trial.model_copy(
+                    update={
+                        "python": stored.trial.python,
+                        "command": stored.trial.command,
+                        "builtin": stored.trial.builtin,
+                    }
+                ),
+            }
+        )
+        changed = [
+            key
+            for key, value in spec.started_fields().items()
+            if stored.started_fields().get(key) != value
+        ]
+        self._refused_change = (
+            f"spec.{changed[0]}: the study has started; changing its {' and '.join(changed)} "
+            "would make its trials incomparable. The change is ignored: create a new Study instead"
+            if changed
+            else None
+        )
+        if in_force.to_dict() != stored.to_dict():
+            bridge.store_spec(study._storage, study._study_id, in_force)
+            if in_force.budget.timeout != stored.budget.timeout:
+                started = status.get("startTime")
+                timeout = in_force.budget.timeout_seconds
+                deadline = _epoch(started) + timeout if timeout and started else None
+                study._storage.set_study_system_attr(
+                    study._study_id, bridge.DEADLINE_ATTR, deadline
+                )
+        status.setdefault("studyName", name)
+        return study, in_force
+
+    # ---------------------------------------------------------------- run
+
+    def _run(
+        self,
+        meta: Mapping[str, Any],
+        spec: StudySpec,
+        status: dict[str, Any],
+        study: optuna.Study,
+        secret: tuple[str, str],
+        generation: int | None,
+    ) -> bool:
+        namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+        trials = study.get_trials(deepcopy=False)
+        pods = [
+            p
+            for p in kube.list_pods(namespace, study_selector(name))
+            if p["metadata"].get("labels", {}).get(STUDY_UID_LABEL) == uid
+        ]
+        live = [p for p in pods if is_live(p)]
+        live_names = {p["metadata"]["name"] for p in live}
+
+        if self._recover_lost_trials(study, spec, trials, pods, live_names):
+            trials = study.get_trials(deepcopy=False)
+        failed_pods, broken = self._account_ended_pods(namespace, pods, trials, status)
+
+        conditions = list(status.get("conditions") or [])
+        conditions = set_condition(
+            conditions, "StorageReady", "True", "StorageReachable", "the storage answers"
+        )
+        if self._refused_change:
+            if (condition_of(conditions, "SpecChangeRefused") or {}).get("status") != "True":
+                self.emit("Warning", "SpecChangeRefused", self._refused_change)
+            conditions = set_condition(
+                conditions,
+                "SpecChangeRefused",
+                "True",
+                "StartedFieldsChanged",
+                self._refused_change,
+            )
+        elif condition_of(conditions, "SpecChangeRefused"):
+            conditions = set_condition(
+                conditions, "SpecChangeRefused", "False", "NoChange", "no refused change"
+            )
+
+        deadline = bridge.stored_deadline(study._storage, study._study_id)
+        reason = stop_reason(spec, trials, now=time.time(), deadline=deadline)
+        update: dict[str, Any] = {
+            "studyName": status.get("studyName"),
+            "startTime": status.get("startTime"),
+            "observedGeneration": generation,
+            "failedPodsWithoutTrials": failed_pods,
+        }
+
+        if broken is not None:
+            reason_text = broken
+            self._stop_pods(study, spec, live, f"study failed: {reason_text}", requeue=False)
+            return self._finish(
+                meta,
+                status,
+                update,
+                conditions,
+                study,
+                spec,
+                trials,
+                "Failed",
+                "TrialPodsFailing",
+                reason_text,
+            )
+        if spec.suspend:
+            self._stop_pods(study, spec, live, "the study was suspended", requeue=True)
+            update["phase"] = "Suspended"
+            conditions = set_condition(
+                conditions, "Suspended", "True", "Suspended", "spec.suspend is true"
+            )
+        elif reason is None:
+            update["phase"] = "Running"
+            conditions = (
+                set_condition(conditions, "Suspended", "False", "Running", "running")
+                if condition_of(conditions, "Suspended")
+                else conditions
+            )
+            self._scale(meta, spec, study, trials, live, secret)
+            self._label_pods_with_trials(namespace, live, trials)
+        else:
+            if reason in (StopReason.TIMEOUT, StopReason.GOAL, StopReason.TOO_MANY_FAILURES):
+                self._stop_pods(
+                    study, spec, live, f"the study stopped: {reason.value}", requeue=False
+                )
+                live = []
+            running = [t for t in trials if t.state.name == "RUNNING"]
+            if not live and not running:
+                trials = study.get_trials(deepcopy=False)
+                phase = "Failed" if reason.is_failure else "Succeeded"
+                return self._finish(
+                    meta,
+                    status,
+                    update,
+                    conditions,
+                    study,
+                    spec,
+                    trials,
+                    phase,
+                    reason.value,
+                    describe(reason, spec, trials),
+                )
+            update["phase"] = "Running"
+            self._label_pods_with_trials(namespace, live, trials)
+
+        conditions = self._pod_conditions(conditions, live)
+        update["conditions"] = conditions
+        update.update(self._trial_status(meta, status, study, spec, trials))
+        self._delete_old_failed_pods(namespace, failed_pods_list(pods))
+        self._write(meta, status, update)
+        return False
+
+    # ------------------------------------------------------------ trials
+
+    def _recover_lost_trials(
+        self,
+        study: optuna.Study,
+        spec: StudySpec,
+        trials: Sequence[FrozenTrial],
+        pods: Sequence[Mapping[str, Any]],
+        live_names: set[str],
+    ) -> bool:
+        """Fail the running trials of pods that are gone, with the pod's reason."""
+        lost = lost_trials(trials, live_names)
+        if not lost:
+            return False
+        reasons = {p["metadata"]["name"]: end_reason(p) for p in pods}
+        by_reason: dict[str, list[FrozenTrial]] = {}
+        for trial in lost:
+            worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
+            reason = reasons.get(worker) or (
+                f"pod {worker} is gone (deleted while its trial was running)"
+                if worker
+                else "its pod never reported in"
+            )
+            by_reason.setdefault(reason, []).append(trial)
+        for reason, group in by_reason.items():
+            numbers = fail_lost_trials(study, group, reason, retries=spec.trial.retries)
+            if numbers:
+                self.emit("Warning", "TrialFailed", f"trial(s) {numbers} failed: {reason}"[:1000])
+        return True
+
+    def _account_ended_pods(
+        self,
+        namespace: str,
+        pods: Sequence[Mapping[str, Any]],
+        trials: Sequence[FrozenTrial],
+        status: Mapping[str, Any],
+    ) -> tuple[int, str | None]:
+        """Delete succeeded pods; keep failed ones (for their logs), counting those
+        that failed before running any trial. Returns (that count, a reason to fail
+        the study or None)."""
+        workers = {str(t.user_attrs.get(WORKER_ATTR)) for t in trials}
+        count = int(status.get("failedPodsWithoutTrials") or 0)
+        broken: str | None = None
+        for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or ""):
+            meta = pod["metadata"]
+            if not has_ended(pod) or (meta.get("annotations") or {}).get(HANDLED_ANNOTATION):
+                continue
+            pod_name = meta["name"]
+            ran_trials = pod_name in workers
+            if pod["status"].get("phase") == "Succeeded":
+                kube.delete_pod(namespace, pod_name)
+                count = 0 if ran_trials else count
+                continue
+            kube.patch_pod_metadata(namespace, pod_name, annotations={HANDLED_ANNOTATION: "true"})
+            if exit_code(pod) == EXIT_CONFIG_ERROR:
+                broken = termination_message(pod) or end_reason(pod)
+                self.emit("Warning", "ObjectiveNotLoadable", broken[:1000])
+            elif ran_trials:
+                count = 0
+            else:
+                count += 1
+                self.emit("Warning", "TrialPodFailed", end_reason(pod)[:1000])
+        if broken is None and count >= self.config.max_failed_pods_without_trials:
+            broken = (
+                f"{count} trial pods in a row failed before running a trial; the last: "
+                + end_reason(failed_pods_list(pods)[-1])
+                if failed_pods_list(pods)
+                else f"{count} trial pods failed"
+            )
+        return count, broken
+
+    # --------------------------------------------------------------- pods
+
+    def _scale(
+        self,
+        meta: Mapping[str, Any],
+        spec: StudySpec,
+        study: optuna.Study,
+        trials: Sequence[FrozenTrial],
+        live: Sequence[Mapping[str, Any]],
+        secret: tuple[str, str],
+    ) -> None:
+        """Start pods up to ``parallelism``, never more than the budget has trials for;
+        when ``parallelism`` went down, remove pods that have not started a trial."""
+        maximize = spec.objective.study_directions[0] == "maximize"
+        spent = Spending.of(trials, maximize).trials
+        busy = {str(t.user_attrs.get(WORKER_ATTR)) for t in trials if t.state.name == "RUNNING"}
+        running = sum(1 for p in live if p["metadata"]["name"] in busy)
+        remaining = max(0, spec.budget.max_trials - spent)
+        wanted = min(spec.budget.parallelism, running + remaining)
+        if len(live) < wanted:
+            for offset in range(wanted - len(live)):
+                pod = trial_pod(
+                    meta,
+                    spec,
+                    self.config,
+                    optuna_name=study.study_name,
+                    secret=secret,
+                    # Distinct per pod (seeds are offset by it); the clock keeps it unique
+                    # across ticks without storing a counter.
+                    worker_index=int(time.time() * 1000) % 2**31 + offset,
+                )
+                kube.create_pod(meta["namespace"], pod)
+        elif len(live) > spec.budget.parallelism:
+            idle = [p for p in live if p["metadata"]["name"] not in busy]
+            for pod in idle[: len(live) - spec.budget.parallelism]:
+                kube.delete_pod(meta["namespace"], pod["metadata"]["name"])
+
+    def _stop_pods(
+        self,
+        study: optuna.Study,
+        spec: StudySpec,
+        live: Sequence[Mapping[str, Any]],
+        reason: str,
+        *,
+        requeue: bool,
+    ) -> None:
+        """Delete pods; their running trials are failed with ``reason`` (and re-queued)."""
+        if not live:
+            return
+        names = {p["metadata"]["name"] for p in live}
+        running = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.state.name == "RUNNING" and t.user_attrs.get(WORKER_ATTR) in names
+        ]
+        fail_lost_trials(study, running, reason, retries=spec.trial.retries, requeue=requeue)
+        for pod in live:
+            kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])
+
+    def _label_pods_with_trials(
+        self, namespace: str, live: Sequence[Mapping[str, Any]], trials: Sequence[FrozenTrial]
+    ) -> None:
+        """Label each pod with the number of the trial it runs now."""
+        current = {
+            str(t.user_attrs.get(WORKER_ATTR)): str(t.number)
+            for t in trials
+            if t.state.name == "RUNNING"
+        }
+        for pod in live:
+            name = pod["metadata"]["name"]
+            label = current.get(name)
+            if label and (pod["metadata"].get("labels") or {}).get(TRIAL_LABEL) != label:
+                kube.patch_pod_metadata(namespace, name, labels={TRIAL_LABEL: label})
+
+    def _delete_old_failed_pods(self, namespace: str, failed: Sequence[Mapping[str, Any]]) -> None:
+        for pod in failed[:-KEEP_FAILED_PODS]:
+            kube.delete_pod(namespace, pod["metadata"]["name"])
+
+    def _pod_conditions(
+        self, conditions: list[dict[str, Any]], live: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """``PodsReady=False`` with the reason when trial pods cannot start
+        (no node has a free GPU, the image cannot be pulled...), and an Event."""
+        problems = [(p["metadata"]["name"], waiting_problem(p)) for p in live]
+        blocked = [(name, problem) for name, problem in problems if problem is not None]
+        previous = condition_of(conditions, "PodsReady") or {}
+        if blocked:
+            pod_name, (reason, message) = blocked[0]
+            text = f"{len(blocked)} trial pod(s) cannot start; {pod_name}: {message}"
+            if previous.get("status") != "False" or previous.get("reason") != reason:
+                self.emit("Warning", reason, text[:1000])
+            return set_condition(conditions, "PodsReady", "False", reason, text)
+        if live and previous.get("status") != "True":
+            return set_condition(
+                conditions, "PodsReady", "True", "PodsStarted", "trial pods are starting or running"
+            )
+        return conditions
+
+    # ------------------------------------------------------------- status
+
+    def _trial_status(
+        self,
+        meta: Mapping[str, Any],
+        status: Mapping[str, Any],
+        study: optuna.Study,
+        spec: StudySpec,
+        trials: Sequence[FrozenTrial],
+    ) -> dict[str, Any]:
+        """Counts and best trial(s); a new best gets an Event and the ConfigMap."""
+        computed = trial_status(study, spec, trials)
+        best = computed.get("bestTrial")
+        front = computed.get("paretoFront")
+        previous = status.get("bestTrial") if best is not None or front is None else None
+        if best is not None and (previous or {}).get("number") != best["number"]:
+            self.emit(
+                "Normal",
+                "NewBestTrial",
+                f"trial {best['number']} is the best so far: value {best['value']:g}, "
+                f"params {json.dumps(best['params'], ensure_ascii=False)}"[:1000],
+            )
+            self._write_best_params(meta, best["params"])
+        if front is not None and front != status.get("paretoFront"):
+            self._write_best_params(
+                meta, [{"values": t["values"], "params": t["params"]} for t in front]
+            )
+        return computed
+
+    def _write_best_params(self, meta: Mapping[str, Any], params: Any) -> None:
+        kube.apply_configmap(
+            meta["namespace"],
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": best_params_configmap(meta["name"]),
+                    "labels": {STUDY_LABEL: meta["name"], MANAGED_BY_LABEL: "kubetune"},
+                    "ownerReferences": [owner_reference(meta)],
+                },
+                "data": {BEST_PARAMS_KEY: json.dumps(params, indent=2, ensure_ascii=False) + "\n"},
+            },
+        )
+
+    def _finish(
+        self,
+        meta: Mapping[str, Any],
+        status: dict[str, Any],
+        update: dict[str, Any],
+        conditions: list[dict[str, Any]],
+        study: optuna.Study,
+        spec: StudySpec,
+        trials: Sequence[FrozenTrial],
+        phase: str,
+        reason: str,
+        message: str,
+    ) -> bool:
+        """The study is done: final status, an Event, and no pod left behind."""
+        for pod in kube.list_pods(meta["namespace"], study_selector(meta["name"])):
+            kube.delete_pod(meta["namespace"], pod["metadata"]["name"])
+        kind = "Complete" if phase == "Succeeded" else "Failed"
+        conditions = set_condition(conditions, kind, "True", reason, message)
+        conditions = set_condition(conditions, "Running", "False", reason, message)
+        update.update(self._trial_status(meta, status, study, spec, trials))
+        update.update(
+            phase=phase,
+            message=message,
+            conditions=conditions,
+            completionTime=status.get("completionTime") or now_iso(),
+        )
+        if status.get("phase") != phase:
+            self.emit("Normal" if phase == "Succeeded" else "Warning", reason, message[:1000])
+        self._write(meta, status, update)
+        return True
+
+    def _fail_invalid(
+        self,
+        meta: Mapping[str, Any],
+        status: dict[str, Any],
+        error: SpecError,
+        generation: int | None,
+    ) -> None:
+        """An invalid spec: phase Failed, a condition and an Event naming the field. No retry."""
+        message = "; ".join(f"{path}: {reason}" for path, reason in error.problems)
+        if status.get("phase") == "Failed" and status.get("message") == message:
+            return
+        self.emit("Warning", "InvalidSpec", message[:1000])
+        conditions = set_condition(
+            status.get("conditions") or [], "Failed", "True", "InvalidSpec", message
+        )
+        self._write(
+            meta,
+            status,
+            {
+                "phase": "Failed",
+                "message": message,
+                "conditions": conditions,
+                "observedGeneration": generation,
+            },
+        )
+
+    def _write(
+        self, meta: Mapping[str, Any], status: Mapping[str, Any], update: Mapping[str, Any]
+    ) -> None:
+        """Patch the status subresource with what changed; nothing when nothing did."""
+        patch = {key: value for key, value in update.items() if self._observed.get(key) != value}
+        if not patch:
+            return
+        safe = json.loads(scrub(json.dumps(patch), self._url or ""))
+        kube.patch_study_status(meta["namespace"], meta["name"], safe)
+
+    # ------------------------------------------------------------- delete
+
+    def delete(self, meta: Mapping[str, Any], spec_data: Mapping[str, Any]) -> None:
+        """The Study is being deleted: stop its pods (failing their trials), remove
+        what the operator made, and drop the Optuna study if the spec says so."""
+        namespace, name = meta["namespace"], meta["name"]
+        pods = kube.list_pods(namespace, study_selector(name))
+        try:
+            spec = validate_spec(spec_data)
+        except SpecError:
+            spec = None
+        if spec is not None and self._study is None:
+            try:
+                url, _ = self._storage(meta, spec)
+                status: dict[str, Any] = {}
+                self._study, _ = self._optuna_study(meta, spec, status, url)
+            except (StorageNotReady, StorageUnavailable, SpecError):
+                self._study = None
+        if spec is not None and self._study is not None:
+            self._stop_pods(
+                self._study,
+                spec,
+                [p for p in pods if is_live(p)],
+                "the Study was deleted",
+                requeue=False,
+            )
+        for pod in pods:
+            kube.delete_pod(namespace, pod["metadata"]["name"])
+        kube.delete_object("ConfigMap", namespace, best_params_configmap(name))
+        kube.delete_object("Secret", namespace, storage_secret(name))
+        if spec is not None and self._study is not None and spec.storage.on_delete == "delete":
+            import optuna
+
+            optuna.delete_study(study_name=self._study.study_name, storage=self._study._storage)
+
+
+def failed_pods_list(pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    failed = [p for p in pods if p.get("status", {}).get("phase") == "Failed"]
+    return sorted(failed, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+
+
+def _epoch(timestamp: str) -> float:
+    import datetime as dt
+
+    return (
+        dt.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ")
+        .replace(tzinfo=dt.timezone.utc)
+        .timestamp()
+    )
