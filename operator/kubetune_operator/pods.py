@@ -77,7 +77,11 @@ def trial_pod(
         "image": trial.image or config.trial_image,
         "command": list(config.trial_command),
         "env": env,
-        "resources": trial.resources.model_dump(exclude_defaults=True),
+        # Quantities are strings in the API ("1", "500m", "2Gi"), even when YAML gave a number.
+        "resources": {
+            kind: {name: str(amount) for name, amount in amounts.items()}
+            for kind, amounts in trial.resources.model_dump(exclude_defaults=True).items()
+        },
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},

@@ -29,24 +29,34 @@ def pod_env(storage_url: str) -> dict[str, str]:
     return harness_env(pythonpath=[SUPPORT])
 
 
+class Cluster:
+    """The fake kubelet, and the operator (started, restarted, killed on demand)."""
+
+    def __init__(self, kubelet: Any, start_operator: Callable[..., Any], env: dict[str, str]):
+        self.kubelet = kubelet
+        self._start_operator = start_operator
+        self._env = env
+        self.operator: Any = None
+
+    def start(self, **env: str) -> Any:
+        self.operator = self._start_operator("kubetune_operator.handlers", env={**self._env, **env})
+        return self.operator
+
+
 @pytest.fixture
 def cluster(
     start_kubelet: Callable[..., Any],
     start_operator: Callable[..., Any],
     pod_env: dict[str, str],
     storage_url: str,
-) -> Callable[..., Any]:
-    """Start the fake kubelet and the operator; returns the operator (call again to restart)."""
-    start_kubelet(base_env=pod_env, entrypoints={TRIAL_IMAGE: ["kubetune-trial"]})
-
-    def start(**env: str) -> Any:
-        operator_env = harness_env(
-            {"KUBETUNE_STORAGE_URL": storage_url, "KUBETUNE_RECONCILE_SECONDS": "0.5", **env},
-            pythonpath=[SUPPORT],
-        )
-        return start_operator("kubetune_operator.handlers", env=operator_env)
-
-    return start
+) -> Cluster:
+    """A fake kubelet running trial pods; ``cluster.start()`` starts the operator."""
+    kubelet = start_kubelet(base_env=pod_env, entrypoints={TRIAL_IMAGE: ["kubetune-trial"]})
+    operator_env = harness_env(
+        {"KUBETUNE_STORAGE_URL": storage_url, "KUBETUNE_RECONCILE_SECONDS": "0.5"},
+        pythonpath=[SUPPORT],
+    )
+    return Cluster(kubelet, start_operator, operator_env)
 
 
 def study_document(name: str, spec: dict[str, Any], namespace: str = "default") -> dict[str, Any]:

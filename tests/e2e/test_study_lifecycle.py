@@ -26,9 +26,9 @@ def phase(name: str) -> Callable[[dict[str, Any]], bool]:
 
 
 def test_study_runs_to_succeeded_with_best_params(
-    cluster: Callable[..., Any], kube: Any, storage_url: str
+    cluster: Any, kube: Any, storage_url: str
 ) -> None:
-    cluster()
+    cluster.start()
     kube.create("studies", study_document("quad", QUADRATIC), "default")
     study = kube.wait_for_object("studies", "quad", phase("Succeeded"), "default", timeout=120)
     status = study["status"]

@@ -48,3 +48,16 @@ def sleeps(trial: optuna.Trial) -> float:
 def two_objectives(trial: optuna.Trial) -> tuple[float, float]:
     x = trial.suggest_float("x", 0, 1)
     return x, 1 - x
+
+
+def by_parity(trial: optuna.Trial) -> float:
+    """Odd-numbered trials report far worse values than even ones, step after step,
+    so a median pruner fed by the other pods' trials prunes them."""
+    trial.suggest_float("x", 0, 1)
+    base = 100.0 if trial.number % 2 else 0.0
+    for step in range(5):
+        trial.report(base + step, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+        time.sleep(float(os.environ.get("KT_STEP_SLEEP", "0.1")))
+    return base
