@@ -35,21 +35,18 @@ def _expand(rules: dict[tuple[str, str], str]) -> set[Permission]:
 #: The operator's contract: what it calls in every namespace it serves.
 SERVED_NAMESPACE = _expand(
     {
-        ("kubetune.io", "studies"): "get list watch patch update",
-        ("kubetune.io", "studies/status"): "get patch update",
-        ("", "pods"): "get list watch create delete patch",
-        ("", "configmaps"): "get list watch create patch update delete",
-        ("", "secrets"): "get create patch",
-        ("", "events"): "create patch",
-        ("events.k8s.io", "events"): "create patch",
+        ("kubetune.io", "studies"): "list watch patch",
+        ("kubetune.io", "studies/status"): "patch",
+        ("", "pods"): "list create delete patch",
+        ("", "configmaps"): "create patch delete",
+        ("", "secrets"): "get create delete",
+        ("", "events"): "create",
     }
 )
 #: Kopf's resource scanning, always cluster-wide.
 CRD_SCANNING = _expand({("apiextensions.k8s.io", "customresourcedefinitions"): "list watch"})
-#: Kopf follows namespaces appearing and disappearing only when it serves a list of them.
-NAMESPACE_OBSERVATION = _expand({("", "namespaces"): "list watch"})
-CLUSTER_PEERING = _expand({("kopf.dev", "clusterkopfpeerings"): "get list watch patch"})
-NAMESPACED_PEERING = _expand({("kopf.dev", "kopfpeerings"): "get list watch patch"})
+CLUSTER_PEERING = _expand({("kopf.dev", "clusterkopfpeerings"): "list watch patch"})
+NAMESPACED_PEERING = _expand({("kopf.dev", "kopfpeerings"): "list watch patch"})
 
 
 def _permissions(rules: list[dict[str, Any]]) -> set[Permission]:
@@ -130,24 +127,14 @@ def test_namespaced_roles_are_the_contract(render: Any, replicas: int) -> None:
         CLUSTER_ROLE,
         ("Role", "kubetune-operator", "team-a"),
         ("Role", "kubetune-operator", "team-b"),
-        ("Role", "kubetune-operator-storage", NAMESPACE),
     }
-    assert _permissions(roles[CLUSTER_ROLE]) == CRD_SCANNING | NAMESPACE_OBSERVATION
+    assert _permissions(roles[CLUSTER_ROLE]) == CRD_SCANNING
     expected = SERVED_NAMESPACE | (NAMESPACED_PEERING if replicas > 1 else set())
     for namespace in ("team-a", "team-b"):
         assert _permissions(roles[("Role", "kubetune-operator", namespace)]) == expected
-    # The release namespace is not served: only the default database Secret may be read there.
-    assert roles[("Role", "kubetune-operator-storage", NAMESPACE)] == [
-        {
-            "apiGroups": [""],
-            "resources": ["secrets"],
-            "resourceNames": ["kubetune-postgresql"],
-            "verbs": ["get"],
-        }
-    ]
 
 
-def test_served_release_namespace_needs_no_storage_role(render: Any) -> None:
+def test_served_release_namespace_needs_no_extra_role(render: Any) -> None:
     rendered = render(VALUE_SETS["namespaced-with-release-namespace"])
     assert set(_roles(rendered)) == {
         CLUSTER_ROLE,
@@ -156,31 +143,13 @@ def test_served_release_namespace_needs_no_storage_role(render: Any) -> None:
     }
 
 
-def test_storage_role_names_the_external_secret(render: Any) -> None:
-    rendered = render(
-        {
-            "watchNamespaces": ["team-a"],
-            "postgresql": {"enabled": False},
-            "externalDatabase": {"existingSecret": "tuning-db", "existingSecretKey": "dsn"},
-        }
-    )
-    rules = _roles(rendered)[("Role", "kubetune-operator-storage", NAMESPACE)]
-    assert rules[0]["resourceNames"] == ["tuning-db"]
-
-
 @pytest.mark.parametrize("value_set", list(VALUE_SETS))
 def test_no_value_set_grants_more_than_the_contract(render: Any, value_set: str) -> None:
     values = VALUE_SETS[value_set]
     account = values.get("serviceAccount", {}).get("name") or (
         f"{values.get('fullnameOverride', 'kubetune')}-operator"
     )
-    everything = (
-        SERVED_NAMESPACE
-        | CRD_SCANNING
-        | NAMESPACE_OBSERVATION
-        | CLUSTER_PEERING
-        | NAMESPACED_PEERING
-    )
+    everything = SERVED_NAMESPACE | CRD_SCANNING | CLUSTER_PEERING | NAMESPACED_PEERING
     assert effective_permissions(render(values), account) <= everything
 
 

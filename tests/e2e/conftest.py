@@ -38,9 +38,16 @@ class Cluster:
         self._env = env
         self.operator: Any = None
 
-    def start(self, **env: str) -> Any:
-        self.operator = self._start_operator("kubetune_operator.handlers", env={**self._env, **env})
+    def start(self, *, options: dict[str, Any] | None = None, **env: str) -> Any:
+        """Start an operator (``options`` go to the harness's KopfOperator)."""
+        self.operator = self._start_operator(
+            "kubetune_operator.handlers", env={**self._env, **env}, **(options or {})
+        )
         return self.operator
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self._env)
 
 
 @pytest.fixture
@@ -75,3 +82,39 @@ def secret_document(name: str, url: str, namespace: str = "default") -> dict[str
         "metadata": {"name": name, "namespace": namespace},
         "data": {"url": base64.b64encode(url.encode()).decode()},
     }
+
+
+_SESSION_CALLS: set[tuple[str, str, str]] = set()
+
+
+@pytest.fixture(autouse=True)
+def _record_operator_calls(emulator_server: Any, request: pytest.FixtureRequest) -> Any:
+    """Collect the operator's API calls of every e2e test (see api_calls.py) that runs
+    it the chart's default way (all namespaces, one replica)."""
+    yield
+    if request.node.get_closest_marker("other_operator_mode"):
+        return
+    from api_calls import operator_calls
+
+    _SESSION_CALLS.update(operator_calls(list(emulator_server.emulator.request_log)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _check_operator_calls_against_rbac() -> Any:
+    yield
+    import json
+    import os
+
+    from api_calls import RECORDED
+
+    if not _SESSION_CALLS:
+        return
+    if os.environ.get("KUBETUNE_RECORD_API_CALLS"):
+        RECORDED.write_text(json.dumps(sorted(_SESSION_CALLS), indent=1) + "\n")
+        return
+    recorded = {tuple(c) for c in json.loads(RECORDED.read_text())}
+    missing = sorted(_SESSION_CALLS - recorded)
+    assert not missing, (
+        f"the operator made API calls its RBAC does not list: {missing}; re-record with "
+        "KUBETUNE_RECORD_API_CALLS=1 pytest tests/e2e and update the chart's rules"
+    )

@@ -332,3 +332,44 @@ def test_storage_from_a_secret(cluster: Any, kube: Any, storage_url: str) -> Non
     }
     assert storage_url not in json.dumps(pod), "the storage URL must reach pods only by reference"
     wait_phase(kube, "secret", "Succeeded")
+
+
+def test_evicted_and_deleted_pods_fail_their_trials_with_reasons(
+    cluster: Any, kube: Any, storage_url: str
+) -> None:
+    cluster.start()
+    create(
+        kube,
+        "chaos",
+        spec(
+            "sleeps",
+            budget={"maxTrials": 3, "parallelism": 2},
+            trial={"retries": 2, "env": [{"name": "KT_SLEEP", "value": "2"}]},
+        ),
+    )
+    first = running_trial_pod(kube, "chaos")["metadata"]["name"]
+    cluster.kubelet.evict_pod("default", first)
+    second = wait_until(
+        lambda: next(
+            (
+                p["metadata"]["name"]
+                for p in live_pods(kube, "chaos")
+                if p["metadata"]["name"] != first
+                and (p["metadata"].get("labels") or {}).get("kubetune.io/trial")
+                and p["status"].get("phase") == "Running"
+            ),
+            None,
+        )
+    )
+    kube.delete("pods", second, "default")
+    final = wait_phase(kube, "chaos", "Succeeded")
+    study = optuna_study(kube, storage_url, "chaos")
+    reasons = {
+        t.user_attrs["kubetune.worker"]: t.user_attrs["kubetune.fail_reason"]
+        for t in study.trials
+        if t.state == TrialState.FAIL
+    }
+    assert reasons[first].startswith(f"pod {first} was evicted")
+    assert "was stopped by SIGTERM" in reasons[second] or "deleted" in reasons[second]
+    assert final["trials"]["complete"] == 3
+    assert final["trials"]["failed"] == 2

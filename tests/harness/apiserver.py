@@ -631,6 +631,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             "path": raw_request.path,
             "query": dict(raw_request.query),
             "content_type": raw_request.headers.get("Content-Type", ""),
+            "user_agent": raw_request.headers.get("User-Agent", ""),
             "body": body.decode("utf-8", "replace")[:10_000],
             "status": None,  # filled in once answered (for a watch: when it ends)
         }

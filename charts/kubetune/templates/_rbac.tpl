@@ -5,15 +5,16 @@ tests/chart compares it with the operator's contract and with the API calls its 
 
   namespaced: granted in every namespace the operator serves (cluster-wide when it serves all)
   cluster:    cluster-scoped resources
-  storage:    the default database Secret in the release namespace, when that namespace is not
-              among the served ones (it is covered by `namespaced` otherwise)
 
 Kopf facts behind the conditional rules (kopf 1.45, _core/reactor/observation.py and
 _core/engines/peering.py):
   - peering uses ClusterKopfPeering when serving all namespaces, KopfPeering in each served
     namespace otherwise, and nothing at all with --standalone;
-  - Kopf lists and watches namespaces only when it serves a list of namespaces (to follow
-    them appearing and disappearing); serving all namespaces it never reads them.
+  - serving a list of namespaces, kubetune-operator turns Kopf's namespace scanning off
+    (settings.scanning.disabled), so it never reads namespaces;
+  - the verbs are the calls recorded from the operator in the e2e tests
+    (tests/chart/operator_api_calls.json); the operator reads its default database URL
+    from its environment, so it needs no access to that Secret.
 */}}
 {{- define "kubetune.rbac.rules" -}}
 {{- $peering := include "kubetune.peering.enabled" . -}}
@@ -21,29 +22,26 @@ _core/engines/peering.py):
 namespaced:
   - apiGroups: ["kubetune.io"]
     resources: ["studies"]
-    verbs: ["get", "list", "watch", "patch", "update"]
+    verbs: ["list", "watch", "patch"]
   - apiGroups: ["kubetune.io"]
     resources: ["studies/status"]
-    verbs: ["get", "patch", "update"]
+    verbs: ["patch"]
   - apiGroups: [""]
     resources: ["pods"]
-    verbs: ["get", "list", "watch", "create", "delete", "patch"]
+    verbs: ["list", "create", "delete", "patch"]
   - apiGroups: [""]
     resources: ["configmaps"]
-    verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+    verbs: ["create", "patch", "delete"]
   - apiGroups: [""]
     resources: ["secrets"]
-    verbs: ["get", "create", "patch"]
+    verbs: ["get", "create", "delete"]
   - apiGroups: [""]
     resources: ["events"]
-    verbs: ["create", "patch"]
-  - apiGroups: ["events.k8s.io"]
-    resources: ["events"]
-    verbs: ["create", "patch"]
+    verbs: ["create"]
   {{- if and $peering (not $all) }}
   - apiGroups: ["kopf.dev"]
     resources: ["kopfpeerings"]
-    verbs: ["get", "list", "watch", "patch"]
+    verbs: ["list", "watch", "patch"]
   {{- end }}
 cluster:
   - apiGroups: ["apiextensions.k8s.io"]
@@ -52,19 +50,6 @@ cluster:
   {{- if and $peering $all }}
   - apiGroups: ["kopf.dev"]
     resources: ["clusterkopfpeerings"]
-    verbs: ["get", "list", "watch", "patch"]
-  {{- end }}
-  {{- if not $all }}
-  - apiGroups: [""]
-    resources: ["namespaces"]
-    verbs: ["list", "watch"]
-  {{- end }}
-storage:
-  {{- if or $all (has .Release.Namespace .Values.watchNamespaces) }} []
-  {{- else }}
-  - apiGroups: [""]
-    resources: ["secrets"]
-    resourceNames: [{{ include "kubetune.storage.secretName" . | quote }}]
-    verbs: ["get"]
+    verbs: ["list", "watch", "patch"]
   {{- end }}
 {{- end }}
