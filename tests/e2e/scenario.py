@@ -21,7 +21,7 @@ def spec(function: str, **changes: Any) -> dict[str, Any]:
         "trial": {"python": f"kt_test_objectives:{function}", "image": IMAGE},
     }
     for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
+        if key in ("budget", "trial"):  # merged; everything else is replaced
             base[key] = {**base[key], **value}
         else:
             base[key] = value

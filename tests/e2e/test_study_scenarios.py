@@ -373,3 +373,75 @@ def test_evicted_and_deleted_pods_fail_their_trials_with_reasons(
     assert "was stopped by SIGTERM" in reasons[second] or "deleted" in reasons[second]
     assert final["trials"]["complete"] == 3
     assert final["trials"]["failed"] == 2
+
+
+def test_multi_objective_study_reports_a_pareto_front(
+    cluster: Any, kube: Any, storage_url: str
+) -> None:
+    cluster.start()
+    create(
+        kube,
+        "pareto",
+        spec(
+            "two_objectives",
+            objective={"directions": ["minimize", "minimize"], "metrics": ["a", "b"]},
+            budget={"maxTrials": 4, "parallelism": 2},
+            trial={"trialsPerPod": 2},
+        ),
+    )
+    final = wait_phase(kube, "pareto", "Succeeded")
+    study = optuna_study(kube, storage_url, "pareto")
+    front = final["paretoFront"]
+    assert front and len(front) <= 10
+    assert {t["number"] for t in front} == {t.number for t in study.best_trials}
+    assert all(len(t["values"]) == 2 for t in front)
+    assert "bestTrial" not in final or final["bestTrial"] is None
+    configmap = kube.get("configmaps", "pareto-best-params", "default")
+    assert len(json.loads(configmap["data"]["best_params.json"])) == len(front)
+
+
+def test_too_many_failed_trials_fail_the_study(cluster: Any, kube: Any) -> None:
+    cluster.start()
+    create(
+        kube,
+        "failing",
+        spec(
+            "raises",
+            budget={"maxTrials": 20, "parallelism": 1, "maxFailedTrials": 1},
+            trial={"trialsPerPod": 5},
+        ),
+    )
+    final = wait_phase(kube, "failing", "Failed")
+    failed = condition(final, "Failed")
+    assert failed["reason"] == "TooManyFailedTrials"
+    assert failed["message"] == "2 trials failed, more than maxFailedTrials (1)"
+    assert final["trials"]["failed"] == 2
+    assert not live_pods(kube, "failing")
+
+
+def test_goal_and_timeout_end_the_study(cluster: Any, kube: Any) -> None:
+    cluster.start()
+    create(
+        kube,
+        "goal",
+        spec(
+            "quadratic",
+            objective={"direction": "minimize", "goal": 1000.0},
+            budget={"maxTrials": 50, "parallelism": 1},
+        ),
+    )
+    create(
+        kube,
+        "slow",
+        spec(
+            "sleeps",
+            budget={"maxTrials": 50, "parallelism": 1, "timeout": "3s"},
+            trial={"env": [{"name": "KT_SLEEP", "value": "1"}], "trialsPerPod": 50},
+        ),
+    )
+    goal = wait_phase(kube, "goal", "Succeeded")
+    assert condition(goal, "Complete")["reason"] == "GoalReached"
+    assert goal["trials"]["complete"] == 1
+    slow = wait_phase(kube, "slow", "Succeeded", timeout=60)
+    assert condition(slow, "Complete")["reason"] == "Timeout"
+    assert slow["trials"]["complete"] < 50
