@@ -117,8 +117,12 @@ def _from_file(
         raise ObjectiveNotLoadable(field, f"{str(path)!r} is neither .csv nor .parquet")
     if not path.is_file():
         raise ObjectiveNotLoadable(field, f"{str(path)!r} does not exist (is the volume mounted?)")
-    import pyarrow as pa
-
+    try:
+        import pyarrow as pa
+    except ImportError:
+        raise ObjectiveNotLoadable(
+            field, "reading a file needs pyarrow: pip install 'kubetune[trial]'"
+        ) from None
     try:
         if suffix == ".csv":
             import pyarrow.csv
