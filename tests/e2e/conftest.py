@@ -4,7 +4,6 @@ a real PostgreSQL."""
 
 from __future__ import annotations
 
-import base64
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -64,24 +63,6 @@ def cluster(
         pythonpath=[SUPPORT],
     )
     return Cluster(kubelet, start_operator, operator_env)
-
-
-def study_document(name: str, spec: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
-    return {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "Study",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
-
-
-def secret_document(name: str, url: str, namespace: str = "default") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {"url": base64.b64encode(url.encode()).decode()},
-    }
 
 
 _SESSION_CALLS: set[tuple[str, str, str]] = set()

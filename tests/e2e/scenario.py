@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from typing import Any
 
 import optuna
-from conftest import study_document
 
 IMAGE = "ghcr.io/kubetune/trial:test"
+
+
+def study_document(name: str, spec: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "kubetune.io/v1alpha1",
+        "kind": "Study",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def secret_document(name: str, url: str, namespace: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {"url": base64.b64encode(url.encode()).decode()},
+    }
 
 
 def spec(function: str, **changes: Any) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import study_document
 from optuna.trial import TrialState
+from scenario import study_document
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

@@ -302,7 +302,7 @@ def test_objective_that_does_not_import_fails_the_study(cluster: Any, kube: Any)
 
 
 def test_storage_from_a_secret(cluster: Any, kube: Any, storage_url: str) -> None:
-    from conftest import secret_document
+    from scenario import secret_document
 
     cluster.start(KUBETUNE_STORAGE_URL="")
     create(kube, "nostore", spec("quadratic", budget={"maxTrials": 1}))
