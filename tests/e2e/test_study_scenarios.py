@@ -109,7 +109,7 @@ def test_suspend_stops_pods_and_resume_carries_on(
         spec(
             "sleeps",
             budget={"maxTrials": 4, "parallelism": 2},
-            trial={"env": [{"name": "KT_SLEEP", "value": "1"}]},
+            trial={"env": [{"name": "KT_SLEEP", "value": "4"}]},
         ),
     )
     running_trial_pod(kube, "pause")

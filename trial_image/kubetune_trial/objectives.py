@@ -114,7 +114,7 @@ class CommandObjective:
         self.metric_names = list(metric_names)
         self.study_name = study_name
         program = self.argv[0]
-        if not PLACEHOLDER.search(program) and shutil.which(program) is None:
+        if not PLACEHOLDER.search(program) and shutil.which(program, path=_search_path()) is None:
             raise ObjectiveNotLoadable(
                 "spec.trial.command[0]", f"program {program!r} is not found on PATH"
             )
@@ -126,6 +126,7 @@ class CommandObjective:
         )
         argv = fill_placeholders(self.argv, values)
         env = dict(os.environ)
+        env["PATH"] = _search_path()
         env["KUBETUNE_PARAMS"] = json.dumps(trial.params)
         env["KUBETUNE_TRIAL_NUMBER"] = str(trial.number)
         try:
@@ -183,6 +184,13 @@ class CommandObjective:
             )
         result = [latest[name] for name in self.metric_names]
         return result[0] if single else result
+
+
+def _search_path() -> str:
+    """PATH with the runner's own environment first: ``python`` in a command means the
+    interpreter (and packages) the runner runs on, in a virtualenv as in the image."""
+    own = os.path.dirname(sys.executable)
+    return os.pathsep.join([own, os.environ.get("PATH", "")])
 
 
 def _with_tail(message: str, tail: str) -> str:
