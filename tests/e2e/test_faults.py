@@ -76,3 +76,30 @@ def test_twenty_studies_at_once(cluster: Any, kube: Any, storage_url: str) -> No
         assert_accounted(final, study, 2)
         assert final["trials"]["complete"] == 2
     assert cluster.operator.running
+
+
+def test_api_server_restart_mid_study(
+    cluster: Any, kube: Any, emulator_server: Any, storage_url: str
+) -> None:
+    """The API server goes away for a few seconds (objects kept, as etcd keeps them):
+    the operator and the kubelet reconnect and the study finishes."""
+    import time
+
+    cluster.start()
+    create(
+        kube,
+        "apirestart",
+        spec(
+            "sleeps",
+            budget={"maxTrials": 6, "parallelism": 2},
+            trial={"retries": 2, "env": [{"name": "KT_SLEEP", "value": "1"}]},
+        ),
+    )
+    running_trial_pod(kube, "apirestart")
+    emulator_server.stop()
+    time.sleep(3)
+    emulator_server.start()
+    final = wait_phase(kube, "apirestart", "Succeeded", timeout=180)
+    study = optuna.load_study(study_name=final["studyName"], storage=storage_url)
+    assert_accounted(final, study, 6)
+    assert cluster.operator.running

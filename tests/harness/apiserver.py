@@ -1431,6 +1431,9 @@ class EmulatorServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> str:
+        """Start serving; after :meth:`stop`, serves the same objects on the same port again."""
+        self._started.clear()
+        self._error = None
         self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
         self._thread.start()
         if not self._started.wait(timeout):

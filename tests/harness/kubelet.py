@@ -1101,11 +1101,9 @@ class FakeKubelet:
             f"{run.namespace}/{run.name}: pid {run.proc.pid} exited with {code} "
             f"-> exitCode {exit_code} ({reason})"
         )
-        run.forced_reason = None
         policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
 
         if run.evicted_message is not None:
-            run.finished = True
             status = self._status(
                 pod,
                 run,
@@ -1115,8 +1113,11 @@ class FakeKubelet:
             )
             status.update(self._eviction_fields(run.evicted_message))
             await self._patch_status(pod, status)
+            # Only now: if the API server was away, the next tick reports it again.
+            run.finished = True
         elif policy == "Always" or (policy == "OnFailure" and exit_code != 0):
             run.restart_count += 1
+            run.forced_reason = None
             run.last_state = {"terminated": terminated}
             low, high = self.restart_backoff
             backoff = min(low * 2 ** (run.restart_count - 1), high)
@@ -1131,12 +1132,12 @@ class FakeKubelet:
                 self._status(pod, run, phase="Running", ready=False, state={"waiting": waiting}),
             )
         else:
-            run.finished = True
             phase = "Succeeded" if exit_code == 0 else "Failed"
             await self._patch_status(
                 pod,
                 self._status(pod, run, phase=phase, ready=False, state={"terminated": terminated}),
             )
+            run.finished = True  # as above: a failed report is retried on the next tick
 
     @staticmethod
     def _fallback_termination_message(pod: dict[str, Any], run: _PodRun, exit_code: int) -> str:
