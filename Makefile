@@ -26,7 +26,7 @@ quickstart: $(VENV)/.quickstart
 	$(VENV)/bin/kubetune run examples/quickstart.yaml
 
 test: $(VENV)/.dev
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

@@ -2,7 +2,7 @@
 
 The chart's RBAC is checked against ``tests/chart/operator_api_calls.json``; the
 e2e session checks that every call the operator made is listed there, and
-``KUBETUNE_RECORD_API_CALLS=1 pytest tests/e2e`` rewrites the file.
+``KUBETUNE_RECORD_API_CALLS=1 pytest -n 0 tests/e2e`` rewrites the file.
 """
 
 from __future__ import annotations

@@ -91,6 +91,9 @@ def _check_operator_calls_against_rbac() -> Any:
     if not _SESSION_CALLS:
         return
     if os.environ.get("KUBETUNE_RECORD_API_CALLS"):
+        assert not os.environ.get("PYTEST_XDIST_WORKER"), (
+            "record in one process (-n 0): each xdist worker sees only some tests"
+        )
         RECORDED.write_text(json.dumps(sorted(_SESSION_CALLS), indent=1) + "\n")
         return
     recorded = {tuple(c) for c in json.loads(RECORDED.read_text())}
