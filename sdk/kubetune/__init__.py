@@ -1,1 +1,93 @@
-"""kubetune: Kubernetes-native hyperparameter tuning on Optuna."""
+"""kubetune: Kubernetes-native hyperparameter tuning on Optuna.
+
+The public surface is imported lazily, so ``import kubetune`` stays cheap (it
+imports neither kubernetes, optuna, plotly nor pandas):
+
+- :class:`Client` — submit, wait for and query Studies on a cluster; ``tune()``
+  a Python function there or locally;
+- :class:`Study`, :class:`StudySpec`, :func:`load_study`, :class:`SpecError` —
+  the Study model, validated exactly as the CRD is;
+- :mod:`kubetune.space` — search-space helpers (``space.Float(1e-4, 0.1, log=True)``);
+- the errors :class:`StudyFailed`, :class:`NotFound`, :class:`SpecChangeRefused`,
+  :class:`WaitTimeout`.
+
+Example:
+    >>> import kubetune
+    >>> client = kubetune.Client()                       # doctest: +SKIP
+    >>> client.tune(objective, max_trials=50, local=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kubetune import space
+    from kubetune.client import Client
+    from kubetune.errors import (
+        ClusterUnavailable,
+        KubetuneError,
+        NoBestTrial,
+        NotFound,
+        NotReady,
+        SpecChangeRefused,
+        StudyFailed,
+        WaitTimeout,
+    )
+    from kubetune.spec import ObjectMeta, SpecError, Study, StudySpec, load_study
+    from kubetune.trials import TrialRecord
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Client": "kubetune.client",
+    "Study": "kubetune.spec",
+    "StudySpec": "kubetune.spec",
+    "ObjectMeta": "kubetune.spec",
+    "SpecError": "kubetune.spec",
+    "load_study": "kubetune.spec",
+    "TrialRecord": "kubetune.trials",
+    "KubetuneError": "kubetune.errors",
+    "ClusterUnavailable": "kubetune.errors",
+    "NotFound": "kubetune.errors",
+    "NotReady": "kubetune.errors",
+    "NoBestTrial": "kubetune.errors",
+    "SpecChangeRefused": "kubetune.errors",
+    "StudyFailed": "kubetune.errors",
+    "WaitTimeout": "kubetune.errors",
+}
+
+__all__ = [
+    "Client",
+    "ClusterUnavailable",
+    "KubetuneError",
+    "NoBestTrial",
+    "NotFound",
+    "NotReady",
+    "ObjectMeta",
+    "SpecChangeRefused",
+    "SpecError",
+    "Study",
+    "StudyFailed",
+    "StudySpec",
+    "TrialRecord",
+    "WaitTimeout",
+    "load_study",
+    "space",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "space":
+        return importlib.import_module("kubetune.space")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kubetune' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

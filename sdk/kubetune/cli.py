@@ -3,8 +3,22 @@
 ``kubetune run STUDY.yaml`` runs a study on this machine; ``kubetune crd``
 prints the CustomResourceDefinition; ``kubetune validate`` checks a file.
 
-Exit codes: 0 done, 1 the study failed (too many failed trials), 2 bad input
-(the message names the field), 3 the run could not go on, 130 interrupted.
+Exit codes, the same for every command, for scripts to rely on:
+
+- 0 done;
+- 1 the study failed (too many failed trials, trial pods that cannot run);
+- 2 bad input (the message names the field or the file);
+- 3 the command could not go on (cluster, database or objective unreachable;
+  a request the API server refused; a missing optional package);
+- 4 not found (the study, the pod, the trial, or no best trial yet);
+- 5 refused (a started study's objective, search space, sampler or code changed);
+- 6 timed out (``--timeout`` of ``submit --wait`` and ``watch``);
+- 130 interrupted.
+
+The cluster commands (``submit``, ``get``, ``list``, ``describe``, ``watch``,
+``best``, ``trials``, ``logs``, ``delete``, ``suspend``, ``resume``, ``enqueue``)
+are in :mod:`kubetune.cli_cluster`; ``convert``, ``plot`` and ``dashboard`` in
+:mod:`kubetune.cli_tools`.
 """
 
 from __future__ import annotations
@@ -30,6 +44,9 @@ errors = Console(stderr=True)
 EXIT_STUDY_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_RUN_ERROR = 3
+EXIT_NOT_FOUND = 4
+EXIT_REFUSED = 5
+EXIT_TIMEOUT = 6
 EXIT_INTERRUPTED = 130
 
 
@@ -246,6 +263,10 @@ def _report(result: object, output: Path, log_dir: Path) -> None:
     else:
         console.print("[yellow]no trial completed; no best parameters to write[/]")
     console.print(f"[dim]worker logs: {log_dir}[/]")
+
+
+# The other commands register themselves on ``app`` (they import it from here).
+from kubetune import cli_cluster, cli_tools  # noqa: E402, F401
 
 
 def main() -> None:

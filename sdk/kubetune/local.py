@@ -51,6 +51,10 @@ POLL_SECONDS = 0.5
 STOP_GRACE = 10.0
 #: Consecutive workers dying before they finish a trial, after which the run gives up.
 MAX_CRASHES_WITHOUT_PROGRESS = 3
+#: How long ``kubetune run`` tries to reach the storage at the start: a wrong URL or a
+#: database that is down gets an answer in seconds. (Once running, a lost
+#: connection is retried for much longer: see ``storage.RECONNECT_SECONDS``.)
+FIRST_CONNECT_SECONDS = 5.0
 
 
 class LocalRunError(RuntimeError):
@@ -143,7 +147,7 @@ class LocalRun:
     def _prepare(self) -> tuple[optuna.Study, StudySpec]:
         import optuna
 
-        storage = open_storage(self.url)
+        storage = open_storage(self.url, retry_seconds=FIRST_CONNECT_SECONDS)
         if self.fresh:
             with contextlib.suppress(KeyError):
                 optuna.delete_study(study_name=self.study_name, storage=storage)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import logging
+import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -27,8 +30,9 @@ _logger = logging.getLogger(__name__)
 
 _PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^/:@\s]*:)(?P<password>[^@/\s]+)(?=@)")
 
-#: How long a worker keeps trying to reach a database that went away (a restart, say).
-RECONNECT_SECONDS = 60.0
+#: How long a worker keeps trying to reach a database that went away (a restart, say);
+#: ``$KUBETUNE_RECONNECT_SECONDS`` changes it.
+RECONNECT_SECONDS = float(os.environ.get("KUBETUNE_RECONNECT_SECONDS") or 60.0)
 
 
 class StorageUnavailable(RuntimeError):
@@ -60,26 +64,58 @@ def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql", "postgres"))
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+def sqlalchemy_url(url: str) -> str:
+    """The URL as SQLAlchemy must read it to reach the database with what is installed.
+
+    ``postgres://`` (Heroku, many charts) means ``postgresql://``. A PostgreSQL URL
+    that names no driver gets psycopg2, the driver kubetune depends on: SQLAlchemy
+    2.1 would pick psycopg 3 and fail with "Failed to import DB access module"
+    when it is not installed.
+
+    Example:
+        >>> sqlalchemy_url("postgres://tuner@db/optuna")  # doctest: +SKIP
+        'postgresql+psycopg2://tuner@db/optuna'
+    """
+    import importlib.util
+
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
+def open_storage(
+    url: str, *, retry_seconds: float = RECONNECT_SECONDS
+) -> optuna.storages.BaseStorage:
     """Open an Optuna RDB storage, waiting out a short outage of the database.
+
+    ``retry_seconds`` bounds the wait for the first connection (a command a user
+    just typed wants a quick answer; a pod starting beside its database may wait
+    longer). Once open, every new connection — after a database restart, say —
+    is retried for :data:`RECONNECT_SECONDS` before the operation fails with
+    :class:`StorageUnavailable`.
 
     Raises :class:`StorageUnavailable` with a redacted message when it cannot.
     """
     import optuna
     import sqlalchemy.exc
 
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url.removeprefix("postgres://")
+    url = sqlalchemy_url(url)
     engine_kwargs: dict[str, object] = {}
     if not url.startswith("sqlite"):
         # Survive a database restart: check pooled connections before use.
         engine_kwargs["pool_pre_ping"] = True
-    deadline = time.monotonic() + RECONNECT_SECONDS
+    deadline = time.monotonic() + retry_seconds
+    storage_class = (
+        optuna.storages.RDBStorage if url.startswith("sqlite") else _reconnecting_storage_class()
+    )
     while True:
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            storage = storage_class(url, engine_kwargs=engine_kwargs)
+            break
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
-            if time.monotonic() > deadline:
+            if time.monotonic() + 1.0 > deadline:
                 raise StorageUnavailable(
                     f"cannot reach the storage at {redact(url)}: {scrub(_first_line(error), url)}"
                 ) from None
@@ -88,6 +124,198 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             raise StorageUnavailable(
                 f"cannot open the storage at {redact(url)}: {scrub(_first_line(error), url)}"
             ) from None
+    if not url.startswith("sqlite"):
+        _retry_new_connections(storage.engine, url)
+    return storage
+
+
+def _retry_new_connections(engine: sqlalchemy.engine.Engine, url: str) -> None:
+    """Make each new connection of ``engine`` wait for the database for up to
+    :data:`RECONNECT_SECONDS`, instead of failing the operation at once.
+
+    ``pool_pre_ping`` only notices that a pooled connection died; the connection
+    that replaces it is made here, and while the server restarts ("the database
+    system is shutting down", "connection refused") it keeps trying. Only the
+    connect is retried, never a statement, so nothing runs twice.
+    """
+    import sqlalchemy
+
+    dbapi_error = engine.dialect.loaded_dbapi.OperationalError
+
+    @sqlalchemy.event.listens_for(engine, "do_connect")
+    def _connect(
+        dialect: sqlalchemy.engine.Dialect,
+        _record: object,
+        cargs: tuple[object, ...],
+        cparams: dict[str, object],
+    ) -> object:
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        attempts = 0
+        while True:
+            try:
+                return dialect.connect(*cargs, **cparams)
+            except dbapi_error as error:
+                if time.monotonic() > deadline:
+                    raise StorageUnavailable(
+                        f"lost the storage at {redact(url)}: {scrub(_first_line(error), url)}"
+                    ) from None
+                if not attempts:
+                    _logger.warning(
+                        "the storage at %s does not answer (%s); retrying for %.0f s",
+                        redact(url),
+                        scrub(_first_line(error), url),
+                        RECONNECT_SECONDS,
+                    )
+                attempts += 1
+                time.sleep(1.0)
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is a lost or refused database
+    connection — worth trying again — rather than a problem with the data."""
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, StorageUnavailable):
+            return False  # the retries already ran out
+        if isinstance(
+            current,
+            sqlalchemy.exc.OperationalError
+            | sqlalchemy.exc.InterfaceError
+            | sqlalchemy.exc.PendingRollbackError,
+        ):
+            return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+#: RDBStorage methods run again when the connection breaks during the call. Reads,
+#: and writes that give the same result when repeated. ``create_new_trial`` and
+#: ``set_trial_state_values`` are included: a statement cut off by a lost
+#: connection was rolled back by the server, so running it again is right —
+#: except in the rare case where the connection died while the COMMIT's answer was
+#: on its way (then a trial may be created twice; the extra one, running with no
+#: worker, is failed by the operator after ``recovery.UNCLAIMED_GRACE``).
+#: Creating and deleting studies are not retried. The private names are what
+#: Optuna's trial cache (``_CachedStorage``) calls.
+_RETRIED_METHODS = (
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_all_studies",
+    "get_trial",
+    "get_all_trials",
+    "_get_trials",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial_number_from_id",
+    "get_trial_param",
+    "get_trial_params",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_best_trial",
+    "_get_best_trial_id",
+    "get_n_trials",
+    "_get_stale_trial_ids",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "set_trial_param",
+    "_set_trial_param",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "set_trial_state_values",
+    "create_new_trial",
+    "_create_new_trial",
+    "record_heartbeat",
+)
+
+
+@functools.cache
+def _reconnecting_storage_class() -> type[optuna.storages.RDBStorage]:
+    """An RDBStorage that runs a call again when its database connection broke
+    during it (a database restart), for up to :data:`RECONNECT_SECONDS`.
+
+    Still an RDBStorage, so Optuna puts its trial cache in front of it as usual.
+    """
+    import threading
+
+    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    state = threading.local()
+
+    def retrying(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def call(self: optuna.storages.RDBStorage, *args: Any, **kwargs: Any) -> Any:
+            if getattr(state, "active", False):  # an outer call already retries
+                return method(self, *args, **kwargs)
+            state.active = True
+            try:
+                return _call_retrying(self, method, args, kwargs)
+            finally:
+                state.active = False
+
+        return call
+
+    def _call_retrying(
+        storage: optuna.storages.RDBStorage,
+        method: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        retried = False
+        while True:
+            try:
+                return method(storage, *args, **kwargs)
+            except UpdateFinishedTrialError:
+                if retried and method.__name__ == "set_trial_state_values":
+                    return True  # the first attempt was committed after all
+                raise
+            except Exception as error:
+                if not is_connection_error(error):
+                    raise
+                url = str(storage.url)
+                why = scrub(_first_line_of_cause(error), url)
+                if time.monotonic() > deadline:
+                    raise StorageUnavailable(f"lost the storage at {redact(url)}: {why}") from None
+                if not retried:
+                    _logger.warning(
+                        "the connection to the storage at %s broke during %s (%s); retrying",
+                        redact(url),
+                        method.__name__,
+                        why,
+                    )
+                retried = True
+                time.sleep(0.5)
+
+    namespace = {
+        name: retrying(getattr(optuna.storages.RDBStorage, name))
+        for name in _RETRIED_METHODS
+        if hasattr(optuna.storages.RDBStorage, name)
+    }
+    # Importable by name (see the module's __getattr__), so that it pickles.
+    namespace.update(__module__=__name__, __qualname__="ReconnectingRDBStorage")
+    return type("ReconnectingRDBStorage", (optuna.storages.RDBStorage,), namespace)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ReconnectingRDBStorage":
+        return _reconnecting_storage_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _first_line_of_cause(error: BaseException) -> str:
+    """The first line of the database's own message (Optuna wraps it in a generic one)."""
+    cause = error.__cause__ or error.__context__
+    return _first_line(cause if cause is not None else error)
 
 
 def _first_line(error: BaseException) -> str:
@@ -123,7 +351,7 @@ class ClaimLock:
     _PG_NAMESPACE = 0x6B74
 
     def __init__(self, url: str, study_id: int) -> None:
-        self._url = url
+        self._url = sqlalchemy_url(url)
         self._study_id = study_id
         self._connection: sqlalchemy.engine.Connection | None = None
         self._file: object | None = None

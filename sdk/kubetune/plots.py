@@ -1,0 +1,141 @@
+"""Figures of a study with Optuna's visualization module.
+
+``.html`` files are interactive Plotly figures (``pip install 'kubetune[plot]'``,
+which brings plotly); ``.png``, ``.svg`` and ``.pdf`` are drawn with
+Optuna's matplotlib backend. The HTML embeds plotly.js, so it opens with no
+network (in an air-gapped cluster's bastion too).
+
+Kinds: ``history`` (value by trial, best so far), ``importance`` (fANOVA
+parameter importances), ``parallel`` (parallel coordinates), ``pareto``
+(multi-objective studies), ``intermediate`` (the values trials reported with
+``trial.report``, pruned ones included). For a multi-objective study, the
+other kinds show objective ``objective`` (default 0).
+
+Example:
+    >>> write_plot(study, "history", Path("history.html"))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+KINDS = ("history", "importance", "parallel", "pareto", "intermediate")
+SUFFIXES = (".html", ".png", ".svg", ".pdf")
+
+
+class PlotError(ValueError):
+    """The figure cannot be drawn for this study; the message says why."""
+
+
+def write_plot(
+    study: optuna.Study,
+    kind: str,
+    path: Path,
+    *,
+    params: Sequence[str] | None = None,
+    objective: int = 0,
+) -> Path:
+    """Draw ``kind`` for ``study`` into ``path`` (format by its suffix); return the path.
+
+    Raises :class:`PlotError` when the study has nothing to show for that kind,
+    and ImportError with the package to install when plotly or matplotlib is missing.
+    """
+    from optuna.trial import TrialState
+
+    suffix = path.suffix.lower()
+    if kind not in KINDS:
+        raise PlotError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    if suffix not in SUFFIXES:
+        raise PlotError(f"{path}: use one of {', '.join(SUFFIXES)} (the suffix picks the format)")
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    multi = len(study.directions) > 1
+    names = study.metric_names
+    if kind == "pareto" and not multi:
+        raise PlotError("a Pareto front needs a multi-objective study; try --kind history")
+    if kind == "intermediate":
+        if not any(t.intermediate_values for t in trials):
+            raise PlotError("no trial reported intermediate values (trial.report)")
+    elif not complete:
+        raise PlotError(f"study {study.study_name!r} has no completed trial to plot")
+    if kind == "importance" and len(complete) < 2:
+        raise PlotError("parameter importances need at least 2 completed trials")
+    if multi and not 0 <= objective < len(study.directions):
+        raise PlotError(
+            f"objective {objective} does not exist (the study has {len(study.directions)})"
+        )
+
+    target: Callable[[Any], float] | None = None
+    target_name = "Objective Value"
+    if multi and kind != "pareto":
+
+        def target(t: Any) -> float:
+            return float(t.values[objective])
+
+        target_name = names[objective] if names else f"Objective {objective}"
+    elif names:
+        target_name = names[0]
+
+    html = suffix == ".html"
+    if html:
+        try:
+            import optuna.visualization as vis
+            import plotly  # noqa: F401 - optuna's check fails late; fail early with the hint
+        except ImportError:
+            raise ImportError("HTML figures need plotly: pip install 'kubetune[plot]'") from None
+    else:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")  # files only, no display
+            import optuna.visualization.matplotlib as vis  # type: ignore[no-redef]
+        except ImportError:
+            raise ImportError(
+                "PNG/SVG/PDF figures need matplotlib: pip install 'kubetune[plot]'"
+            ) from None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's matplotlib backend is "experimental"
+        figure = _draw(vis, study, kind, params, target, target_name, names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if html:
+        figure.write_html(str(path), include_plotlyjs=True, full_html=True)
+    else:
+        import matplotlib.pyplot as plt
+        import numpy
+
+        fig = figure.figure if hasattr(figure, "figure") else numpy.ravel(figure)[0].figure
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+    return path
+
+
+def _draw(
+    vis: Any,
+    study: optuna.Study,
+    kind: str,
+    params: Sequence[str] | None,
+    target: Callable[[Any], float] | None,
+    target_name: str,
+    names: list[str] | None,
+) -> Any:
+    chosen = list(params) if params else None
+    if kind == "history":
+        return vis.plot_optimization_history(study, target=target, target_name=target_name)
+    if kind == "importance":
+        return vis.plot_param_importances(
+            study, params=chosen, target=target, target_name=target_name
+        )
+    if kind == "parallel":
+        return vis.plot_parallel_coordinate(
+            study, params=chosen, target=target, target_name=target_name
+        )
+    if kind == "pareto":
+        return vis.plot_pareto_front(study, target_names=names)
+    return vis.plot_intermediate_values(study)

@@ -1,0 +1,255 @@
+"""``tune(objective_fn, ...)``: the Study that runs a Python function, and its local run.
+
+:func:`build_study` turns the arguments of ``Client.tune`` into a Study whose
+``trial.python`` names the shipped function (see :mod:`kubetune.shipping`);
+in a cluster the source is mounted from a ConfigMap at
+:data:`~kubetune.names.CODE_MOUNT_PATH`, which is put on ``PYTHONPATH``.
+:func:`run_local` runs the same Study with local worker processes.
+
+Example:
+    >>> code = ship(objective)                                      # doctest: +SKIP
+    >>> study = build_study(code, {"x": (0.0, 1.0)}, max_trials=20)  # doctest: +SKIP
+    >>> study.spec.trial.python                                     # doctest: +SKIP
+    'train:objective'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from kubetune.names import (
+    CODE_DIGEST_ANNOTATION,
+    CODE_MOUNT_PATH,
+    CODE_VOLUME,
+    MANAGED_BY_LABEL,
+    code_configmap,
+)
+from kubetune.shipping import ShippedCode
+from kubetune.space import to_spec
+from kubetune.spec import (
+    MAX_NAME_LENGTH,
+    PrunerSpec,
+    SamplerSpec,
+    Study,
+    StudyStatus,
+    TrialSummary,
+    load_study,
+)
+
+#: ``resources={"gpu": 1}`` asks for this extended resource.
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def default_name(code: ShippedCode) -> str:
+    """``<function>-<digest>``: the same code continues the same study, changed code
+    starts a new one (its trials would not be comparable)."""
+    base = re.sub(r"[^a-z0-9]+", "-", code.function.lower()).strip("-") or "objective"
+    return f"{base[: MAX_NAME_LENGTH - 9].rstrip('-')}-{code.digest[:8]}"
+
+
+def resources_spec(resources: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """``{"gpu": 1, "cpu": 2, "memory": "4Gi"}`` as pod resources.
+
+    ``gpu`` becomes a ``nvidia.com/gpu`` limit; ``cpu`` a request (a CPU limit
+    would throttle the trial); ``memory`` a request and an equal limit (a trial
+    over it is OOM-killed, and the operator says so); other keys (``amd.com/gpu``)
+    are limits; ``limits``/``requests`` dicts are taken as they are.
+    """
+    limits: dict[str, Any] = {}
+    requests: dict[str, Any] = {}
+    for key, value in (resources or {}).items():
+        if key in ("limits", "requests") and isinstance(value, Mapping):
+            (limits if key == "limits" else requests).update(value)
+        elif key == "gpu":
+            limits[GPU_RESOURCE] = value
+        elif key in ("cpu", "ephemeral-storage"):
+            requests[key] = value
+        elif key == "memory":
+            requests[key] = value
+            limits[key] = value
+        else:
+            limits[key] = value
+    return {k: v for k, v in (("limits", limits), ("requests", requests)) if v}
+
+
+def _objective_spec(
+    direction: str | Sequence[str], metric: str | Sequence[str] | None
+) -> dict[str, Any]:
+    objective: dict[str, Any] = {}
+    if isinstance(direction, str):
+        objective["direction"] = direction
+    else:
+        objective["directions"] = list(direction)
+    if isinstance(metric, str):
+        objective["metric"] = metric
+    elif metric is not None:
+        objective["metrics"] = list(metric)
+    return objective
+
+
+def _component(value: str | Mapping[str, Any] | SamplerSpec | PrunerSpec) -> dict[str, Any]:
+    if isinstance(value, SamplerSpec | PrunerSpec):
+        return value.to_dict()
+    if isinstance(value, str):
+        return {"name": value}
+    return dict(value)
+
+
+def build_study(
+    code: ShippedCode,
+    search_space: Mapping[str, Any] | None = None,
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    direction: str | Sequence[str] = "minimize",
+    metric: str | Sequence[str] | None = None,
+    max_trials: int = 100,
+    parallelism: int = 1,
+    max_failed_trials: int | None = None,
+    timeout: str | int | None = None,
+    sampler: str | Mapping[str, Any] | SamplerSpec | None = None,
+    pruner: str | Mapping[str, Any] | PrunerSpec | None = None,
+    resources: Mapping[str, Any] | None = None,
+    image: str | None = None,
+    env: Mapping[str, str] | None = None,
+    trials_per_pod: int | None = None,
+    retries: int | None = None,
+    cluster: bool = True,
+) -> Study:
+    """The Study that runs ``code``'s function; ``cluster`` adds the ConfigMap volume.
+
+    Raises :class:`~kubetune.spec.SpecError` naming the field, before anything is sent.
+    """
+    study_name = name or default_name(code)
+    variables = dict(env or {})
+    trial: dict[str, Any] = {"python": code.entry}
+    if cluster:
+        # The mounted source comes first on the path; a PYTHONPATH the caller gave follows.
+        variables["PYTHONPATH"] = os.pathsep.join(
+            p for p in (CODE_MOUNT_PATH, variables.get("PYTHONPATH")) if p
+        )
+        trial["volumes"] = [
+            {
+                "name": CODE_VOLUME,
+                "configMap": {"name": code_configmap(study_name), "items": code.volume_items()},
+            }
+        ]
+        trial["volumeMounts"] = [
+            {"name": CODE_VOLUME, "mountPath": CODE_MOUNT_PATH, "readOnly": True}
+        ]
+    if variables:
+        trial["env"] = [{"name": k, "value": str(v)} for k, v in variables.items()]
+    if image:
+        trial["image"] = image
+    if resources:
+        trial["resources"] = resources_spec(resources)
+    if trials_per_pod is not None:
+        trial["trialsPerPod"] = trials_per_pod
+    if retries is not None:
+        trial["retries"] = retries
+    budget: dict[str, Any] = {"maxTrials": max_trials, "parallelism": parallelism}
+    if max_failed_trials is not None:
+        budget["maxFailedTrials"] = max_failed_trials
+    if timeout is not None:
+        budget["timeout"] = timeout
+    spec: dict[str, Any] = {
+        "objective": _objective_spec(direction, metric),
+        "searchSpace": to_spec(search_space),
+        "budget": budget,
+        "trial": trial,
+    }
+    if sampler is not None:
+        spec["sampler"] = _component(sampler)
+    if pruner is not None:
+        spec["pruner"] = _component(pruner)
+    metadata: dict[str, Any] = {
+        "name": study_name,
+        "labels": {MANAGED_BY_LABEL: "kubetune"},
+        "annotations": {CODE_DIGEST_ANNOTATION: code.digest},
+    }
+    if namespace:
+        metadata["namespace"] = namespace
+    return load_study(
+        {"apiVersion": "kubetune.io/v1alpha1", "kind": "Study", "metadata": metadata, "spec": spec}
+    )
+
+
+@contextlib.contextmanager
+def _on_pythonpath(folder: str) -> Iterator[None]:
+    """Worker processes started meanwhile find ``folder`` first on their path."""
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (folder, previous) if p)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = previous
+
+
+def run_local(
+    study: Study,
+    code: ShippedCode,
+    storage_url: str | None = None,
+    *,
+    progress: bool = True,
+) -> Study:
+    """Run ``study`` with local worker processes until its budget is spent; return it
+    with a status like the operator's (phase, counts, best trial).
+
+    The storage is ``storage_url``, else ``$KUBETUNE_STORAGE_URL``, else the
+    embedded PostgreSQL. Ctrl-C stops the workers (finished trials are kept) and
+    raises KeyboardInterrupt. Raises :class:`~kubetune.local.LocalRunError` when the
+    run cannot go on (the function does not import, the storage is unreachable).
+    """
+    from kubetune.local import LocalRun
+
+    with contextlib.ExitStack() as stack:
+        url = storage_url or os.environ.get("KUBETUNE_STORAGE_URL") or study.spec.storage.url
+        if url is None:
+            from kubetune.embedded import embedded_postgres
+
+            url = stack.enter_context(embedded_postgres())
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="kubetune-code-"))
+        code.write_to(Path(folder))
+        stack.enter_context(_on_pythonpath(folder))
+        on_progress = on_message = None
+        if progress:
+            from kubetune.progress import StudyProgress
+
+            bar = stack.enter_context(StudyProgress(study.metadata.name))
+
+            def on_progress(p: Any) -> None:
+                bar.update(total=p.max_trials, counts=p.counts, best=p.best_values)
+
+            on_message = bar.note
+        result = LocalRun(study, url, on_progress=on_progress, on_message=on_message).run()
+    if result.interrupted:
+        raise KeyboardInterrupt
+    multi = study.spec.objective.is_multi_objective
+    summaries = [
+        TrialSummary(
+            number=t["number"],
+            value=None if multi else t["values"][0],
+            values=t["values"] if multi else None,
+            params=t["params"],
+        )
+        for t in result.best_trials
+    ]
+    status = StudyStatus(
+        phase="Failed" if result.failed else "Succeeded",
+        message=result.stop_message or None,
+        study_name=result.study_name,
+        progress=f"{result.counts.finished}/{study.spec.budget.max_trials}",
+        trials=result.counts,
+        best_trial=None if multi or not summaries else summaries[0],
+        pareto_front=summaries if multi else [],
+    )
+    return study.model_copy(update={"status": status})
