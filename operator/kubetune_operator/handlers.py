@@ -53,7 +53,8 @@ def _emitter(body: kopf.Body, reconciler: StudyReconciler) -> Any:
     return emit
 
 
-@kopf.daemon(API_GROUP, API_VERSION, PLURAL, cancellation_timeout=10.0)
+# A tick in progress finishes before the daemon exits (cancelling does not stop a thread).
+@kopf.daemon(API_GROUP, API_VERSION, PLURAL, cancellation_backoff=5.0, cancellation_timeout=10.0)
 def reconcile_study(
     stopped: kopf.DaemonStopped, body: kopf.Body, logger: logging.Logger, **_: Any
 ) -> None:

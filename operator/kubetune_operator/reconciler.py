@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from kubetune import bridge
 from kubetune.budget import Spending, StopReason, describe, stop_reason
 from kubetune.recovery import WORKER_ATTR, fail_lost_trials, lost_trials
-from kubetune.spec import SpecError, StudySpec, validate_spec
+from kubetune.spec import SpecError, StudySpec, validate_metadata, validate_spec
 from kubetune.storage import StorageUnavailable, open_storage, scrub
 from kubetune.worker import EXIT_CONFIG_ERROR
 
@@ -68,6 +68,8 @@ if TYPE_CHECKING:
 EventSink = Callable[[str, str, str], None]
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
+#: How long a tick waits for a study's storage to answer the first time.
+STORAGE_FIRST_CONNECT_SECONDS = 5.0
 #: Failed pods kept for ``kubectl logs`` while the study runs; older ones are deleted.
 KEEP_FAILED_PODS = 5
 
@@ -96,6 +98,7 @@ class StudyReconciler:
         status = dict(self._observed)  # a working copy; _write compares with what was observed
         generation = meta.get("generation")
         try:
+            validate_metadata(meta)
             spec = validate_spec(body.get("spec") or {})
             bridge.check_buildable(spec)
         except SpecError as error:
@@ -191,7 +194,9 @@ class StudyReconciler:
             or optuna_study_name(meta["namespace"], meta["name"], meta["uid"])
         )
         if self._study is None or self._url != url or self._study.study_name != name:
-            storage = open_storage(url)
+            # A short first wait: a storage that does not answer becomes a condition
+            # within seconds, and the next tick tries again.
+            storage = open_storage(url, retry_seconds=STORAGE_FIRST_CONNECT_SECONDS)
             try:
                 storage.get_study_id_from_name(name)
                 self._study = optuna.load_study(study_name=name, storage=storage)

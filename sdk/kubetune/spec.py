@@ -69,6 +69,7 @@ Phase: TypeAlias = Literal["Pending", "Running", "Suspended", "Succeeded", "Fail
 Choice: TypeAlias = str | int | float | bool | None
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _PYTHON_ENTRY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -468,6 +469,20 @@ class TrialTemplate(_Model):
     trials_per_pod: int = Field(default=1, ge=1)
     retries: int = Field(default=0, ge=0, le=10)
 
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            prefix, _, name = key.rpartition("/")
+            if not _LABEL_NAME.match(name) or len(name) > MAX_NAME_LENGTH or len(prefix) > 253:
+                raise ValueError(f"label key {key!r} is not a valid Kubernetes label key")
+            if len(value) > MAX_NAME_LENGTH or (value and not _LABEL_NAME.match(value)):
+                raise ValueError(
+                    f"label {key}={value!r}: a value must be at most 63 letters, digits, "
+                    "'-', '_' or '.', starting and ending with a letter or digit"
+                )
+        return labels
+
     @field_validator("python")
     @classmethod
     def _check_python(cls, value: str | None) -> str | None:
@@ -773,6 +788,14 @@ def validate_spec(data: Mapping[str, Any]) -> StudySpec:
         return StudySpec.model_validate(dict(data))
     except ValidationError as error:
         raise SpecError(_format_problems(error, "spec")) from None
+
+
+def validate_metadata(data: Mapping[str, Any]) -> ObjectMeta:
+    """Validate a Study's metadata (its name must fit pod names and label values)."""
+    try:
+        return ObjectMeta.model_validate(dict(data))
+    except ValidationError as error:
+        raise SpecError(_format_problems(error, "metadata")) from None
 
 
 def load_study(source: Mapping[str, Any] | str | Path) -> Study:

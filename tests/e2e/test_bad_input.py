@@ -45,12 +45,13 @@ def command_spec(argv: list[str], **changes: Any) -> dict[str, Any]:
 
 
 def failed_condition(kube: Any, name: str, timeout: float = 60) -> dict[str, Any]:
+    """The ``Failed`` condition of a study, once its phase is Failed."""
     final = wait_phase(kube, name, "Failed", timeout=timeout)
     return condition(final, "Failed")
 
 
 def test_invalid_studies_fail_with_the_field_and_the_others_proceed(
-    cluster: Any, kube: Any, storage_url: str
+    cluster: Any, kube: Any
 ) -> None:
     cluster.start()
     invalid: dict[str, tuple[dict[str, Any], str]] = {
@@ -105,14 +106,6 @@ def test_invalid_studies_fail_with_the_field_and_the_others_proceed(
     assert all(int(e.get("count") or 1) == 1 for e in invalid_events), invalid_events
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operator bug: a Study name longer than 63 characters (Kubernetes allows 253) or a "
-    "trial label value longer than 63 makes every pod creation fail with 422; the operator "
-    "logs 'reconciling failed, will retry: UnprocessableEntityException: (422)' every tick, "
-    "forever, and the Study shows no phase and no condition. Fit the study label "
-    "(labels.py) or refuse such names with a condition; validate spec.trial.labels",
-)
 def test_names_too_long_for_kubernetes(cluster: Any, kube: Any) -> None:
     """A Study's name may have 253 characters; its trial pods' label values only 63.
     Either the study runs (names and labels shortened) or it fails saying why —
@@ -227,6 +220,7 @@ def password_url(postgres_server: Any, storage_url: str) -> Iterator[str]:
 
 
 def secret(name: str, url: str) -> dict[str, Any]:
+    """A Secret holding ``url`` under the key ``url``."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -236,17 +230,10 @@ def secret(name: str, url: str) -> dict[str, Any]:
 
 
 def storage_condition(kube: Any, name: str) -> dict[str, Any]:
+    """The study's ``StorageReady`` condition ({} while there is none)."""
     return condition(status(kube, name), "StorageReady")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operator bug: the reconciler opens the storage with open_storage's default "
-    "first-connection wait (60 s), so StorageReady=False appears only after a minute, and the "
-    "study's daemon is blocked meanwhile; it should pass a short retry_seconds "
-    "(reconciler._optuna_study). The Secret's URL holds a password, so once fixed this also "
-    "checks that the condition's message masks it.",
-)
 def test_a_storage_that_does_not_answer_is_a_condition_and_recovers(
     cluster: Any, kube: Any, storage_url: str
 ) -> None:
