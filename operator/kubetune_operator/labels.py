@@ -1,20 +1,43 @@
-"""Names and labels of the objects the operator makes for a study."""
+"""Names and labels of the objects the operator makes for a study.
+
+The names a client also needs (``<study>-best-params``, ``<study>-storage``, the
+study label) are defined once in :mod:`kubetune.names`; this module adds the
+operator's own.
+"""
 
 from __future__ import annotations
 
-import hashlib
-
+from kubetune.names import (
+    BEST_PARAMS_KEY,
+    MANAGED_BY_LABEL,
+    STUDY_LABEL,
+    TRIAL_LABEL,
+    best_params_configmap,
+    fit,
+    storage_secret,
+    study_selector,
+)
 from kubetune.spec import API_GROUP
 
-STUDY_LABEL = f"{API_GROUP}/study"
+__all__ = [
+    "BEST_PARAMS_KEY",
+    "COMPONENT_LABEL",
+    "HANDLED_ANNOTATION",
+    "MANAGED_BY_LABEL",
+    "STUDY_LABEL",
+    "STUDY_UID_LABEL",
+    "TRIAL_LABEL",
+    "best_params_configmap",
+    "optuna_study_name",
+    "pod_prefix",
+    "storage_secret",
+    "study_selector",
+]
+
 STUDY_UID_LABEL = f"{API_GROUP}/study-uid"
-TRIAL_LABEL = f"{API_GROUP}/trial"
 COMPONENT_LABEL = "app.kubernetes.io/component"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 #: Set on a failed pod once its trials have been dealt with.
 HANDLED_ANNOTATION = f"{API_GROUP}/handled"
-
-BEST_PARAMS_KEY = "best_params.json"
 
 
 def optuna_study_name(namespace: str, name: str, uid: str) -> str:
@@ -24,23 +47,4 @@ def optuna_study_name(namespace: str, name: str, uid: str) -> str:
 
 def pod_prefix(study: str) -> str:
     """``generateName`` for trial pods: the server adds 5 characters, within 63 in all."""
-    return f"{_fit(study, 50)}-trial-"
-
-
-def best_params_configmap(study: str) -> str:
-    return f"{_fit(study, 50)}-best-params"
-
-
-def storage_secret(study: str) -> str:
-    return f"{_fit(study, 50)}-storage"
-
-
-def _fit(name: str, length: int) -> str:
-    if len(name) <= length:
-        return name
-    digest = hashlib.sha1(name.encode()).hexdigest()[:6]
-    return f"{name[: length - 7]}-{digest}"
-
-
-def study_selector(name: str) -> str:
-    return f"{STUDY_LABEL}={name}"
+    return f"{fit(study, 50)}-trial-"

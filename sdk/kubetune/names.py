@@ -1,10 +1,9 @@
-"""Names and labels of the objects that belong to a Study, as the client sees them.
+"""Names and labels of the objects that belong to a Study.
 
-The operator names the objects it makes (``<study>-best-params``,
-``<study>-storage``) the same way in ``kubetune_operator.labels``; the client
-cannot import the operator, so the rule is written here too and a test keeps
-the two in step. ``<study>-code`` (the ConfigMap of ``client.tune``) is the
-client's own.
+The one definition: the operator (``kubetune_operator.labels``) imports these
+for the objects it makes (``<study>-best-params``, ``<study>-storage``), and the
+client uses them to find those objects. ``<study>-code`` (the ConfigMap of
+``client.tune``) is the client's own.
 
 Example:
     >>> best_params_configmap("lgbm")
