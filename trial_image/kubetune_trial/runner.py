@@ -194,7 +194,10 @@ class Worker:
             reason = _exception_reason(error)
         with self.signals.deferred():
             if reason is not None:
-                trial.set_user_attr(FAIL_REASON_ATTR, scrub(reason, self.storage_url)[-2000:])
+                # Scrubbed once, for the trial and for the log: an objective's error may
+                # quote the storage URL.
+                reason = scrub(reason, self.storage_url)
+                trial.set_user_attr(FAIL_REASON_ATTR, reason[-2000:])
             self.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
         _log_trial(trial, state, values, reason, time.monotonic() - started)
         return state
