@@ -130,28 +130,43 @@ def _pruner_classes() -> dict[str, type[optuna.pruners.BasePruner]]:
 
 def _construct(cls: type, args: dict[str, Any], path: str) -> Any:
     """``cls(**args)``, with a bad argument reported against the spec field."""
-    accepted = [
-        name
+    parameters = {
+        name: p
         for name, p in inspect.signature(cls).parameters.items()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    ]
-    for name in args:
-        if name not in accepted:
+    }
+    for name, value in args.items():
+        if name not in parameters:
             raise SpecError(
                 [
                     (
                         f"{path}.{name}",
                         f"{cls.__name__} has no argument {name!r} "
-                        f"(it takes: {', '.join(accepted)})",
+                        f"(it takes: {', '.join(parameters)})",
                     )
                 ]
             )
+        problem = _type_problem(parameters[name].default, value)
+        if problem:
+            raise SpecError([(f"{path}.{name}", f"{problem} ({cls.__name__})")])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # experimental-feature warnings, once per process
             return cls(**args)
     except (TypeError, ValueError) as error:
         raise SpecError([(path, f"{cls.__name__}: {error}")]) from None
+
+
+def _type_problem(default: Any, value: Any) -> str | None:
+    """Why ``value`` cannot stand where the constructor's ``default`` is, judged by the
+    default's kind (YAML gives strings, numbers and booleans); None when it can."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"must be true or false, not {value!r}"
+    if isinstance(default, int | float) and (
+        isinstance(value, bool) or not isinstance(value, int | float)
+    ):
+        return f"must be a number, not {value!r}"
+    return None
 
 
 def build_sampler(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.BaseSampler:

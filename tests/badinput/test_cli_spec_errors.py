@@ -198,12 +198,6 @@ def test_a_missing_file(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert "nowhere.yaml: no such file" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: sampler/pruner args are not type-checked, so a wrong type passes validate "
-    "and every trial then fails with \"TypeError: '<' not supported between instances of "
-    "'int' and 'str'\", which names no field (kubetune.bridge.check_buildable)",
-)
 def test_sampler_argument_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
     spec, _ = changed("sampler", {"name": "tpe", "args": {"n_startup_trials": "ten"}})
     code, stderr = validate(write_study(tmp_path, spec))
