@@ -28,6 +28,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 TRIAL_IMAGE = "ghcr.io/kubetune/trial:bench"
+#: The load when the script started (this module is imported first thing).
+LOAD_AT_START = os.getloadavg()
 
 RESULTS_HEADER = """# Benchmark results
 
@@ -135,13 +137,17 @@ def machine() -> dict[str, str]:
         match = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
         if match:
             memory = f"{int(match.group(1)) / 1024 / 1024:.1f} GiB"
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+    def load(values: tuple[float, float, float]) -> str:
+        return ", ".join(f"{x:.2f}" for x in values)
+
     return {
         "cores": str(os.cpu_count()),
         "cpu": cpu,
         "ram": memory,
         "os": f"{platform.system()} {platform.release()}",
-        "load average at start (1, 5, 15 min)": load,
+        "load average (1, 5, 15 min) at start": load(LOAD_AT_START),
+        "load average (1, 5, 15 min) at end": load(os.getloadavg()),
     }
 
 
