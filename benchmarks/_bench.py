@@ -207,8 +207,13 @@ def environment_block(mode: str, postgres_version: str, seconds: float, command:
     return "\n".join(f"- {key}: {value}" for key, value in facts.items())
 
 
-def record(name: str, title: str, body: str) -> None:
-    """Rewrite the section ``name`` of RESULTS.md (added at the end the first time)."""
+def record(name: str, title: str, body: str, mode: str = "default") -> None:
+    """Rewrite the section ``name`` of RESULTS.md (added at the end the first time).
+
+    A ``--quick`` or ``--full`` run has a section of its own, beside the default one.
+    """
+    if mode != "default":
+        name, title = f"{name}-{mode}", f"{title}, --{mode}"
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     section = f"{begin}\n## {title}\n\n{body.strip()}\n{end}"
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else RESULTS_HEADER

@@ -122,7 +122,7 @@ that trial's `datetime_complete` in the storage.
 
 {environment_block(args.mode, version, time.time() - t0, command)}
 """
-    record("latency", "Trial end to Study status (latency.py)", body)
+    record("latency", "Trial end to Study status (latency.py)", body, args.mode)
 
 
 HEADERS = ["reconcile period s", "trials", "p50 s", "p95 s", "max s", "mean s"]

@@ -288,7 +288,7 @@ trial, i.e. {ray_worker_ms:.0f} ms per trial per worker.
 
 {environment_block(args.mode, version, time.time() - t0, command_line(args.mode))}
 """
-    record("overhead", "Overhead over plain Optuna (overhead.py)", body)
+    record("overhead", "Overhead over plain Optuna (overhead.py)", body, args.mode)
 
 
 if __name__ == "__main__":

@@ -179,7 +179,7 @@ the trials running when it was asked for; the median over trials, then over seed
 
 {environment_block(args.mode, version, time.time() - t0, command)}
 """
-    record("quality", "Search quality under parallelism (quality.py)", body)
+    record("quality", "Search quality under parallelism (quality.py)", body, args.mode)
 
 
 if __name__ == "__main__":

@@ -273,7 +273,7 @@ JSON of the status the ticks wrote.
 
 {environment_block(args.mode, version, time.time() - t0, command)}
 """
-    record("scale", "Reconcile time and status size as a study grows (scale.py)", body)
+    record("scale", "Reconcile time and status size as a study grows (scale.py)", body, args.mode)
 
 
 if __name__ == "__main__":
