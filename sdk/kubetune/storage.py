@@ -99,7 +99,6 @@ def open_storage(
     Raises :class:`StorageUnavailable` with a redacted message when it cannot.
     """
     import optuna
-    import sqlalchemy.exc
 
     url = sqlalchemy_url(url)
     engine_kwargs: dict[str, object] = {}
@@ -114,16 +113,19 @@ def open_storage(
         try:
             storage = storage_class(url, engine_kwargs=engine_kwargs)
             break
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
-            if time.monotonic() + 1.0 > deadline:
+        except Exception as error:
+            # Optuna wraps some of its first queries' errors in StorageInternalError:
+            # what counts is whether a connection was refused or lost underneath.
+            if not is_connection_error(error):
                 raise StorageUnavailable(
-                    f"cannot reach the storage at {redact(url)}: {scrub(_first_line(error), url)}"
+                    f"cannot open the storage at {redact(url)}: {scrub(_first_line(error), url)}"
+                ) from None
+            if time.monotonic() + 1.0 > deadline:
+                why = scrub(_first_line_of_cause(error), url)
+                raise StorageUnavailable(
+                    f"cannot reach the storage at {redact(url)}: {why}"
                 ) from None
             time.sleep(1.0)
-        except Exception as error:
-            raise StorageUnavailable(
-                f"cannot open the storage at {redact(url)}: {scrub(_first_line(error), url)}"
-            ) from None
     if not url.startswith("sqlite"):
         _retry_new_connections(storage.engine, url)
     return storage
