@@ -7,7 +7,7 @@ import itertools
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,3 +56,47 @@ def worker_env(storage_url: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
+
+
+_roles = itertools.count()
+
+
+@pytest.fixture
+def url_with_password(postgres_server: object, storage_url: str) -> Iterator[Callable[[str], str]]:
+    """``storage_url`` as a role with a password writes it, with no driver named
+    (``postgresql://ROLE:PASSWORD@/DB?host=SOCKET``), as a Helm chart's Secret or a cloud
+    console gives it. The test server trusts local connections: the password is never
+    checked, only looked for (it must not leak). Call it with the password."""
+    from urllib.parse import urlsplit
+
+    import psycopg2
+
+    parts = urlsplit(storage_url)
+    database = parts.path.lstrip("/")
+    socket = parts.query.removeprefix("host=")
+    roles: list[str] = []
+    admin = psycopg2.connect(postgres_server.get_uri())  # type: ignore[attr-defined]
+    admin.autocommit = True
+
+    def make(password: str) -> str:
+        role = f"tuner_{os.getpid()}_{next(_roles)}"
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE ROLE {role} LOGIN PASSWORD %s", (password,))
+            cursor.execute(f'ALTER DATABASE "{database}" OWNER TO {role}')
+        roles.append(role)
+        return f"postgresql://{role}:{password}@/{database}?host={socket}"
+
+    try:
+        yield make
+    finally:
+        inside = psycopg2.connect(postgres_server.get_uri(database=database))  # type: ignore[attr-defined]
+        inside.autocommit = True
+        with inside.cursor() as cursor:
+            for role in roles:
+                cursor.execute(f"REASSIGN OWNED BY {role} TO postgres")
+        inside.close()
+        with admin.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{database}" OWNER TO postgres')
+            for role in roles:
+                cursor.execute(f"DROP ROLE {role}")
+        admin.close()

@@ -8,12 +8,9 @@ events, pod specs, operator and pod logs — is in ``tests/e2e/test_bad_input.py
 
 from __future__ import annotations
 
-import itertools
-import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg2
 import pytest
@@ -22,35 +19,11 @@ from badinput_helpers import kubetune, write_study
 pytestmark = pytest.mark.timeout(90)
 
 PASSWORD = "Wh1sper-n0t-t3ll"
-_roles = itertools.count()
 
 
 @pytest.fixture
-def password_url(postgres_server: Any, storage_url: str) -> Iterator[str]:
-    """``storage_url`` as a role with a password would write it:
-    ``postgresql://ROLE:PASSWORD@/DB?host=SOCKET`` (no driver named, as a Helm chart
-    or a cloud console gives it)."""
-    role = f"tuner_{os.getpid()}_{next(_roles)}"
-    parts = urlsplit(storage_url)
-    database = parts.path.lstrip("/")
-    socket = parts.query.removeprefix("host=")
-    connection = psycopg2.connect(postgres_server.get_uri())
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"CREATE ROLE {role} LOGIN PASSWORD %s", (PASSWORD,))
-            cursor.execute(f'ALTER DATABASE "{database}" OWNER TO {role}')
-        yield f"postgresql://{role}:{PASSWORD}@/{database}?host={socket}"
-    finally:
-        inside = psycopg2.connect(postgres_server.get_uri(database=database))
-        inside.autocommit = True
-        with inside.cursor() as cursor:
-            cursor.execute(f"REASSIGN OWNED BY {role} TO postgres")
-        inside.close()
-        with connection.cursor() as cursor:
-            cursor.execute(f'ALTER DATABASE "{database}" OWNER TO postgres')
-            cursor.execute(f"DROP ROLE {role}")
-        connection.close()
+def password_url(url_with_password: Callable[[str], str]) -> str:
+    return url_with_password(PASSWORD)
 
 
 def everything_stored(url: str) -> str:

@@ -9,18 +9,15 @@ The command-line side is in ``tests/badinput/``.
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import optuna
-import psycopg2
 import pytest
 from kubetune.storage import open_storage
 from optuna.trial import TrialState
@@ -187,36 +184,11 @@ def test_trials_that_print_no_metric_or_nan_fail_with_reasons(
 # ------------------------------------------------------------------ storage and passwords
 
 PASSWORD = "Wh1sper-t0-the-0perator"
-_roles = itertools.count()
 
 
 @pytest.fixture
-def password_url(postgres_server: Any, storage_url: str) -> Iterator[str]:
-    """``storage_url`` as a role with a password writes it, with no driver named
-    (``postgresql://ROLE:PASSWORD@/DB?host=SOCKET``), as the Helm chart's Secret does.
-    The test server trusts local connections: the password is never checked, only
-    looked for."""
-    role = f"op_tuner_{os.getpid()}_{next(_roles)}"
-    parts = urlsplit(storage_url)
-    database = parts.path.lstrip("/")
-    socket = parts.query.removeprefix("host=")
-    admin = psycopg2.connect(postgres_server.get_uri())
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f"CREATE ROLE {role} LOGIN PASSWORD %s", (PASSWORD,))
-            cursor.execute(f'ALTER DATABASE "{database}" OWNER TO {role}')
-        yield f"postgresql://{role}:{PASSWORD}@/{database}?host={socket}"
-    finally:
-        inside = psycopg2.connect(postgres_server.get_uri(database=database))
-        inside.autocommit = True
-        with inside.cursor() as cursor:
-            cursor.execute(f"REASSIGN OWNED BY {role} TO postgres")
-        inside.close()
-        with admin.cursor() as cursor:
-            cursor.execute(f'ALTER DATABASE "{database}" OWNER TO postgres')
-            cursor.execute(f"DROP ROLE {role}")
-        admin.close()
+def password_url(url_with_password: Callable[[str], str]) -> str:
+    return url_with_password(PASSWORD)
 
 
 def secret(name: str, url: str) -> dict[str, Any]:
