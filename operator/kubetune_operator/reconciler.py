@@ -11,7 +11,9 @@ A tick, in order:
    namespace, name and uid; a budget edit is stored for the workers, a change
    to what defines the trials is refused);
 3. read the trials, then the pods (in that order, so a pod that claims a trial
-   meanwhile is seen alive); fail the running trials of pods that are gone,
+   meanwhile is seen alive); finished trials are folded into a
+   :class:`~kubetune.ledger.TrialLedger` once, so a tick's cost does not grow
+   with the study; fail the running trials of pods that are gone,
    with the pod's reason, and retry them as the spec allows;
 4. start pods up to ``parallelism`` while the budget lasts, or stop them when
    suspended, out of time, or past ``maxFailedTrials``;
@@ -28,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kubetune import bridge
-from kubetune.budget import Spending, StopReason, describe, stop_reason
+from kubetune.budget import StopReason, describe, stop_reason
+from kubetune.ledger import TrialLedger
 from kubetune.recovery import WORKER_ATTR, fail_lost_trials, lost_trials
 from kubetune.spec import SpecError, StudySpec, validate_metadata, validate_spec
 from kubetune.storage import StorageUnavailable, open_storage, scrub
@@ -85,6 +88,7 @@ class StudyReconciler:
     config: OperatorConfig
     emit: EventSink
     _study: optuna.Study | None = None
+    _ledger: TrialLedger | None = None
     _url: str | None = None
     _refused_change: str | None = field(default=None)
     _observed: dict[str, Any] = field(default_factory=dict)
@@ -112,7 +116,10 @@ class StudyReconciler:
         try:
             url, secret = self._storage(meta, spec)
             study, spec = self._optuna_study(meta, spec, status, url)
+            return self._run(meta, spec, status, study, secret, generation)
         except (StorageNotReady, StorageUnavailable) as error:
+            # Not reachable, or lost mid-tick for longer than the storage's reconnect
+            # window (a database restart shorter than that goes unnoticed).
             self._write(
                 meta,
                 status,
@@ -131,7 +138,6 @@ class StudyReconciler:
         except SpecError as error:
             self._fail_invalid(meta, status, error, generation)
             return True
-        return self._run(meta, spec, status, study, secret, generation)
 
     # ------------------------------------------------------------ storage
 
@@ -208,6 +214,7 @@ class StudyReconciler:
                 status["studyName"] = name
                 status["startTime"] = now_iso()
             self._url = url
+            self._ledger = TrialLedger([d.name.lower() for d in self._study.directions])
         study = self._study
         stored = bridge.stored_spec(study._storage, study._study_id) or spec
         in_force = spec.model_copy(
@@ -260,7 +267,7 @@ class StudyReconciler:
         generation: int | None,
     ) -> bool:
         namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
-        trials = study.get_trials(deepcopy=False)
+        ledger = self._tally(study)
         pods = [
             p
             for p in kube.list_pods(namespace, study_selector(name))
@@ -269,9 +276,9 @@ class StudyReconciler:
         live = [p for p in pods if is_live(p)]
         live_names = {p["metadata"]["name"] for p in live}
 
-        if self._recover_lost_trials(study, spec, trials, pods, live_names):
-            trials = study.get_trials(deepcopy=False)
-        failed_pods, broken = self._account_ended_pods(namespace, pods, trials, status)
+        if self._recover_lost_trials(study, spec, ledger, pods, live_names):
+            ledger = self._tally(study)
+        failed_pods, broken = self._account_ended_pods(namespace, pods, ledger, status)
 
         conditions = list(status.get("conditions") or [])
         conditions = set_condition(
@@ -293,7 +300,7 @@ class StudyReconciler:
             )
 
         deadline = bridge.stored_deadline(study._storage, study._study_id)
-        reason = stop_reason(spec, trials, now=time.time(), deadline=deadline)
+        reason = stop_reason(spec, ledger.spending, now=time.time(), deadline=deadline)
         update: dict[str, Any] = {
             "studyName": status.get("studyName"),
             "startTime": status.get("startTime"),
@@ -309,9 +316,8 @@ class StudyReconciler:
                 status,
                 update,
                 conditions,
-                study,
                 spec,
-                trials,
+                ledger,
                 "Failed",
                 "TrialPodsFailing",
                 reason_text,
@@ -329,52 +335,57 @@ class StudyReconciler:
                 if condition_of(conditions, "Suspended")
                 else conditions
             )
-            self._scale(meta, spec, study, trials, live, secret)
-            self._label_pods_with_trials(namespace, live, trials)
+            self._scale(meta, spec, study, ledger, live, secret)
+            self._label_pods_with_trials(namespace, live, ledger)
         else:
             if reason in (StopReason.TIMEOUT, StopReason.GOAL, StopReason.TOO_MANY_FAILURES):
                 self._stop_pods(
                     study, spec, live, f"the study stopped: {reason.value}", requeue=False
                 )
                 live = []
-            running = [t for t in trials if t.state.name == "RUNNING"]
-            if not live and not running:
-                trials = study.get_trials(deepcopy=False)
+            if not live and not ledger.running:
+                ledger = self._tally(study)
                 phase = "Failed" if reason.is_failure else "Succeeded"
                 return self._finish(
                     meta,
                     status,
                     update,
                     conditions,
-                    study,
                     spec,
-                    trials,
+                    ledger,
                     phase,
                     reason.value,
-                    describe(reason, spec, trials),
+                    describe(reason, spec, ledger.spending),
                 )
             update["phase"] = "Running"
-            self._label_pods_with_trials(namespace, live, trials)
+            self._label_pods_with_trials(namespace, live, ledger)
 
         conditions = self._pod_conditions(conditions, live)
         update["conditions"] = conditions
-        update.update(self._trial_status(meta, status, study, spec, trials))
+        update.update(self._trial_status(meta, status, spec, ledger))
         self._delete_old_failed_pods(namespace, failed_pods_list(pods))
         self._write(meta, status, update)
         return False
 
     # ------------------------------------------------------------ trials
 
+    def _tally(self, study: optuna.Study) -> TrialLedger:
+        """The study's ledger, brought up to date with the storage."""
+        if self._ledger is None:
+            self._ledger = TrialLedger([d.name.lower() for d in study.directions])
+        self._ledger.update(study.get_trials(deepcopy=False))
+        return self._ledger
+
     def _recover_lost_trials(
         self,
         study: optuna.Study,
         spec: StudySpec,
-        trials: Sequence[FrozenTrial],
+        ledger: TrialLedger,
         pods: Sequence[Mapping[str, Any]],
         live_names: set[str],
     ) -> bool:
         """Fail the running trials of pods that are gone, with the pod's reason."""
-        lost = lost_trials(trials, live_names)
+        lost = lost_trials(ledger.open, live_names)
         if not lost:
             return False
         reasons = {p["metadata"]["name"]: end_reason(p) for p in pods}
@@ -397,13 +408,13 @@ class StudyReconciler:
         self,
         namespace: str,
         pods: Sequence[Mapping[str, Any]],
-        trials: Sequence[FrozenTrial],
+        ledger: TrialLedger,
         status: Mapping[str, Any],
     ) -> tuple[int, str | None]:
         """Delete succeeded pods; keep failed ones (for their logs), counting those
         that failed before running any trial. Returns (that count, a reason to fail
         the study or None)."""
-        workers = {str(t.user_attrs.get(WORKER_ATTR)) for t in trials}
+        workers = ledger.workers
         count = int(status.get("failedPodsWithoutTrials") or 0)
         broken: str | None = None
         for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or ""):
@@ -441,15 +452,14 @@ class StudyReconciler:
         meta: Mapping[str, Any],
         spec: StudySpec,
         study: optuna.Study,
-        trials: Sequence[FrozenTrial],
+        ledger: TrialLedger,
         live: Sequence[Mapping[str, Any]],
         secret: tuple[str, str],
     ) -> None:
         """Start pods up to ``parallelism``, never more than the budget has trials for;
         when ``parallelism`` went down, remove pods that have not started a trial."""
-        maximize = spec.objective.study_directions[0] == "maximize"
-        spent = Spending.of(trials, maximize).trials
-        busy = {str(t.user_attrs.get(WORKER_ATTR)) for t in trials if t.state.name == "RUNNING"}
+        spent = ledger.spending.trials
+        busy = {str(t.user_attrs.get(WORKER_ATTR)) for t in ledger.running}
         running = sum(1 for p in live if p["metadata"]["name"] in busy)
         remaining = max(0, spec.budget.max_trials - spent)
         wanted = min(spec.budget.parallelism, running + remaining)
@@ -494,14 +504,10 @@ class StudyReconciler:
             kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])
 
     def _label_pods_with_trials(
-        self, namespace: str, live: Sequence[Mapping[str, Any]], trials: Sequence[FrozenTrial]
+        self, namespace: str, live: Sequence[Mapping[str, Any]], ledger: TrialLedger
     ) -> None:
         """Label each pod with the number of the trial it runs now."""
-        current = {
-            str(t.user_attrs.get(WORKER_ATTR)): str(t.number)
-            for t in trials
-            if t.state.name == "RUNNING"
-        }
+        current = {str(t.user_attrs.get(WORKER_ATTR)): str(t.number) for t in ledger.running}
         for pod in live:
             name = pod["metadata"]["name"]
             label = current.get(name)
@@ -538,12 +544,11 @@ class StudyReconciler:
         self,
         meta: Mapping[str, Any],
         status: Mapping[str, Any],
-        study: optuna.Study,
         spec: StudySpec,
-        trials: Sequence[FrozenTrial],
+        ledger: TrialLedger,
     ) -> dict[str, Any]:
         """Counts and best trial(s); a new best gets an Event and the ConfigMap."""
-        computed = trial_status(study, spec, trials)
+        computed = trial_status(spec, ledger)
         best = computed.get("bestTrial")
         front = computed.get("paretoFront")
         previous = status.get("bestTrial") if best is not None or front is None else None
@@ -582,9 +587,8 @@ class StudyReconciler:
         status: dict[str, Any],
         update: dict[str, Any],
         conditions: list[dict[str, Any]],
-        study: optuna.Study,
         spec: StudySpec,
-        trials: Sequence[FrozenTrial],
+        ledger: TrialLedger,
         phase: str,
         reason: str,
         message: str,
@@ -595,7 +599,7 @@ class StudyReconciler:
         kind = "Complete" if phase == "Succeeded" else "Failed"
         conditions = set_condition(conditions, kind, "True", reason, message)
         conditions = set_condition(conditions, "Running", "False", reason, message)
-        update.update(self._trial_status(meta, status, study, spec, trials))
+        update.update(self._trial_status(meta, status, spec, ledger))
         update.update(
             phase=phase,
             message=message,

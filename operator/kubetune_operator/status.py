@@ -11,24 +11,18 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from kubetune.budget import count_trials
 from kubetune.spec import MAX_PARETO_FRONT, StudySpec, TrialSummary
 
 if TYPE_CHECKING:
-    import optuna
+    from kubetune.ledger import TrialLedger
     from optuna.trial import FrozenTrial
 
 
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _finite(trial: FrozenTrial) -> bool:
-    return trial.values is not None and all(math.isfinite(v) for v in trial.values)
 
 
 def _summary(trial: FrozenTrial) -> dict[str, Any]:
@@ -42,32 +36,16 @@ def _summary(trial: FrozenTrial) -> dict[str, Any]:
     return summary.to_dict()
 
 
-def best_trials(study: optuna.Study, trials: Sequence[FrozenTrial]) -> list[dict[str, Any]]:
-    """The best trial, or up to MAX_PARETO_FRONT Pareto-optimal trials, as status entries."""
-    from optuna.trial import TrialState
-
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and _finite(t)]
-    if not complete:
-        return []
-    if len(study.directions) == 1:
-        maximize = study.direction.name == "MAXIMIZE"
-        best = (max if maximize else min)(complete, key=lambda t: t.values[0])
-        return [_summary(best)]
-    front = sorted(study.best_trials, key=lambda t: t.number)
-    return [_summary(t) for t in front[:MAX_PARETO_FRONT] if _finite(t)]
-
-
-def trial_status(
-    study: optuna.Study, spec: StudySpec, trials: Sequence[FrozenTrial]
-) -> dict[str, Any]:
-    """The part of the status that comes from the storage."""
-    counts = count_trials(trials)
-    best = best_trials(study, trials)
+def trial_status(spec: StudySpec, ledger: TrialLedger) -> dict[str, Any]:
+    """The part of the status that comes from the storage: counts, progress, and
+    the best trial or the first MAX_PARETO_FRONT trials of the Pareto front."""
+    counts = ledger.counts
+    best = [_summary(t) for t in ledger.best[:MAX_PARETO_FRONT]]
     status: dict[str, Any] = {
         "trials": counts.to_dict(),
         "progress": f"{counts.finished}/{spec.budget.max_trials}",
     }
-    if len(study.directions) == 1:
+    if len(spec.objective.study_directions) == 1:
         status["bestTrial"] = best[0] if best else None
     else:
         status["paretoFront"] = best

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import signal
 import socket
@@ -30,7 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubetune import bridge
-from kubetune.budget import Spending, StopReason, count_trials, describe, stop_reason
+from kubetune.budget import StopReason, describe, stop_reason
+from kubetune.ledger import TrialLedger
 from kubetune.recovery import WORKER_ATTR, fail_lost_trials
 from kubetune.spec import Study, StudySpec, TrialCounts
 from kubetune.storage import open_storage, scrub
@@ -158,8 +158,8 @@ class LocalRun:
             spent = 0
             with contextlib.suppress(KeyError):
                 existing = optuna.load_study(study_name=self.study_name, storage=storage)
-                maximize = spec.objective.study_directions[0] == "maximize"
-                spent = Spending.of(existing.get_trials(deepcopy=False), maximize).trials
+                trials = existing.get_trials(deepcopy=False)
+                spent = TrialLedger.of(trials, spec.objective.study_directions).spending.trials
             budget = budget.model_copy(update={"max_trials": spent + self.trials})
         spec = spec.model_copy(update={"budget": budget})
         timeout = spec.budget.timeout_seconds
@@ -167,7 +167,13 @@ class LocalRun:
         study = bridge.prepare_study(storage, self.study_name, spec, deadline=deadline)
         self._recover_abandoned(study, spec)
         self._trials_at_start = len(study.get_trials(deepcopy=False))
+        self._ledger = TrialLedger(spec.objective.study_directions)
         return study, spec
+
+    def _tally(self, study: optuna.Study) -> TrialLedger:
+        """The ledger, brought up to date with the storage."""
+        self._ledger.update(study.get_trials(deepcopy=False))
+        return self._ledger
 
     def _recover_abandoned(self, study: optuna.Study, spec: StudySpec) -> None:
         """Fail and re-queue trials left running by an earlier local run on this
@@ -218,7 +224,7 @@ class LocalRun:
                 # Its own session: Ctrl-C reaches the supervisor, which stops workers in order.
                 start_new_session=True,
             )
-        done = count_trials(study.get_trials(deepcopy=False)).finished
+        done = self._tally(study).counts.finished
         self._workers.append(_WorkerProcess(index, name, process, log_path, done))
 
     def _reap(self, study: optuna.Study, spec: StudySpec) -> None:
@@ -247,7 +253,7 @@ class LocalRun:
                 f"{reason}; trial(s) {failed or 'none'} marked failed"
                 + (" and retried" if failed and spec.trial.retries else "")
             )
-            progressed = count_trials(study.get_trials(deepcopy=False)).finished > (
+            progressed = self._tally(study).counts.finished > (
                 worker.trials_done_at_start + len(failed)
             )
             self._crashes_without_progress = 0 if progressed else self._crashes_without_progress + 1
@@ -288,9 +294,7 @@ class LocalRun:
         requeued: list[int] = []
         try:
             if (
-                stop_reason(
-                    spec, study.get_trials(deepcopy=False), now=time.time(), deadline=deadline
-                )
+                stop_reason(spec, self._tally(study).spending, now=time.time(), deadline=deadline)
                 is None
             ):
                 for _ in range(self.parallelism):
@@ -298,47 +302,41 @@ class LocalRun:
             while self._workers:
                 time.sleep(POLL_SECONDS)
                 self._reap(study, spec)
-                trials = study.get_trials(deepcopy=False)
-                self.on_progress(self._progress(study, spec, trials))
-                budget_left = stop_reason(spec, trials, now=time.time(), deadline=deadline) is None
+                ledger = self._tally(study)
+                self.on_progress(self._progress(spec, ledger))
+                budget_left = (
+                    stop_reason(spec, ledger.spending, now=time.time(), deadline=deadline) is None
+                )
                 while budget_left and len(self._workers) < self.parallelism:
                     self._start_worker(study)
         except KeyboardInterrupt:
             interrupted = True
             requeued = self._stop_workers(study, spec, reason="stopped by Ctrl-C")
-        trials = study.get_trials(deepcopy=False)
-        self.on_progress(self._progress(study, spec, trials))
-        reason = stop_reason(spec, trials, now=time.time(), deadline=deadline)
+        ledger = self._tally(study)
+        self.on_progress(self._progress(spec, ledger))
+        reason = stop_reason(spec, ledger.spending, now=time.time(), deadline=deadline)
         return LocalResult(
             study_name=self.study_name,
-            counts=count_trials(trials),
+            counts=ledger.counts,
             stop=reason,
-            stop_message=describe(reason, spec, trials) if reason else "",
+            stop_message=describe(reason, spec, ledger.spending) if reason else "",
             interrupted=interrupted,
-            best_trials=best_trials(study),
+            best_trials=best_summaries(ledger),
             requeued=requeued,
         )
 
-    def _progress(self, study: optuna.Study, spec: StudySpec, trials: list[Any]) -> Progress:
-        best = best_trials(study, limit=1)
+    def _progress(self, spec: StudySpec, ledger: TrialLedger) -> Progress:
+        best = best_summaries(ledger, limit=1)
         return Progress(
-            counts=count_trials(trials),
+            counts=ledger.counts,
             max_trials=spec.budget.max_trials,
             best_number=best[0]["number"] if best else None,
             best_values=best[0]["values"] if best else None,
         )
 
 
-def best_trials(study: optuna.Study, limit: int = 10) -> list[dict[str, Any]]:
+def best_summaries(ledger: TrialLedger, limit: int = 10) -> list[dict[str, Any]]:
     """The best trial (one objective) or up to ``limit`` Pareto-optimal trials."""
-    if len(study.directions) == 1:
-        try:
-            best = study.best_trial
-        except ValueError:
-            return []
-        chosen = [best]
-    else:
-        chosen = sorted(study.best_trials, key=lambda t: t.number)[:limit]
     return [
         {
             "number": t.number,
@@ -346,8 +344,7 @@ def best_trials(study: optuna.Study, limit: int = 10) -> list[dict[str, Any]]:
             "values": list(t.values),
             "params": dict(t.params),
         }
-        for t in chosen
-        if t.values is not None and all(math.isfinite(v) for v in t.values)
+        for t in ledger.best[:limit]
     ]
 
 

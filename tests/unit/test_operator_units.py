@@ -7,6 +7,7 @@ from typing import Any
 
 import optuna
 import pytest
+from kubetune.ledger import TrialLedger
 from kubetune.spec import MAX_PARETO_FRONT, validate_spec
 from kubetune_operator.cli import _parser, kopf_arguments
 from kubetune_operator.config import OperatorConfig
@@ -143,6 +144,7 @@ def test_status_size_does_not_grow_with_trials() -> None:
         }
     )
     study = optuna.create_study(directions=["minimize", "maximize"])
+    ledger = TrialLedger(["minimize", "maximize"])
     sizes = []
     for batch in range(3):
         for i in range(200):
@@ -154,7 +156,8 @@ def test_status_size_does_not_grow_with_trials() -> None:
                     values=[x, x],  # every trial is Pareto-optimal: the front is as large as can be
                 )
             )
-        status = trial_status(study, spec, study.get_trials(deepcopy=False))
+        ledger.update(study.get_trials(deepcopy=False))
+        status = trial_status(spec, ledger)
         assert len(status["paretoFront"]) == MAX_PARETO_FRONT
         sizes.append(len(json.dumps(status)))
     assert max(sizes) - min(sizes) < 50, sizes
@@ -177,7 +180,7 @@ def test_single_objective_best_trial_in_status() -> None:
                 value=value,
             )
         )
-    status = trial_status(study, spec, study.get_trials(deepcopy=False))
+    status = trial_status(spec, TrialLedger.of(study.get_trials(deepcopy=False), ["maximize"]))
     assert status["bestTrial"] == {"number": 1, "value": 0.9, "params": {"x": 0.9}}
     assert status["progress"] == "3/10"
     assert status["trials"]["complete"] == 3

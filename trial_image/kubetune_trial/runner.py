@@ -28,6 +28,7 @@ from typing import Any
 import optuna
 from kubetune import bridge
 from kubetune.budget import StopReason, stop_reason
+from kubetune.ledger import TrialLedger
 from kubetune.recovery import (
     FAIL_REASON_ATTR,
     HOST_ATTR,
@@ -121,6 +122,7 @@ class Worker:
             pruner=bridge.build_pruner(spec),
         )
         self.objective: Objective = load_objective(spec, config.study_name)
+        self.ledger = TrialLedger(spec.objective.study_directions)
         self.lock = ClaimLock(storage_url, study_id)
         self.host = socket.gethostname()
 
@@ -156,8 +158,10 @@ class Worker:
             attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
             self.spec = StudySpec.model_validate(attrs[bridge.SPEC_ATTR])
             deadline = attrs.get(bridge.DEADLINE_ATTR)
-            trials = self.study.get_trials(deepcopy=False)
-            summary.stop = stop_reason(self.spec, trials, now=time.time(), deadline=deadline)
+            self.ledger.update(self.study.get_trials(deepcopy=False))
+            summary.stop = stop_reason(
+                self.spec, self.ledger.spending, now=time.time(), deadline=deadline
+            )
             if summary.stop is not None:
                 return None
             trial = self.study.ask()
