@@ -623,13 +623,18 @@ class StudySpec(_Model):
         return PrunerSpec(name="none" if self.objective.is_multi_objective else "median")
 
     def started_fields(self) -> dict[str, Any]:
-        """The fields that define a study's trials; they cannot change once it started."""
+        """The fields that define a study's trials; they cannot change once it started.
+
+        The pruner is one: trials pruned under one rule and completed under another
+        would not be comparable, and running pods would keep the old rule.
+        """
         dumped = self.to_dict()
         trial = dumped.get("trial", {})
         return {
             "objective": dumped.get("objective"),
             "searchSpace": dumped.get("searchSpace", {}),
             "sampler": dumped.get("sampler"),
+            "pruner": self.effective_pruner.to_dict(),
             "trial": {k: trial.get(k) for k in ("python", "command", "builtin")},
         }
 

@@ -239,6 +239,11 @@ def test_started_fields_finished_phases_and_storage_host() -> None:
     assert refused_fields(started, validate_spec({**spec, "sampler": {"name": "tpe"}})) == [
         "sampler"
     ]
+    assert refused_fields(started, validate_spec({**spec, "pruner": {"name": "hyperband"}})) == [
+        "pruner"
+    ]
+    # Naming the default pruner changes nothing.
+    assert refused_fields(started, validate_spec({**spec, "pruner": {"name": "median"}})) == []
     assert refused_fields({"spec": spec}, validate_spec({"trial": {"python": "c:d"}})) == []
     judged_by_operator = {
         **started,
