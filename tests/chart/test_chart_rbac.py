@@ -80,6 +80,11 @@ def _bound_to_operator(
     return False
 
 
+def _aggregated(role: dict[str, Any]) -> bool:
+    labels = role["metadata"].get("labels") or {}
+    return any(key.startswith("rbac.authorization.k8s.io/aggregate-to-") for key in labels)
+
+
 RoleKey = tuple[str, str, str | None]  # (kind, name, namespace)
 CLUSTER_ROLE: RoleKey = ("ClusterRole", "kubetune-operator", None)
 
@@ -87,10 +92,13 @@ CLUSTER_ROLE: RoleKey = ("ClusterRole", "kubetune-operator", None)
 def _roles(
     rendered: Rendered, account: str = "kubetune-operator"
 ) -> dict[RoleKey, list[dict[str, Any]]]:
-    """The rules of every (Cluster)Role, each checked to be bound to the operator."""
+    """The rules of every (Cluster)Role, each checked to be bound to the operator; the
+    roles aggregated into Kubernetes' user roles are for people, bound to nobody."""
     roles = {}
     for kind in ("ClusterRole", "Role"):
         for role in rendered.of_kind(kind):
+            if _aggregated(role.doc):
+                continue
             assert _bound_to_operator(rendered, kind, role.name, role.namespace, account), role.name
             roles[(kind, role.name, role.namespace)] = role.doc["rules"]
     return roles
@@ -156,6 +164,31 @@ def test_no_value_set_grants_more_than_the_contract(render: Any, value_set: str)
 def test_rbac_can_be_left_to_the_cluster_admin(render: Any) -> None:
     rendered = render({"rbac": {"create": False}})
     assert not [m for m in rendered.manifests if m.doc["apiVersion"].startswith("rbac.")]
+
+
+def test_studies_join_the_built_in_edit_admin_and_view_roles(render: Any) -> None:
+    """Users of the SDK and CLI get Studies through the roles they already have."""
+    roles = {m.name: m.doc for m in render().of_kind("ClusterRole")}
+    edit, view = roles["kubetune-edit"], roles["kubetune-view"]
+    aggregated = "rbac.authorization.k8s.io/aggregate-to-"
+    assert edit["metadata"]["labels"][aggregated + "edit"] == "true"
+    assert edit["metadata"]["labels"][aggregated + "admin"] == "true"
+    assert view["metadata"]["labels"][aggregated + "view"] == "true"
+    assert aggregated + "edit" not in view["metadata"]["labels"]
+    assert {
+        ("kubetune.io", "studies", verb)
+        for verb in ("get", "list", "watch", "create", "update", "patch", "delete")
+    } <= _permissions(edit["rules"])
+    assert _permissions(view["rules"]) == {
+        ("kubetune.io", resource, verb)
+        for resource in ("studies", "studies/status")
+        for verb in ("get", "list", "watch")
+    }
+    # Nobody is bound to them directly: Kubernetes folds them into edit/admin/view.
+    for binding in render().of_kind("RoleBinding") + render().of_kind("ClusterRoleBinding"):
+        assert binding.doc["roleRef"]["name"] not in ("kubetune-edit", "kubetune-view")
+    names = {m.name for m in render({"rbac": {"aggregateToDefaultRoles": False}}).manifests}
+    assert not {"kubetune-edit", "kubetune-view"} & names
 
 
 def test_trial_service_accounts_have_no_token_and_no_rbac(render: Any) -> None:

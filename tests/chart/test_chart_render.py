@@ -109,7 +109,9 @@ def test_chart_crds_are_valid_custom_resource_definitions(chart: Any) -> None:
 def test_default_install_has_the_expected_objects(render: Any) -> None:
     kinds = sorted((m.kind, m.name) for m in render({}).manifests)
     assert kinds == [
+        ("ClusterRole", "kubetune-edit"),
         ("ClusterRole", "kubetune-operator"),
+        ("ClusterRole", "kubetune-view"),
         ("ClusterRoleBinding", "kubetune-operator"),
         ("Deployment", "kubetune-operator"),
         ("Secret", "kubetune-postgresql"),
