@@ -3,8 +3,8 @@
 continued.
 
 The data lives in ``$KUBETUNE_HOME/postgres`` (default: the per-user data
-directory, e.g. ``~/.local/share/kubetune/postgres``). The server listens on a
-Unix socket only, not on the network.
+directory, e.g. ``~/.local/share/kubetune/postgres``; ``/var/lib/kubetune/postgres``
+for root). The server listens on a Unix socket only, not on the network.
 
 Example:
     >>> with embedded_postgres() as url:   # doctest: +SKIP
@@ -22,11 +22,20 @@ from pathlib import Path
 DATABASE = "kubetune"
 
 
+#: root's default home. As root, the wheel runs the server as its own system user
+#: and opens every parent folder of the data to others (o+rx): under ``/var/lib``
+#: that changes nothing, under ``/root`` it would open root's home.
+ROOT_DATA_HOME = Path("/var/lib/kubetune")
+
+
 def data_home() -> Path:
-    """Where kubetune keeps local state (``$KUBETUNE_HOME`` or the per-user data directory)."""
+    """Where kubetune keeps local state: ``$KUBETUNE_HOME``, else the per-user data
+    directory, else (for root) :data:`ROOT_DATA_HOME`."""
     configured = os.environ.get("KUBETUNE_HOME")
     if configured:
         return Path(configured).expanduser()
+    if os.geteuid() == 0:
+        return ROOT_DATA_HOME
     import platformdirs
 
     return platformdirs.user_data_path("kubetune")
