@@ -50,16 +50,24 @@ EXIT_TIMEOUT = 6
 EXIT_INTERRUPTED = 130
 
 
+def print_error(message: object) -> None:
+    """``error: MESSAGE`` on stderr, "error:" in red; the message is printed as written,
+    never read as Rich markup (it may hold brackets: a field path, a command line)."""
+    from rich.markup import escape
+
+    errors.print(f"[red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 def _load(path: Path) -> object:
     from kubetune.spec import SpecError, load_study
 
     if not path.is_file():
-        errors.print(f"[red]error:[/] {path}: no such file")
+        print_error(f"{path}: no such file")
         raise typer.Exit(EXIT_BAD_INPUT)
     try:
         return load_study(path)
     except SpecError as error:
-        errors.print(f"[red]error:[/] {path} is not a valid Study:")
+        print_error(f"{path} is not a valid Study:")
         for field, reason in error.problems:
             errors.print(f"  {field}: {reason}", markup=False, highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -79,7 +87,7 @@ def validate(
         check_buildable(study.spec)
     except SpecError as error:
         for field, reason in error.problems:
-            errors.print(f"[red]error:[/] {field}: {reason}", highlight=False)
+            print_error(f"{field}: {reason}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     console.print(f"{path}: valid Study [bold]{study.metadata.name}[/]")
 
@@ -159,11 +167,11 @@ def run(
         except SpecError as error:
             reporter.close()
             for field, reason in error.problems:
-                errors.print(f"[red]error:[/] {field}: {reason}", highlight=False)
+                print_error(f"{field}: {reason}")
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except (LocalRunError, StorageUnavailable) as error:
             reporter.close()
-            errors.print(f"[red]error:[/] {error}", highlight=False, markup=False)
+            print_error(error)
             raise typer.Exit(EXIT_RUN_ERROR) from None
     _report(result, output, local.log_dir)
     if result.interrupted:

@@ -99,6 +99,7 @@ def handled() -> Iterator[None]:
         EXIT_STUDY_FAILED,
         EXIT_TIMEOUT,
         errors,
+        print_error,
     )
     from kubetune.errors import (
         KubetuneError,
@@ -112,7 +113,7 @@ def handled() -> Iterator[None]:
     from kubetune.storage import StorageUnavailable
 
     def fail(message: str, code: int) -> typer.Exit:
-        errors.print(f"[red]error:[/] {esc(message)}", highlight=False, soft_wrap=True)
+        print_error(message)
         return typer.Exit(code)
 
     try:

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from kubetune.cli import EXIT_BAD_INPUT, EXIT_RUN_ERROR, app, console, errors
+from kubetune.cli import EXIT_BAD_INPUT, EXIT_RUN_ERROR, app, console, errors, print_error
 from kubetune.cli_output import (
     ContextOption,
     KubeconfigOption,
@@ -90,14 +90,14 @@ def convert(
     from kubetune.convert import convert as run_conversion
 
     if not path.is_file():
-        errors.print(f"[red]error:[/] {esc(path)}: no such file", highlight=False)
+        print_error(f"{path}: no such file")
         raise typer.Exit(EXIT_BAD_INPUT)
     try:
         result = run_conversion(
             source.value, path, name=name, image=image, program=program, metric=metric
         )
     except ConversionError as error:
-        errors.print(f"[red]error:[/] {esc(path)}: {esc(error)}", highlight=False)
+        print_error(f"{path}: {error}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if output is Format.json:
         typer.echo(json.dumps(result.study, indent=2, ensure_ascii=False))
@@ -150,7 +150,7 @@ def plot(
             ) as optuna_study:
                 write_plot(optuna_study, kind.value, output, params=params, objective=objective)
         except PlotError as error:
-            errors.print(f"[red]error:[/] {esc(error)}", highlight=False)
+            print_error(error)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         console.print(
             f"{kind.value} of {esc(study)} written to [bold]{esc(output)}[/]", highlight=False
@@ -201,6 +201,6 @@ def dashboard(
         except KeyboardInterrupt:
             pass  # the way to stop it (bottle's own server usually swallows it first)
         except OSError as error:
-            errors.print(f"[red]error:[/] cannot serve on {host}:{port}: {esc(error)}")
+            print_error(f"cannot serve on {host}:{port}: {error}")
             raise typer.Exit(EXIT_RUN_ERROR) from None
         console.print("dashboard stopped")

@@ -65,6 +65,8 @@ def test_an_objective_that_cannot_run_stops_the_run(
     output = result.stdout + result.stderr
     assert result.returncode == EXIT_RUN_ERROR, output
     assert expected in " ".join(result.stderr.split()), result.stderr
+    assert result.stderr.lstrip().startswith("error: "), result.stderr
+    assert "[red]" not in result.stderr
     assert "Traceback" not in result.stderr
     assert time.monotonic() - started < 45
     study = optuna.load_study(study_name="bad", storage=storage_url)
@@ -110,4 +112,5 @@ def test_a_storage_that_does_not_answer_fails_fast_naming_it_without_password(
     assert expected in " ".join(result.stderr.split()), result.stderr
     assert "hunter2" not in output
     assert "Traceback" not in output
+    assert result.stderr.lstrip().startswith("error: ") and "[red]" not in result.stderr
     assert took < 20, f"took {took:.0f} s to give up"
