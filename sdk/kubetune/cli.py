@@ -29,7 +29,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     name="kubetune",
@@ -53,8 +55,6 @@ EXIT_INTERRUPTED = 130
 def print_error(message: object) -> None:
     """``error: MESSAGE`` on stderr, "error:" in red; the message is printed as written,
     never read as Rich markup (it may hold brackets: a field path, a command line)."""
-    from rich.markup import escape
-
     errors.print(f"[red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
@@ -254,6 +254,8 @@ def _report(result: object, output: Path, log_dir: Path) -> None:
     elif result.stop is not None:
         style = "red" if result.failed else "green"
         console.print(f"[{style}]{result.stop.value}[/]: {result.stop_message}")
+    if result.failures:
+        _print_failures(result.failures)
     if result.best_trials:
         table = Table(title="Best trial" if len(result.best_trials) == 1 else "Pareto front")
         table.add_column("trial", justify="right")
@@ -271,6 +273,27 @@ def _report(result: object, output: Path, log_dir: Path) -> None:
     else:
         console.print("[yellow]no trial completed; no best parameters to write[/]")
     console.print(f"[dim]worker logs: {log_dir}[/]")
+
+
+#: Reasons shown in the failed-trials table; the rest are counted in one line.
+MAX_FAILURE_REASONS = 5
+
+
+def _print_failures(failures: list[tuple[str, list[int]]]) -> None:
+    """Why trials failed: each reason once, with how many and which trials."""
+    table = Table(title="Failed trials")
+    table.add_column("trials", justify="right")
+    table.add_column("numbers")
+    table.add_column("reason", overflow="fold")
+    for reason, numbers in failures[:MAX_FAILURE_REASONS]:
+        shown = ", ".join(str(n) for n in numbers[:8]) + (", …" if len(numbers) > 8 else "")
+        table.add_row(str(len(numbers)), shown, Text(reason))
+    console.print(table)
+    rest = failures[MAX_FAILURE_REASONS:]
+    if rest:
+        count = sum(len(numbers) for _, numbers in rest)
+        console.print(f"and {count} trial(s) failed for {len(rest)} other reason(s)")
+    console.print("[dim]each reason in full: the trial's user attribute kubetune.fail_reason[/]")
 
 
 # The other commands register themselves on ``app`` (they import it from here).

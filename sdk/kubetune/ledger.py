@@ -64,11 +64,13 @@ class TrialLedger:
         self._open: list[FrozenTrial] = []
         self._finished_workers: set[str] = set()
 
-    def update(self, trials: Sequence[FrozenTrial]) -> None:
-        """Fold the trials that finished since the last update; remember the open ones."""
+    def update(self, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+        """Fold the trials that finished since the last update, remember the open ones;
+        returns the newly finished trials."""
         if not self._continues(trials):
             self._reset()
         open_trials: list[FrozenTrial] = []
+        finished: list[FrozenTrial] = []
         for index in range(self._prefix, len(trials)):
             trial = trials[index]
             if not trial.state.is_finished():
@@ -76,11 +78,13 @@ class TrialLedger:
             elif trial._trial_id not in self._folded_ids:
                 self._fold(trial)
                 self._folded_ids.add(trial._trial_id)
+                finished.append(trial)
         while self._prefix < len(trials) and trials[self._prefix].state.is_finished():
             self._folded_ids.discard(trials[self._prefix]._trial_id)
             self._prefix += 1
         self._prefix_last_id = trials[self._prefix - 1]._trial_id if self._prefix else None
         self._open = open_trials
+        return finished
 
     def _continues(self, trials: Sequence[FrozenTrial]) -> bool:
         if self._prefix == 0:

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from kubetune import bridge
 from kubetune.budget import StopReason, describe, stop_reason
 from kubetune.ledger import TrialLedger
-from kubetune.recovery import WORKER_ATTR, fail_lost_trials
+from kubetune.recovery import FAIL_REASON_ATTR, WORKER_ATTR, fail_lost_trials
 from kubetune.spec import Study, StudySpec, TrialCounts
 from kubetune.storage import open_storage, scrub
 from kubetune.worker import (
@@ -44,6 +45,7 @@ from kubetune.worker import (
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.trial import FrozenTrial
 
 #: How often the supervisor looks at the workers and the storage.
 POLL_SECONDS = 0.5
@@ -82,6 +84,10 @@ class LocalResult:
     interrupted: bool
     best_trials: list[dict[str, Any]]
     requeued: list[int] = dataclasses.field(default_factory=list)
+    failures: list[tuple[str, list[int]]] = dataclasses.field(default_factory=list)
+    """Why trials failed in this run, most frequent first: a reason (the first line of
+    the first trial's; reasons differing only in numbers count as one) and the numbers
+    of the trials that failed so."""
 
     @property
     def failed(self) -> bool:
@@ -141,6 +147,7 @@ class LocalRun:
         self._next_index = 0
         self._crashes_without_progress = 0
         self._trials_at_start = 0
+        self._failures: dict[str, tuple[str, list[int]]] = {}  # key -> (example, numbers)
 
     # -------------------------------------------------------------- setup
 
@@ -168,11 +175,21 @@ class LocalRun:
         self._recover_abandoned(study, spec)
         self._trials_at_start = len(study.get_trials(deepcopy=False))
         self._ledger = TrialLedger(spec.objective.study_directions)
+        self._ledger.update(study.get_trials(deepcopy=False))  # earlier runs' failures are old news
         return study, spec
 
     def _tally(self, study: optuna.Study) -> TrialLedger:
-        """The ledger, brought up to date with the storage."""
-        self._ledger.update(study.get_trials(deepcopy=False))
+        """The ledger, brought up to date with the storage; a trial failing for a
+        reason not seen before in this run is announced."""
+        for trial in self._ledger.update(study.get_trials(deepcopy=False)):
+            if trial.state.name != "FAIL":
+                continue
+            reason = failure_summary(trial)
+            key = _NUMBER.sub("#", reason)
+            if key not in self._failures:
+                self.on_message(f"trial {trial.number} failed: {reason}")
+                self._failures[key] = (reason, [])
+            self._failures[key][1].append(trial.number)
         return self._ledger
 
     def _recover_abandoned(self, study: optuna.Study, spec: StudySpec) -> None:
@@ -322,6 +339,7 @@ class LocalRun:
             stop_message=describe(reason, spec, ledger.spending) if reason else "",
             interrupted=interrupted,
             best_trials=best_summaries(ledger),
+            failures=sorted(self._failures.values(), key=lambda item: -len(item[1])),
             requeued=requeued,
         )
 
@@ -333,6 +351,16 @@ class LocalRun:
             best_number=best[0]["number"] if best else None,
             best_values=best[0]["values"] if best else None,
         )
+
+
+#: Numbers in a reason (a value, a size, a line) do not make it another reason.
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+
+
+def failure_summary(trial: FrozenTrial) -> str:
+    """The first line of a failed trial's reason."""
+    reason = str(trial.user_attrs.get(FAIL_REASON_ATTR) or "").strip()
+    return reason.splitlines()[0] if reason else "no reason recorded"
 
 
 def best_summaries(ledger: TrialLedger, limit: int = 10) -> list[dict[str, Any]]:

@@ -120,6 +120,36 @@ def test_changed_search_space_is_refused_on_continue(
     )
 
 
+def test_failed_trials_show_their_reasons(
+    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    """Each new reason is said while the study runs, and the end sums them up."""
+    spec = dict(
+        SPEC,
+        searchSpace={},
+        sampler={"name": "random", "seed": 1},
+        budget={"maxTrials": 16, "parallelism": 1},
+        trial={"python": "kt_test_objectives:fails_two_ways"},
+    )
+    result = run_cli(
+        cli_env, tmp_path, "run", str(write_study(tmp_path, spec)), "--storage", storage_url
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    study = load(storage_url, "local")
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    too_small = [t.number for t in failed if "too small" in t.user_attrs[FAIL_REASON_ATTR]]
+    nan = [t.number for t in failed if "NaN" in t.user_attrs[FAIL_REASON_ATTR]]
+    assert too_small and nan, "the seed should give both kinds of failure"
+    out = " ".join(result.stdout.split())
+    assert f"{len(failed)} failed" in out
+    # Said once per reason while running; reasons that differ only in a number are one.
+    assert out.count("failed: objective returned NaN") == 1
+    assert out.count("is too small for this model") == 2  # while running, and in the table
+    table = out[out.index("Failed trials") :]
+    for numbers in (nan, too_small):
+        assert f"│ {len(numbers)} │ {', '.join(map(str, numbers[:8]))}" in table
+
+
 def test_bad_study_file_names_the_field(cli_env: dict[str, str], tmp_path: Path) -> None:
     bad = dict(SPEC, budget={"maxTrials": 0})
     result = run_cli(cli_env, tmp_path, "run", str(write_study(tmp_path, bad)))

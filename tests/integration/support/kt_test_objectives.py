@@ -29,6 +29,16 @@ def raises(trial: optuna.Trial) -> float:
     raise ValueError("boom: the objective broke")
 
 
+def fails_two_ways(trial: optuna.Trial) -> float:
+    """Fails for one of two reasons, or succeeds, by ``x``."""
+    x = trial.suggest_float("x", 0, 1)
+    if x < 0.4:
+        raise ValueError(f"x={x:.3f} is too small for this model")
+    if x < 0.7:
+        return float("nan")
+    return x
+
+
 def returns_nan(trial: optuna.Trial) -> float:
     trial.suggest_float("x", 0, 1)
     return float("nan")
