@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 #: A failed attempt that was retried carries this user attribute; it does not
-#: count against maxTrials or maxFailedTrials (its retry does).
+#: count against maxTrials or maxFailedTrials (its retry does). So does a trial a
+#: worker gave up before running it (see kubetune.recovery.give_up_trial).
 RETRIED_ATTR = "kubetune.retried"
 
 

@@ -46,6 +46,18 @@ def fail_trial(storage: optuna.storages.BaseStorage, trial_id: int, reason: str)
         return False
 
 
+def give_up_trial(storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> bool:
+    """Fail a running trial that must not count against the budget (marked as a
+    retried attempt), with ``reason``; False if it had already finished."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    try:
+        storage.set_trial_user_attr(trial_id, RETRIED_ATTR, True)
+    except UpdateFinishedTrialError:
+        return False
+    return fail_trial(storage, trial_id, reason)
+
+
 def fail_lost_trials(
     study: optuna.Study,
     trials: Sequence[FrozenTrial],

@@ -357,6 +357,9 @@ class ClaimLock:
         self._study_id = study_id
         self._connection: sqlalchemy.engine.Connection | None = None
         self._file: object | None = None
+        #: True when the last release found the lock gone: its connection broke while
+        #: it was held (a database restart), so another worker may have claimed meanwhile.
+        self.lost = False
 
     def _connect(self) -> sqlalchemy.engine.Connection:
         import sqlalchemy
@@ -366,15 +369,15 @@ class ClaimLock:
             self._connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         return self._connection
 
-    def _run(self, sql: str, **params: object) -> None:
+    def _run(self, sql: str, **params: object) -> object:
+        """The first column of the statement's first row."""
         import sqlalchemy
         import sqlalchemy.exc
 
         deadline = time.monotonic() + RECONNECT_SECONDS
         while True:
             try:
-                self._connect().execute(sqlalchemy.text(sql), params)
-                return
+                return self._connect().execute(sqlalchemy.text(sql), params).scalar()
             except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
                 self.close()
                 if time.monotonic() > deadline:
@@ -400,20 +403,23 @@ class ClaimLock:
             _logger.warning("no claim lock for %s; maxTrials may be overrun", redact(self._url))
 
     def release(self) -> None:
-        if is_postgres(self._url):
-            with contextlib.suppress(Exception):
-                self._run(
+        held: object = True
+        try:
+            if is_postgres(self._url):
+                held = self._run(
                     "SELECT pg_advisory_unlock(:ns, :study)",
                     ns=self._PG_NAMESPACE,
                     study=self._study_id,
                 )
-        elif self._url.startswith("mysql"):
-            with contextlib.suppress(Exception):
-                self._run("SELECT RELEASE_LOCK(:name)", name=self._lock_name())
-        elif self._file is not None:
+            elif self._url.startswith("mysql"):
+                held = self._run("SELECT RELEASE_LOCK(:name)", name=self._lock_name()) == 1
+        except Exception:
+            held = False  # the server is gone, and a session lock with it
+        if self._file is not None:
             fcntl.flock(self._file, fcntl.LOCK_UN)  # type: ignore[arg-type]
             self._file.close()  # type: ignore[attr-defined]
             self._file = None
+        self.lost = held is False
 
     def _lock_name(self) -> str:
         digest = hashlib.sha1(f"{self._study_id}".encode()).hexdigest()[:16]

@@ -34,6 +34,7 @@ from kubetune.recovery import (
     HOST_ATTR,
     WORKER_ATTR,
     fail_lost_trials,
+    give_up_trial,
 )
 from kubetune.spec import StudySpec, load_study
 from kubetune.storage import ClaimLock, open_storage, scrub
@@ -125,6 +126,8 @@ class Worker:
         self.ledger = TrialLedger(spec.objective.study_directions)
         self.lock = ClaimLock(storage_url, study_id)
         self.host = socket.gethostname()
+        #: The trial claimed and not yet told: handed back if the worker is stopped.
+        self._current: optuna.Trial | None = None
 
     def _study_id(self, storage: optuna.storages.BaseStorage) -> int:
         name = self.config.study_name
@@ -148,26 +151,57 @@ class Worker:
                 summary.trials[state.name] += 1
         except WorkerStopped as stopped:
             summary.stopped_by = str(stopped)
+            if self._current is not None:
+                self._hand_back(self._current, stopped)
         finally:
             self.lock.close()
         return summary
 
+    def _hand_back(self, trial: optuna.Trial, stopped: WorkerStopped) -> None:
+        """Fail the trial this worker was running, with why, and queue it again."""
+        with self.signals.deferred():
+            frozen = self.study._storage.get_trial(trial._trial_id)
+            fail_lost_trials(
+                self.study,
+                [frozen],
+                f"worker {self.config.worker_name} was stopped by {stopped}",
+                retries=self.spec.trial.retries,
+                requeue=True,
+            )
+        self._current = None
+
     def _claim(self, summary: WorkerSummary) -> optuna.Trial | None:
         """A new trial, or None when the budget is spent; atomic across workers."""
-        with self.signals.deferred(), self.lock:
-            attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
-            self.spec = StudySpec.model_validate(attrs[bridge.SPEC_ATTR])
-            deadline = attrs.get(bridge.DEADLINE_ATTR)
-            self.ledger.update(self.study.get_trials(deepcopy=False))
-            summary.stop = stop_reason(
-                self.spec, self.ledger.spending, now=time.time(), deadline=deadline
-            )
-            if summary.stop is not None:
-                return None
-            trial = self.study.ask()
-            trial.set_user_attr(WORKER_ATTR, self.config.worker_name)
-            trial.set_user_attr(HOST_ATTR, self.host)
+        with self.signals.deferred():
+            with self.lock:
+                attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
+                self.spec = StudySpec.model_validate(attrs[bridge.SPEC_ATTR])
+                deadline = attrs.get(bridge.DEADLINE_ATTR)
+                self.ledger.update(self.study.get_trials(deepcopy=False))
+                summary.stop = stop_reason(
+                    self.spec, self.ledger.spending, now=time.time(), deadline=deadline
+                )
+                if summary.stop is not None:
+                    return None
+                trial = self._current = self.study.ask()
+                trial.set_user_attr(WORKER_ATTR, self.config.worker_name)
+                trial.set_user_attr(HOST_ATTR, self.host)
+            if self.lock.lost and self._over_budget():
+                # Another worker may have claimed while the lock was gone; one of the two
+                # trials is too many. Giving this one up costs no budget (it never ran).
+                give_up_trial(
+                    self.study._storage,
+                    trial._trial_id,
+                    "claimed while the database restarted, after the budget was spent "
+                    "by another worker; it did not run",
+                )
+                self._current = None
+                return self._claim(summary)
             return trial
+
+    def _over_budget(self) -> bool:
+        self.ledger.update(self.study.get_trials(deepcopy=False))
+        return self.ledger.spending.trials > self.spec.budget.max_trials
 
     def _run_trial(self, trial: optuna.Trial) -> TrialState:
         started = time.monotonic()
@@ -181,17 +215,6 @@ class Worker:
             state = TrialState.COMPLETE if reason is None else TrialState.FAIL
         except optuna.TrialPruned:
             state = TrialState.PRUNED
-        except WorkerStopped as stopped:
-            with self.signals.deferred():
-                frozen = self.study._storage.get_trial(trial._trial_id)
-                fail_lost_trials(
-                    self.study,
-                    [frozen],
-                    f"worker {self.config.worker_name} was stopped by {stopped}",
-                    retries=self.spec.trial.retries,
-                    requeue=True,
-                )
-            raise
         except ObjectiveFailed as error:
             reason = str(error)
         except Exception as error:
@@ -203,6 +226,7 @@ class Worker:
                 reason = scrub(reason, self.storage_url)
                 trial.set_user_attr(FAIL_REASON_ATTR, reason[-2000:])
             self.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+            self._current = None
         _log_trial(trial, state, values, reason, time.monotonic() - started)
         return state
 
