@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 #: User attributes kubetune sets on every trial.
 WORKER_ATTR = "kubetune.worker"
-HOST_ATTR = "kubetune.host"
 FAIL_REASON_ATTR = "kubetune.fail_reason"
 RETRY_OF_ATTR = "kubetune.retry_of"
 ATTEMPT_ATTR = "kubetune.attempt"

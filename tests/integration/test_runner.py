@@ -14,7 +14,6 @@ import optuna
 import pytest
 from kubetune.recovery import (
     FAIL_REASON_ATTR,
-    HOST_ATTR,
     WORKER_ATTR,
     fail_lost_trials,
     lost_trials,
@@ -65,7 +64,6 @@ def test_unchanged_optuna_objective_runs_define_by_run(
     study = load(storage_url)
     assert states(study) == [TrialState.COMPLETE] * 4
     assert all(t.user_attrs[WORKER_ATTR] == "pod-a" for t in study.trials)
-    assert all(t.user_attrs[HOST_ATTR] for t in study.trials)
     assert study.best_value == min(t.value for t in study.trials)
     assert "MaxTrialsReached" in output
 

@@ -17,7 +17,6 @@ import contextlib
 import logging
 import math
 import signal
-import socket
 import threading
 import time
 import traceback
@@ -31,7 +30,6 @@ from kubetune.budget import StopReason, stop_reason
 from kubetune.ledger import TrialLedger
 from kubetune.recovery import (
     FAIL_REASON_ATTR,
-    HOST_ATTR,
     WORKER_ATTR,
     fail_lost_trials,
     give_up_trial,
@@ -116,6 +114,7 @@ class Worker:
                 f"study {config.study_name!r} was not created by kubetune (no spec stored in it)"
             )
         self.spec: StudySpec = spec
+        self._spec_data: object = None
         self.study = optuna.load_study(
             study_name=config.study_name,
             storage=storage,
@@ -125,7 +124,6 @@ class Worker:
         self.objective: Objective = load_objective(spec, config.study_name)
         self.ledger = TrialLedger(spec.objective.study_directions)
         self.lock = ClaimLock(storage_url, study_id)
-        self.host = socket.gethostname()
         #: The trial claimed and not yet told: handed back if the worker is stopped.
         self._current: optuna.Trial | None = None
 
@@ -175,7 +173,9 @@ class Worker:
         with self.signals.deferred():
             with self.lock:
                 attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
-                self.spec = StudySpec.model_validate(attrs[bridge.SPEC_ATTR])
+                if attrs[bridge.SPEC_ATTR] != self._spec_data:  # an edit: budget, timeout...
+                    self._spec_data = attrs[bridge.SPEC_ATTR]
+                    self.spec = StudySpec.model_validate(self._spec_data)
                 deadline = attrs.get(bridge.DEADLINE_ATTR)
                 self.ledger.update(self.study.get_trials(deepcopy=False))
                 summary.stop = stop_reason(
@@ -185,7 +185,6 @@ class Worker:
                     return None
                 trial = self._current = self.study.ask()
                 trial.set_user_attr(WORKER_ATTR, self.config.worker_name)
-                trial.set_user_attr(HOST_ATTR, self.host)
             if self.lock.lost and self._over_budget():
                 # Another worker may have claimed while the lock was gone; one of the two
                 # trials is too many. Giving this one up costs no budget (it never ran).

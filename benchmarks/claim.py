@@ -1,0 +1,138 @@
+"""What one trial costs one worker, trivial objective, no competition.
+
+In one process, side by side on one embedded PostgreSQL: (a) plain Optuna's
+``study.optimize`` and (b) kubetune's trial runner (``kubetune_trial.runner.Worker``,
+which claims each trial under the study's advisory lock, checks the budget, records
+its worker, and tells). Both use the random sampler and no pruner, the same
+trivial objective, so what differs is the per-trial machinery. Counted: wall time
+per trial and storage sessions per trial (connections checked out of SQLAlchemy's
+pool, plus the claim lock's statements), alternating runs to even out drift.
+
+``python benchmarks/claim.py [--quick | --full]``
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import optuna
+from _bench import Postgres, environment_block, markdown_table, options, print_table, record
+
+TRIALS = {"quick": 100, "default": 300, "full": 1000}
+ROUNDS = {"quick": 2, "default": 3, "full": 5}
+
+SPEC: dict[str, Any] = {
+    "objective": {"direction": "minimize"},
+    "searchSpace": {"x": {"type": "float", "low": -10, "high": 10}},
+    "sampler": {"name": "random", "seed": 0},
+    "pruner": {"name": "none"},
+    "trial": {"python": "bench_objectives:trivial"},
+}
+
+
+def _count_sessions(engine: Any) -> list[int]:
+    import sqlalchemy
+
+    count = [0]
+
+    @sqlalchemy.event.listens_for(engine, "checkout")
+    def _checked_out(*_args: Any) -> None:
+        count[0] += 1
+
+    return count
+
+
+def run_plain(url: str, trials: int) -> tuple[float, float]:
+    import bench_objectives
+
+    storage = optuna.storages.RDBStorage(url)
+    study = optuna.create_study(
+        study_name=f"plain-{time.monotonic_ns()}",
+        storage=storage,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=optuna.pruners.NopPruner(),
+    )
+    sessions = _count_sessions(storage.engine)
+    started = time.perf_counter()
+    study.optimize(bench_objectives.trivial, n_trials=trials)
+    return (time.perf_counter() - started) / trials, sessions[0] / trials
+
+
+def run_kubetune(url: str, trials: int) -> tuple[float, float]:
+    from kubetune import bridge
+    from kubetune.spec import validate_spec
+    from kubetune.storage import engine_of, open_storage
+    from kubetune.worker import WorkerConfig
+    from kubetune_trial.runner import Worker
+
+    name = f"kubetune-{time.monotonic_ns()}"
+    spec = validate_spec({**SPEC, "budget": {"maxTrials": trials}})
+    bridge.prepare_study(open_storage(url), name, spec)
+    worker = Worker(WorkerConfig(study_name=name, worker_name="bench"), url)
+    engine = engine_of(worker.study._storage)
+    sessions = _count_sessions(engine)
+    lock_statements = [0]
+    run_lock = worker.lock._run
+
+    def counted(sql: str, **params: object) -> object:
+        lock_statements[0] += 1
+        return run_lock(sql, **params)
+
+    worker.lock._run = counted  # type: ignore[method-assign]
+    started = time.perf_counter()
+    summary = worker.run()
+    seconds = time.perf_counter() - started
+    if summary.total != trials:
+        raise RuntimeError(f"the worker ran {summary.total} trials, not {trials}")
+    return seconds / trials, (sessions[0] + lock_statements[0]) / trials
+
+
+def main() -> None:
+    args = options(__doc__.splitlines()[0])
+    trials, rounds = TRIALS[args.mode], ROUNDS[args.mode]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    t0 = time.time()
+    plain: list[tuple[float, float]] = []
+    ours: list[tuple[float, float]] = []
+    with Postgres() as pg:
+        version = pg.version()
+        url = pg.database("claim")
+        run_plain(url, 20)  # warm up imports and the server
+        for _ in range(rounds):
+            plain.append(run_plain(url, trials))
+            ours.append(run_kubetune(url, trials))
+    headers = ["run by", "trials x rounds", "ms/trial (median)", "÷ (a)", "sessions/trial"]
+    base = statistics.median(ms for ms, _ in plain)
+    rows = []
+    for label, results in (("(a) plain Optuna", plain), ("(b) kubetune runner", ours)):
+        ms = statistics.median(seconds for seconds, _ in results)
+        rows.append(
+            [
+                label,
+                f"{trials} x {rounds}",
+                f"{1000 * ms:.1f}",
+                f"{ms / base:.2f}",
+                f"{statistics.median(s for _, s in results):.1f}",
+            ]
+        )
+    print_table("one worker, trivial trials", headers, rows)
+    if args.no_record:
+        return
+    command = "python benchmarks/claim.py" + ("" if args.mode == "default" else f" --{args.mode}")
+    body = f"""
+One worker in one process, trivial trials, random sampler, no pruner, one embedded
+PostgreSQL over a Unix socket; the two runners alternate, {rounds} rounds. Sessions are
+connections checked out of SQLAlchemy's pool (and, for kubetune, the claim lock's own
+statements) per trial.
+
+{markdown_table(headers, rows)}
+
+{environment_block(args.mode, version, time.time() - t0, command)}
+"""
+    record("claim", "What one trial costs one worker (claim.py)", body, args.mode)
+
+
+if __name__ == "__main__":
+    main()
