@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow(seconds=45)
 def test_ddp_trial_completes_and_a_ddp_trial_is_pruned(run_builtin) -> None:
     spec = yaml.safe_load((REPO / "examples" / "lightning-ddp.yaml").read_text())["spec"]
     spec["budget"] = {"maxTrials": 2}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from builtin_helpers import builtin_spec
 
 
+@pytest.mark.slow(seconds=20)
 def test_lightning_holdout_prunes_and_saves_kfold_completes(start_builtin, tmp_path: Path) -> None:
     holdout = builtin_spec(
         {

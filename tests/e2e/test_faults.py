@@ -61,6 +61,7 @@ def test_postgres_restart_mid_study(cluster: Any, kube: Any) -> None:
         assert final["trials"]["complete"] == 6
 
 
+@pytest.mark.slow(seconds=30)
 def test_twenty_studies_at_once(cluster: Any, kube: Any, storage_url: str) -> None:
     cluster.start()
     names = [f"many-{i:02d}" for i in range(20)]

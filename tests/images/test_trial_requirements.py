@@ -22,7 +22,7 @@ from kubetune.storage import open_storage
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=150)
 
 #: What the Dockerfile copies into /src before ``pip install --no-deps /src``.
 SOURCES = [
