@@ -1,7 +1,12 @@
 """``kubetune-operator``: run the operator (a thin layer over ``kopf run``).
 
-kubetune-operator                       # watch every namespace
+kubetune-operator                       # watch every namespace, standalone
 kubetune-operator --namespace team-a    # or only these
+kubetune-operator --peering kubetune    # several replicas: one serves, the others wait
+
+The options are Kopf's where Kopf has them (``--standalone``, ``--peering``,
+``--namespace``, ``--all-namespaces``, ``--liveness``), so the chart's Deployment
+reads like a ``kopf run`` command line.
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ def _parser() -> argparse.ArgumentParser:
         default="http://0.0.0.0:8080/healthz",
         help="liveness endpoint for the Deployment's probes (default: %(default)s)",
     )
-    parser.add_argument(
+    coordination = parser.add_mutually_exclusive_group()
+    coordination.add_argument(
+        "--standalone",
+        action="store_true",
+        help="run alone, with no peering (default; only ever one replica)",
+    )
+    coordination.add_argument(
         "--peering", help="Kopf peering name, for several replicas (default: standalone)"
     )
     parser.add_argument("--verbose", action="store_true")

@@ -9,9 +9,10 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_TRIAL_IMAGE = "ghcr.io/kubetune/trial:0.1.0"
 
@@ -23,11 +24,21 @@ class OperatorConfig:
     ``storage_url`` is the default database (from the operator's Secret) for
     studies that name none; it is copied into a Secret ``<study>-storage`` in the
     study's namespace so the trial pods can read it through a ``secretKeyRef``.
+
+    ``trial_service_account`` is the ServiceAccount trial pods run as when a Study
+    names none. The operator creates it in a Study's namespace when it is missing
+    (no token mounted, no RBAC), with ``trial_service_account_annotations`` (workload
+    identity, for instance) and ``trial_image_pull_secrets``, so a Study works in any
+    namespace with nothing made by hand (unless ``create_trial_service_account`` is
+    false: then it must exist). None: the namespace's ``default`` account.
     """
 
     storage_url: str | None = None
     trial_image: str = DEFAULT_TRIAL_IMAGE
     trial_service_account: str | None = None
+    create_trial_service_account: bool = True
+    trial_service_account_annotations: Mapping[str, str] = field(default_factory=dict)
+    trial_image_pull_secrets: tuple[str, ...] = ()
     trial_command: tuple[str, ...] = ("kubetune-trial",)
     reconcile_seconds: float = 2.0
     #: Consecutive trial pods failing before they ran a trial, after which the study fails.
@@ -41,6 +52,33 @@ class OperatorConfig:
             storage_url=env.get("KUBETUNE_STORAGE_URL") or None,
             trial_image=env.get("KUBETUNE_TRIAL_IMAGE") or DEFAULT_TRIAL_IMAGE,
             trial_service_account=env.get("KUBETUNE_TRIAL_SERVICE_ACCOUNT") or None,
+            create_trial_service_account=env.get(
+                "KUBETUNE_TRIAL_SERVICE_ACCOUNT_CREATE", "true"
+            ).lower()
+            != "false",
+            trial_service_account_annotations=_json_object(
+                env, "KUBETUNE_TRIAL_SERVICE_ACCOUNT_ANNOTATIONS"
+            ),
+            trial_image_pull_secrets=tuple(
+                name.strip()
+                for name in env.get("KUBETUNE_TRIAL_IMAGE_PULL_SECRETS", "").split(",")
+                if name.strip()
+            ),
             trial_command=tuple(command.split()) if command else ("kubetune-trial",),
             reconcile_seconds=float(env.get("KUBETUNE_RECONCILE_SECONDS", "2")),
         )
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict[str, str]:
+    """A JSON object of strings from the environment; a wrong value stops the operator
+    at start-up with the variable's name, not later in a Study."""
+    text = env.get(name, "").strip()
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{name}: not valid JSON ({error.msg})") from None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError(f"{name}: must be a JSON object of strings")
+    return {str(k): v for k, v in value.items()}

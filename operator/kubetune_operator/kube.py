@@ -1,15 +1,19 @@
 """The Kubernetes API calls the operator makes, and nothing else.
 
 Every call the operator makes goes through this module, so the chart's RBAC
-rules can be read off it: studies (get, patch status), pods (list, create,
-patch, delete), secrets (get, create), configmaps (get, create, patch, delete).
-Objects come back as plain dicts with the API's camelCase keys.
+rules can be read off it: studies (patch status), pods (list, create, patch,
+delete), secrets (get, create, delete), configmaps (create, patch, delete),
+serviceaccounts (create). Objects come back as plain dicts with the API's
+camelCase keys. A request the API server refuses raises :class:`ApiRefused`,
+whose message is the server's own (``pods "x" is forbidden: ...``).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,6 +52,25 @@ def _plain(obj: Any) -> Any:
     return _client().sanitize_for_serialization(obj)
 
 
+class ApiRefused(Exception):
+    """The API server refused a request (403, 422, quota...); the message is the server's."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+    @classmethod
+    def of(cls, error: Any) -> ApiRefused:
+        """From a ``kubernetes.client.ApiException``: its Status message when it has one."""
+        message = ""
+        with contextlib.suppress(TypeError, ValueError, AttributeError):
+            message = str(json.loads(error.body or "{}").get("message") or "")
+        status = int(getattr(error, "status", 0) or 0)
+        reason = str(getattr(error, "reason", "") or "")
+        return cls(status, reason, message or f"{status} {reason}".strip())
+
+
 def is_not_found(error: BaseException) -> bool:
     return getattr(error, "status", None) == 404
 
@@ -74,7 +97,15 @@ def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
 
 
 def create_pod(namespace: str, pod: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(_plain(_core().create_namespaced_pod(namespace, dict(pod))))
+    """Create a pod; :class:`ApiRefused` says why the API server would not."""
+    import kubernetes
+
+    try:
+        return dict(_plain(_core().create_namespaced_pod(namespace, dict(pod))))
+    except kubernetes.client.ApiException as error:
+        if error.status is None or error.status >= 500:
+            raise
+        raise ApiRefused.of(error) from None
 
 
 def delete_pod(namespace: str, name: str, grace_seconds: int | None = None) -> None:
@@ -136,6 +167,20 @@ def ensure_secret(namespace: str, body: Mapping[str, Any]) -> None:
 
     try:
         _core().create_namespaced_secret(namespace, dict(body))
+    except kubernetes.client.ApiException as error:
+        if not is_conflict(error):
+            raise
+
+
+# ---------------------------------------------------------- serviceaccounts
+
+
+def ensure_service_account(namespace: str, body: Mapping[str, Any]) -> None:
+    """Create the ServiceAccount unless it exists (an existing one is left as it is)."""
+    import kubernetes
+
+    try:
+        _core().create_namespaced_service_account(namespace, dict(body))
     except kubernetes.client.ApiException as error:
         if not is_conflict(error):
             raise

@@ -41,6 +41,7 @@ from kubetune_operator import kube
 from kubetune_operator.config import OperatorConfig
 from kubetune_operator.labels import (
     BEST_PARAMS_KEY,
+    COMPONENT_LABEL,
     HANDLED_ANNOTATION,
     MANAGED_BY_LABEL,
     STUDY_LABEL,
@@ -91,6 +92,7 @@ class StudyReconciler:
     _ledger: TrialLedger | None = None
     _url: str | None = None
     _refused_change: str | None = field(default=None)
+    _trial_account_ready: bool = False
     _observed: dict[str, Any] = field(default_factory=dict)
 
     # --------------------------------------------------------------- tick
@@ -301,6 +303,7 @@ class StudyReconciler:
 
         deadline = bridge.stored_deadline(study._storage, study._study_id)
         reason = stop_reason(spec, ledger.spending, now=time.time(), deadline=deadline)
+        refused: kube.ApiRefused | None = None
         update: dict[str, Any] = {
             "studyName": status.get("studyName"),
             "startTime": status.get("startTime"),
@@ -335,7 +338,7 @@ class StudyReconciler:
                 if condition_of(conditions, "Suspended")
                 else conditions
             )
-            self._scale(meta, spec, study, ledger, live, secret)
+            refused = self._scale(meta, spec, study, ledger, live, secret)
             self._label_pods_with_trials(namespace, live, ledger)
         else:
             if reason in (StopReason.TIMEOUT, StopReason.GOAL, StopReason.TOO_MANY_FAILURES):
@@ -360,7 +363,7 @@ class StudyReconciler:
             update["phase"] = "Running"
             self._label_pods_with_trials(namespace, live, ledger)
 
-        conditions = self._pod_conditions(conditions, live)
+        conditions = self._pod_conditions(conditions, live, refused)
         update["conditions"] = conditions
         update.update(self._trial_status(meta, status, spec, ledger))
         self._delete_old_failed_pods(namespace, failed_pods_list(pods))
@@ -455,15 +458,19 @@ class StudyReconciler:
         ledger: TrialLedger,
         live: Sequence[Mapping[str, Any]],
         secret: tuple[str, str],
-    ) -> None:
+    ) -> kube.ApiRefused | None:
         """Start pods up to ``parallelism``, never more than the budget has trials for;
-        when ``parallelism`` went down, remove pods that have not started a trial."""
+        when ``parallelism`` went down, remove pods that have not started a trial.
+
+        Returns the API server's refusal when a pod could not be created (forbidden,
+        invalid, over quota): the tick goes on and the status says why."""
         spent = ledger.spending.trials
         busy = {str(t.user_attrs.get(WORKER_ATTR)) for t in ledger.running}
         running = sum(1 for p in live if p["metadata"]["name"] in busy)
         remaining = max(0, spec.budget.max_trials - spent)
         wanted = min(spec.budget.parallelism, running + remaining)
         if len(live) < wanted:
+            self._ensure_trial_service_account(meta, spec)
             for offset in range(wanted - len(live)):
                 pod = trial_pod(
                     meta,
@@ -475,11 +482,44 @@ class StudyReconciler:
                     # across ticks without storing a counter.
                     worker_index=int(time.time() * 1000) % 2**31 + offset,
                 )
-                kube.create_pod(meta["namespace"], pod)
+                try:
+                    kube.create_pod(meta["namespace"], pod)
+                except kube.ApiRefused as refusal:
+                    # The account may have been deleted since: look again next time.
+                    self._trial_account_ready = False
+                    return refusal
         elif len(live) > spec.budget.parallelism:
             idle = [p for p in live if p["metadata"]["name"] not in busy]
             for pod in idle[: len(live) - spec.budget.parallelism]:
                 kube.delete_pod(meta["namespace"], pod["metadata"]["name"])
+        return None
+
+    def _ensure_trial_service_account(self, meta: Mapping[str, Any], spec: StudySpec) -> None:
+        """The operator's trial ServiceAccount exists in the Study's namespace (made
+        once, shared by the namespace's Studies; a Study naming its own is left alone)."""
+        name = self.config.trial_service_account
+        if (
+            self._trial_account_ready
+            or spec.trial.service_account_name
+            or not name
+            or not self.config.create_trial_service_account
+        ):
+            return
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {
+                "name": name,
+                "labels": {MANAGED_BY_LABEL: "kubetune", COMPONENT_LABEL: "trial"},
+                "annotations": dict(self.config.trial_service_account_annotations),
+            },
+            # Trial pods run user code: no API token.
+            "automountServiceAccountToken": False,
+        }
+        if self.config.trial_image_pull_secrets:
+            body["imagePullSecrets"] = [{"name": n} for n in self.config.trial_image_pull_secrets]
+        kube.ensure_service_account(meta["namespace"], body)
+        self._trial_account_ready = True
 
     def _stop_pods(
         self,
@@ -519,13 +559,22 @@ class StudyReconciler:
             kube.delete_pod(namespace, pod["metadata"]["name"])
 
     def _pod_conditions(
-        self, conditions: list[dict[str, Any]], live: Sequence[Mapping[str, Any]]
+        self,
+        conditions: list[dict[str, Any]],
+        live: Sequence[Mapping[str, Any]],
+        refused: kube.ApiRefused | None = None,
     ) -> list[dict[str, Any]]:
-        """``PodsReady=False`` with the reason when trial pods cannot start
-        (no node has a free GPU, the image cannot be pulled...), and an Event."""
+        """``PodsReady=False`` with the reason when trial pods cannot be created
+        (forbidden, invalid, over quota) or cannot start (no node has a free GPU, the
+        image cannot be pulled...), and one Event each time that reason changes."""
+        previous = condition_of(conditions, "PodsReady") or {}
+        if refused is not None:
+            text = f"the API server refused a trial pod ({refused.status}): {refused}"
+            if previous.get("status") != "False" or previous.get("message") != text[:1000]:
+                self.emit("Warning", "PodCreateRefused", text[:1000])
+            return set_condition(conditions, "PodsReady", "False", "PodCreateRefused", text)
         problems = [(p["metadata"]["name"], waiting_problem(p)) for p in live]
         blocked = [(name, problem) for name, problem in problems if problem is not None]
-        previous = condition_of(conditions, "PodsReady") or {}
         if blocked:
             pod_name, (reason, message) = blocked[0]
             text = f"{len(blocked)} trial pod(s) cannot start; {pod_name}: {message}"
@@ -641,7 +690,11 @@ class StudyReconciler:
         self, meta: Mapping[str, Any], status: Mapping[str, Any], update: Mapping[str, Any]
     ) -> None:
         """Patch the status subresource with what changed; nothing when nothing did."""
-        patch = {key: value for key, value in update.items() if self._observed.get(key) != value}
+        patch = {
+            key: merge_patch(self._observed.get(key), value)
+            for key, value in update.items()
+            if self._observed.get(key) != value
+        }
         if not patch:
             return
         safe = json.loads(scrub(json.dumps(patch), self._url or ""))
@@ -681,6 +734,27 @@ class StudyReconciler:
             import optuna
 
             optuna.delete_study(study_name=self._study.study_name, storage=self._study._storage)
+
+
+def merge_patch(old: Any, new: Any) -> Any:
+    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``.
+
+    Keys that ``new`` no longer has become null, so a merge patch replaces a mapping
+    instead of adding to it (a new best trial's params are exactly its own).
+
+    >>> merge_patch({"params": {"x": 1, "y": 2}}, {"params": {"z": 3}})
+    {'params': {'x': None, 'y': None, 'z': 3}}
+    """
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        if old.get(key, _MISSING) != value:
+            patch[key] = merge_patch(old.get(key), value) if key in old else value
+    return patch
+
+
+_MISSING = object()
 
 
 def failed_pods_list(pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

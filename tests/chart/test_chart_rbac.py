@@ -41,8 +41,12 @@ SERVED_NAMESPACE = _expand(
         ("", "configmaps"): "create patch delete",
         ("", "secrets"): "get create delete",
         ("", "events"): "create",
+        ("", "serviceaccounts"): "create",
     }
 )
+#: Needed though never called: the API server checks it when the operator sets
+#: ``blockOwnerDeletion`` on the pods, Secrets and ConfigMaps a Study owns.
+OWNER_REFERENCES = _expand({("kubetune.io", "studies/finalizers"): "update"})
 #: Kopf's resource scanning, always cluster-wide.
 CRD_SCANNING = _expand({("apiextensions.k8s.io", "customresourcedefinitions"): "list watch"})
 CLUSTER_PEERING = _expand({("kopf.dev", "clusterkopfpeerings"): "list watch patch"})
@@ -119,7 +123,12 @@ def test_all_namespaces_cluster_role_is_the_contract(render: Any, replicas: int)
     rendered = render({"operator": {"replicas": replicas}})
     roles = _roles(rendered)
     assert set(roles) == {CLUSTER_ROLE}, "serving all namespaces needs no Role"
-    expected = SERVED_NAMESPACE | CRD_SCANNING | (CLUSTER_PEERING if replicas > 1 else set())
+    expected = (
+        SERVED_NAMESPACE
+        | OWNER_REFERENCES
+        | CRD_SCANNING
+        | (CLUSTER_PEERING if replicas > 1 else set())
+    )
     granted = _permissions(roles[CLUSTER_ROLE])
     assert granted == expected, (
         f"missing: {sorted(expected - granted)}; not in the contract: {sorted(granted - expected)}"
@@ -137,7 +146,7 @@ def test_namespaced_roles_are_the_contract(render: Any, replicas: int) -> None:
         ("Role", "kubetune-operator", "team-b"),
     }
     assert _permissions(roles[CLUSTER_ROLE]) == CRD_SCANNING
-    expected = SERVED_NAMESPACE | (NAMESPACED_PEERING if replicas > 1 else set())
+    expected = SERVED_NAMESPACE | OWNER_REFERENCES | (NAMESPACED_PEERING if replicas > 1 else set())
     for namespace in ("team-a", "team-b"):
         assert _permissions(roles[("Role", "kubetune-operator", namespace)]) == expected
 
@@ -157,7 +166,9 @@ def test_no_value_set_grants_more_than_the_contract(render: Any, value_set: str)
     account = values.get("serviceAccount", {}).get("name") or (
         f"{values.get('fullnameOverride', 'kubetune')}-operator"
     )
-    everything = SERVED_NAMESPACE | CRD_SCANNING | CLUSTER_PEERING | NAMESPACED_PEERING
+    everything = (
+        SERVED_NAMESPACE | OWNER_REFERENCES | CRD_SCANNING | CLUSTER_PEERING | NAMESPACED_PEERING
+    )
     assert effective_permissions(render(values), account) <= everything
 
 
@@ -191,14 +202,42 @@ def test_studies_join_the_built_in_edit_admin_and_view_roles(render: Any) -> Non
     assert not {"kubetune-edit", "kubetune-view"} & names
 
 
-def test_trial_service_accounts_have_no_token_and_no_rbac(render: Any) -> None:
-    rendered = render({"watchNamespaces": ["team-a", "team-b"]})
-    accounts = [m for m in rendered.of_kind("ServiceAccount") if m.name == "kubetune-trial"]
-    assert sorted(m.namespace for m in accounts) == sorted([NAMESPACE, "team-a", "team-b"])
-    for account in accounts:
-        assert account.doc["automountServiceAccountToken"] is False
+def test_trial_service_accounts_are_the_operators_to_make(render: Any) -> None:
+    """The chart makes no trial ServiceAccount (the operator makes one in each Study's
+    namespace), binds nothing to it, and hands the operator its settings."""
+    values = {
+        "watchNamespaces": ["team-a"],
+        "trialServiceAccount": {
+            "annotations": {"iam.gke.io/gcp-service-account": "trials@p.iam.gserviceaccount.com"},
+            "imagePullSecrets": [{"name": "registry-a"}, {"name": "registry-b"}],
+        },
+    }
+    rendered = render(values)
+    assert not [m for m in rendered.of_kind("ServiceAccount") if m.name == "kubetune-trial"]
     for binding in rendered.of_kind("RoleBinding") + rendered.of_kind("ClusterRoleBinding"):
         assert all(s["name"] != "kubetune-trial" for s in binding.doc["subjects"])
+    [deployment] = [m.doc for m in rendered.of_kind("Deployment") if m.name.endswith("operator")]
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["KUBETUNE_TRIAL_SERVICE_ACCOUNT"] == "kubetune-trial"
+    assert json.loads(env["KUBETUNE_TRIAL_SERVICE_ACCOUNT_ANNOTATIONS"]) == {
+        "iam.gke.io/gcp-service-account": "trials@p.iam.gserviceaccount.com"
+    }
+    assert env["KUBETUNE_TRIAL_IMAGE_PULL_SECRETS"] == "registry-a,registry-b"
+    own = render({"trialServiceAccount": {"create": False, "name": "mine"}})
+    [deployment] = [m.doc for m in own.of_kind("Deployment") if m.name.endswith("operator")]
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["KUBETUNE_TRIAL_SERVICE_ACCOUNT"] == "mine"
+    assert env["KUBETUNE_TRIAL_SERVICE_ACCOUNT_CREATE"] == "false"
+    default = render({"trialServiceAccount": {"create": False}})
+    [deployment] = [m.doc for m in default.of_kind("Deployment") if m.name.endswith("operator")]
+    names = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "KUBETUNE_TRIAL_SERVICE_ACCOUNT" not in names
 
 
 # ------------------------------------------------------------- the recorded e2e calls
@@ -228,7 +267,7 @@ def test_rbac_is_exactly_the_calls_the_operator_makes_in_e2e(render: Any) -> Non
     values, recorded = _recorded()
     granted = effective_permissions(render(values))
     missing = sorted(recorded - granted)
-    unused = sorted(granted - recorded)
+    unused = sorted(granted - recorded - OWNER_REFERENCES)
     assert not missing, f"the operator calls these, the chart does not allow them: {missing}"
     assert not unused, (
         f"the chart allows these, the operator never called them in e2e: {unused} "

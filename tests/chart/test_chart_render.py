@@ -118,7 +118,6 @@ def test_default_install_has_the_expected_objects(render: Any) -> None:
         ("Service", "kubetune-postgresql"),
         ("Service", "kubetune-postgresql-hl"),
         ("ServiceAccount", "kubetune-operator"),
-        ("ServiceAccount", "kubetune-trial"),
         ("StatefulSet", "kubetune-postgresql"),
     ]
 
@@ -127,7 +126,8 @@ def test_notes_say_what_to_apply_next(render: Any) -> None:
     notes = render({}).notes
     assert "kubectl apply -f examples/quickstart-cluster.yaml" in notes
     assert "kubectl get studies -w" in notes
-    assert "kubectl -n <namespace> create serviceaccount kubetune-trial" in notes
+    # Studies work in any namespace: the operator makes the trial ServiceAccount.
+    assert "create serviceaccount" not in notes
     dashboard_notes = render({"dashboard": {"enabled": True}}).notes
     assert "port-forward service/kubetune-dashboard 8080" in dashboard_notes
     namespaced = render({"watchNamespaces": ["team-a", "team-b"]}).notes

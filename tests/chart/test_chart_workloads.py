@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from chart_support import NAMESPACE, VALUE_SETS, container, env_of, pod_spec
 
 VALUE_SET_IDS = list(VALUE_SETS)
+OPERATOR_CONFIG = Path(__file__).resolve().parents[2] / "operator/kubetune_operator/config.py"
 
 
 def _operator(rendered: Any) -> dict[str, Any]:
@@ -93,6 +95,21 @@ def test_operator_args_follow_replicas_and_namespaces(
     assert deployment["spec"]["replicas"] == values.get("operator", {}).get("replicas", 1)
 
 
+@pytest.mark.parametrize("value_set", VALUE_SET_IDS)
+def test_operator_takes_the_deployments_args(render: Any, value_set: str) -> None:
+    """The image's entrypoint, kubetune-operator, accepts what the Deployment passes
+    (it once refused --standalone and crash-looped with the default values)."""
+    from kubetune_operator.cli import _parser, kopf_arguments
+
+    deployment = _operator(render(VALUE_SETS[value_set]))
+    chart_args = container(deployment, "operator")["args"]
+    kopf = kopf_arguments(_parser().parse_args(chart_args))
+    peering = "--peering" in chart_args
+    assert ("--standalone" in kopf) is not peering
+    assert any(a.startswith("--peering=") for a in kopf) is peering
+    assert "--liveness=http://0.0.0.0:8080/healthz" in kopf
+
+
 @pytest.mark.parametrize(
     ("values", "kind", "namespaces"),
     [
@@ -129,10 +146,13 @@ def test_operator_env_is_the_contract(render: Any, value_set: str, secret: str, 
     assert env["KUBETUNE_STORAGE_URL"]["valueFrom"] == {
         "secretKeyRef": {"name": secret, "key": key}
     }
-    assert env["KUBETUNE_DEFAULT_STORAGE_SECRET"]["value"] == secret
-    assert env["KUBETUNE_DEFAULT_STORAGE_KEY"]["value"] == key
     assert env["KUBETUNE_TRIAL_IMAGE"]["value"] == "ghcr.io/kubetune/trial:0.1.0"
     assert env["KUBETUNE_TRIAL_SERVICE_ACCOUNT"]["value"] == "kubetune-trial"
+    assert env["KUBETUNE_TRIAL_SERVICE_ACCOUNT_CREATE"]["value"] == "true"
+    # Every variable the chart sets is one the operator reads.
+    read = set(re.findall(r"KUBETUNE_[A-Z_]+", OPERATOR_CONFIG.read_text()))
+    unread = {name for name in env if name.startswith("KUBETUNE_")} - read
+    assert not unread, f"the operator reads none of {sorted(unread)}"
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["POD_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
@@ -156,8 +176,8 @@ def test_custom_images_reach_every_container(render: Any) -> None:
         rendered.one("Deployment", "kubetune-dashboard"),
     ):
         assert pod_spec(workload)["imagePullSecrets"] == [{"name": "registry-example"}]
-    trial_account = rendered.one("ServiceAccount", "kubetune-trial")
-    assert trial_account["imagePullSecrets"] == [{"name": "registry-example"}]
+    # The operator sets them on the trial ServiceAccounts it makes.
+    assert env_of(operator)["KUBETUNE_TRIAL_IMAGE_PULL_SECRETS"]["value"] == "registry-example"
 
 
 def test_default_images_are_pinned(render: Any) -> None:

@@ -59,7 +59,12 @@ def cluster(
     """A fake kubelet running trial pods; ``cluster.start()`` starts the operator."""
     kubelet = start_kubelet(base_env=pod_env, entrypoints={TRIAL_IMAGE: ["kubetune-trial"]})
     operator_env = harness_env(
-        {"KUBETUNE_STORAGE_URL": storage_url, "KUBETUNE_RECONCILE_SECONDS": "0.5"},
+        {
+            "KUBETUNE_STORAGE_URL": storage_url,
+            "KUBETUNE_RECONCILE_SECONDS": "0.5",
+            # As the chart sets it: trial pods run as this account, made where needed.
+            "KUBETUNE_TRIAL_SERVICE_ACCOUNT": "kubetune-trial",
+        },
         pythonpath=[SUPPORT],
     )
     return Cluster(kubelet, start_operator, operator_env)

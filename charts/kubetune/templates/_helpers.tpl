@@ -71,11 +71,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/* Empty when the trial pods use each namespace's "default" ServiceAccount. */}}
 {{- define "kubetune.trial.serviceAccountName" -}}
 {{- if .Values.trialServiceAccount.create }}
 {{- default (printf "%s-trial" (include "kubetune.fullname" .) | trunc 63 | trimSuffix "-") .Values.trialServiceAccount.name }}
 {{- else }}
-{{- default "default" .Values.trialServiceAccount.name }}
+{{- .Values.trialServiceAccount.name }}
 {{- end }}
 {{- end }}
 

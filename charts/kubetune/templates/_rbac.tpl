@@ -26,6 +26,12 @@ namespaced:
   - apiGroups: ["kubetune.io"]
     resources: ["studies/status"]
     verbs: ["patch"]
+  # Not a call: the API server's OwnerReferencesPermissionEnforcement (OpenShift,
+  # hardened clusters) lets only those who may update a Study's finalizers create
+  # pods, Secrets and ConfigMaps with blockOwnerDeletion pointing at it.
+  - apiGroups: ["kubetune.io"]
+    resources: ["studies/finalizers"]
+    verbs: ["update"]
   - apiGroups: [""]
     resources: ["pods"]
     verbs: ["list", "create", "delete", "patch"]
@@ -37,6 +43,9 @@ namespaced:
     verbs: ["get", "create", "delete"]
   - apiGroups: [""]
     resources: ["events"]
+    verbs: ["create"]
+  - apiGroups: [""]
+    resources: ["serviceaccounts"]
     verbs: ["create"]
   {{- if and $peering (not $all) }}
   - apiGroups: ["kopf.dev"]

@@ -71,3 +71,13 @@ def by_parity(trial: optuna.Trial) -> float:
             raise optuna.TrialPruned()
         time.sleep(float(os.environ.get("KT_STEP_SLEEP", "0.1")))
     return base
+
+
+def changes_shape(trial: optuna.Trial) -> float:
+    """Each trial is better than the last and names its parameter after its parity
+    (``x_even`` / ``x_odd``), so the best trial's parameters change names (a conditional
+    search space, as a user's `if model == ...:` branch gives)."""
+    name = "x_odd" if trial.number % 2 else "x_even"
+    trial.suggest_float(name, 0, 1)
+    time.sleep(1.0)  # long enough for the operator to see each best trial in turn
+    return -float(trial.number)
