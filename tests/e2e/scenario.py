@@ -186,6 +186,29 @@ class OwnPostgres:
     def stop(self) -> None:
         self._pg_ctl("stop", "-m", "fast")
 
+    def listen_on_tcp(self, password: str) -> str:
+        """Restart it listening on 127.0.0.1 too (as a database Service would, for
+        containers on the host network); returns that URL, with ``password`` in it."""
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        socket_dir = self.url.rpartition("host=")[2]
+        self._pg_ctl("stop", "-m", "fast")
+        self._pg_ctl(
+            "-o",
+            f"-h 127.0.0.1 -p {port}",
+            "-o",
+            f"-k {socket_dir}",
+            "-l",
+            str(self.server.log),
+            "start",
+        )
+        scheme, _, rest = self.url.partition("://")
+        user = rest.partition("@")[0].partition(":")[0]
+        return f"{scheme}://{user}:{password}@127.0.0.1:{port}/{self._database}"
+
     def start(self) -> None:
         # The options the wheel started it with: no TCP, its socket where the URL says.
         socket_dir = self.url.rpartition("host=")[2]
