@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kubetune.spec import API_VERSION_FULL, KIND, StudySpec
+from kubetune.spec import API_VERSION_FULL, KIND, StudySpec, TrialTemplate
 from kubetune.worker import (
     MAX_TRIALS_ENV,
     STORAGE_URL_ENV,
@@ -30,8 +30,11 @@ from kubetune_operator.labels import (
     pod_prefix,
 )
 
-#: Trial pods run as this user unless the spec's image says otherwise (the trial image's user).
-NON_ROOT_UID = 1000
+#: The resource GPU node pools are tainted for (GKE, AKS, the NVIDIA GPU operator).
+GPU_RESOURCE = "nvidia.com/gpu"
+#: Given to a pod asking for a GPU, unless the Study's tolerations already tolerate the key.
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+SHM_VOLUME = "dshm"
 
 
 def owner_reference(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -77,23 +80,17 @@ def trial_pod(
         "image": trial.image or config.trial_image,
         "command": list(config.trial_command),
         "env": env,
-        # Quantities are strings in the API ("1", "500m", "2Gi"), even when YAML gave a number.
-        "resources": {
-            kind: {name: str(amount) for name, amount in amounts.items()}
-            for kind, amounts in trial.resources.model_dump(exclude_defaults=True).items()
-        },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "resources": _resources(trial),
+        "securityContext": trial.container_security(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if trial.image_pull_policy:
         container["imagePullPolicy"] = trial.image_pull_policy
     if trial.working_dir:
         container["workingDir"] = trial.working_dir
-    if trial.volume_mounts:
-        container["volumeMounts"] = list(trial.volume_mounts)
+    volumes, mounts = _volumes(trial)
+    if mounts:
+        container["volumeMounts"] = mounts
     labels = {
         **trial.labels,
         STUDY_LABEL: meta["name"],
@@ -105,17 +102,15 @@ def trial_pod(
         "restartPolicy": "Never",
         "containers": [container],
         "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": NON_ROOT_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": trial.pod_security(),
     }
     optional = {
         "nodeSelector": trial.node_selector,
-        "tolerations": trial.tolerations,
+        "tolerations": _tolerations(trial, container["resources"]),
         "affinity": trial.affinity,
-        "volumes": trial.volumes,
+        "volumes": volumes,
+        "imagePullSecrets": [ref.model_dump() for ref in trial.image_pull_secrets],
+        "activeDeadlineSeconds": trial.deadline_seconds,
         "serviceAccountName": trial.service_account_name or config.trial_service_account,
         "priorityClassName": trial.priority_class_name,
     }
@@ -132,6 +127,47 @@ def trial_pod(
         },
         "spec": pod_spec,
     }
+
+
+def _resources(trial: TrialTemplate) -> dict[str, dict[str, str]]:
+    """Requests and limits; quantities are strings in the API ("1", "500m"), whatever YAML gave."""
+    return {
+        kind: {name: str(amount) for name, amount in amounts.items()}
+        for kind, amounts in trial.resources.model_dump(exclude_defaults=True).items()
+        if amounts
+    }
+
+
+def _volumes(trial: TrialTemplate) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pod's volumes and the container's mounts: the spec's, and /dev/shm if sized."""
+    volumes, mounts = list(trial.volumes), list(trial.volume_mounts)
+    if trial.shm_size is not None:
+        volumes.append(
+            {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": str(trial.shm_size)}}
+        )
+        mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
+    return volumes, mounts
+
+
+def _tolerates(toleration: Mapping[str, Any], key: str) -> bool:
+    """True when ``toleration`` tolerates a NoSchedule taint with ``key``, whatever its value."""
+    if toleration.get("effect") not in (None, "", "NoSchedule"):
+        return False
+    if not toleration.get("key"):
+        return toleration.get("operator") == "Exists"  # an empty key with Exists matches all
+    return bool(toleration["key"] == key)
+
+
+def _tolerations(
+    trial: TrialTemplate, resources: Mapping[str, Mapping[str, str]]
+) -> list[dict[str, Any]]:
+    """The spec's tolerations, and the GPU taint's when the pod asks for a GPU."""
+    tolerations = list(trial.tolerations)
+    if GPU_RESOURCE in resources.get("limits", {}) and not any(
+        _tolerates(toleration, GPU_RESOURCE) for toleration in tolerations
+    ):
+        tolerations.append(dict(GPU_TOLERATION))
+    return tolerations
 
 
 def is_live(pod: Mapping[str, Any]) -> bool:

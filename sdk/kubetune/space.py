@@ -65,7 +65,7 @@ def _validated(data: Mapping[str, Any], where: str) -> FloatParam | IntParam | C
     try:
         return _PARAM.validate_python(clean)  # type: ignore[no-any-return]
     except ValidationError as error:
-        raise SpecError(_format_problems(error, where)) from None
+        raise SpecError(_format_problems(error, where, Param)) from None
 
 
 def param(value: Any, name: str = "param") -> FloatParam | IntParam | CategoricalParam:

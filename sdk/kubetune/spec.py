@@ -3,7 +3,10 @@
 Everything else derives from these models: the CRD (:mod:`kubetune.crd`), the
 Optuna objects (:mod:`kubetune.bridge`), the operator's pods and the trial
 runner's behaviour. Field names are camelCase on the wire (YAML, the API
-server) and snake_case in Python; both are accepted when building a model.
+server) and snake_case in Python attributes. Documents (YAML, mappings given
+to :func:`load_study` or ``model_validate``) take only the camelCase names,
+exactly as the CRD does (an API server silently drops any other name); the
+Python builders (``StudySpec(search_space=...)``) take either.
 
 Example:
     >>> from kubetune.spec import load_study
@@ -22,14 +25,19 @@ Example:
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -37,6 +45,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from typing_extensions import Self
 
 API_GROUP = "kubetune.io"
 API_VERSION = "v1alpha1"
@@ -77,6 +86,37 @@ _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.\-]*)\}")
 #: Placeholders the runner fills in besides the search-space parameters.
 RESERVED_PLACEHOLDERS = frozenset({"trial_number", "trial_id", "study_name"})
+#: A Kubernetes quantity: ``2``, ``0.5``, ``500m``, ``1Gi``, ``1e3``.
+_QUANTITY = re.compile(
+    r"^\+?(\d+(?:\.\d*)?|\.\d+)(?:[eE]([-+]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E))?$"
+)
+_QUANTITY_SUFFIX = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{
+        s: Decimal(10) ** e
+        for s, e in zip("numkMGTPE", (-9, -6, -3, 3, 6, 9, 12, 15, 18), strict=True)
+    },
+}
+
+#: The trial image's user and group (``USER 10001:10001`` in trial_image/Dockerfile; it
+#: owns the image's working directory /work). Trial pods run as it unless a Study says
+#: otherwise in ``spec.trial.podSecurityContext``.
+TRIAL_IMAGE_UID = 10001
+#: A trial pod's ``securityContext`` unless ``spec.trial.podSecurityContext`` replaces keys.
+#: With the container defaults below, it passes Pod Security ``restricted``; ``fsGroup``
+#: makes mounted volumes writable by the trial's group.
+DEFAULT_POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": TRIAL_IMAGE_UID,
+    "runAsGroup": TRIAL_IMAGE_UID,
+    "fsGroup": TRIAL_IMAGE_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+#: The trial container's ``securityContext`` unless ``spec.trial.securityContext`` replaces keys.
+DEFAULT_CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 class SpecError(ValueError):
@@ -105,12 +145,24 @@ def _field_error(field: str, reason: str) -> ValueError:
 
 
 class _Model(BaseModel):
+    """Keyword arguments take snake_case or camelCase names; documents take camelCase only."""
+
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
+        validate_by_name=True,
+        validate_by_alias=True,
         alias_generator=to_camel,
         validate_assignment=True,
     )
+
+    @classmethod
+    def model_validate(cls, obj: Any, **options: Any) -> Self:
+        """Validate a document: only the wire (camelCase) names, unless ``by_name=True``.
+
+        A snake_case key is an unknown field here, as it is to the CRD's schema.
+        """
+        options.setdefault("by_name", False)
+        return super().model_validate(obj, **options)
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form: camelCase keys, unset optional fields left out."""
@@ -307,6 +359,21 @@ def parse_duration(value: str | int) -> int:
     return total
 
 
+def quantity_value(value: str | int | float) -> Decimal:
+    """The number a Kubernetes quantity stands for: ``"500m"`` is 0.5, ``"1Ki"`` is 1024."""
+    match = None if isinstance(value, bool) else _QUANTITY.match(str(value).strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (such as 2, 500m or 4Gi)")
+    number, exponent, suffix = match.groups()
+    try:
+        base = Decimal(number)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only numbers
+        raise ValueError(f"{value!r} is not a Kubernetes quantity") from None
+    if exponent is not None:
+        return base * Decimal(10) ** int(exponent)
+    return base * _QUANTITY_SUFFIX.get(suffix or "", Decimal(1))
+
+
 class Budget(_Model):
     """How much to spend.
 
@@ -420,13 +487,50 @@ class BuiltinObjective(_Model):
         return self
 
 
+def is_extended_resource(name: str) -> bool:
+    """A resource such as ``nvidia.com/gpu``: a domain prefix other than kubernetes.io."""
+    return "/" in name and "kubernetes.io/" not in name and not name.startswith("requests.")
+
+
 class Resources(_Model):
-    """Kubernetes resource requests and limits, e.g. ``limits: {nvidia.com/gpu: 1}``."""
+    """Kubernetes resource requests and limits, e.g. ``limits: {nvidia.com/gpu: 1}``.
+
+    Extended resources (a name with a domain prefix, such as ``nvidia.com/gpu``)
+    cannot be overcommitted: one given only in ``requests`` is placed into
+    ``limits`` too, and a request different from its limit is refused.
+    """
 
     model_config = ConfigDict(alias_generator=None)
 
     limits: dict[str, str | int | float] = Field(default_factory=dict)
-    requests: dict[str, str | int | float] = Field(default_factory=dict)
+    requests: dict[str, str | int | float] = Field(
+        default_factory=dict,
+        description=(
+            "Requests, e.g. {cpu: 2, memory: 4Gi}. An extended resource such as "
+            "nvidia.com/gpu requested here with no limit is placed into limits as well "
+            "(Kubernetes takes extended resources only in limits, equal to any request)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_quantities(self) -> Resources:
+        for kind in ("limits", "requests"):
+            for name, amount in getattr(self, kind).items():
+                try:
+                    quantity_value(amount)
+                except ValueError as error:
+                    raise _field_error(f"{kind}.{name}", str(error)) from None
+        for name, amount in self.requests.items():
+            if not is_extended_resource(name):
+                continue
+            if name not in self.limits:
+                self.limits[name] = amount  # in place: an assignment would validate again
+            elif quantity_value(self.limits[name]) != quantity_value(amount):
+                raise _field_error(
+                    f"requests.{name}",
+                    f"must equal limits.{name} (extended resources cannot be overcommitted)",
+                )
+        return self
 
 
 class EnvVar(_Model):
@@ -437,6 +541,49 @@ class EnvVar(_Model):
     name: str = Field(min_length=1)
     value: str | None = None
     valueFrom: dict[str, Any] | None = None
+
+
+class LocalObjectReference(_Model):
+    """An object in the Study's namespace, by name (e.g. an image pull Secret)."""
+
+    name: str = Field(min_length=1)
+
+
+def _name_to_reference(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+#: ``regcred`` or ``{name: regcred}``; kept as ``{name: regcred}``.
+NamedReference: TypeAlias = Annotated[
+    LocalObjectReference,
+    BeforeValidator(_name_to_reference, json_schema_input_type=str | LocalObjectReference),
+]
+
+
+def _context_doc(what: str, defaults: Mapping[str, Any]) -> str:
+    shown = ", ".join(f"{key}: {json.dumps(value)}" for key, value in defaults.items())
+    return (
+        f"The trial {what}'s securityContext (Kubernetes' field names). Each key given "
+        f"replaces kubetune's default for that key; a key set to null removes it. "
+        f"Defaults: {{{shown}}}."
+    )
+
+
+_POD_SECURITY_DOC = _context_doc("pod", DEFAULT_POD_SECURITY_CONTEXT) + (
+    f" {TRIAL_IMAGE_UID} is the trial image's user, the owner of its /work; an image with "
+    "another user sets runAsUser (and runAsGroup, fsGroup) here. On clusters that assign "
+    "users themselves (OpenShift), set runAsUser, runAsGroup and fsGroup to null."
+)
+_SHM_DOC = (
+    "Size of /dev/shm, a Kubernetes quantity such as 2Gi: an in-memory emptyDir mounted "
+    "there (PyTorch DataLoader workers pass batches through it; the default is 64Mi). "
+    "It counts against the container's memory limit."
+)
+_DEADLINE_DOC = (
+    "A hard cap on one trial pod's run time (the pod's activeDeadlineSeconds): seconds, or "
+    "a duration such as 30m, 2h or 1h30m. The pod is stopped when it passes, and its "
+    "running trial fails (and is retried if spec.trial.retries allows)."
+)
 
 
 class TrialTemplate(_Model):
@@ -457,8 +604,34 @@ class TrialTemplate(_Model):
     resources: Resources = Field(default_factory=Resources)
     env: list[EnvVar] = Field(default_factory=list)
     working_dir: str | None = None
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    image_pull_secrets: list[NamedReference] = Field(
+        default_factory=list,
+        description=(
+            "Secrets in the Study's namespace for pulling a private image: names, or "
+            "{name: ...} objects as in a pod spec."
+        ),
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="The trial pods' nodeSelector, e.g. {cloud.google.com/gke-accelerator: ...}.",
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description=(
+            "The trial pods' tolerations, as in a pod spec. A pod asking for nvidia.com/gpu "
+            "also gets {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule} (the taint "
+            "of GPU node pools) unless these already tolerate that key."
+        ),
+    )
+    shm_size: str | int | None = Field(default=None, description=_SHM_DOC)
+    active_deadline_seconds: str | int | None = Field(default=None, description=_DEADLINE_DOC)
+    pod_security_context: dict[str, Any] = Field(
+        default_factory=dict, description=_POD_SECURITY_DOC
+    )
+    security_context: dict[str, Any] = Field(
+        default_factory=dict,
+        description=_context_doc("container", DEFAULT_CONTAINER_SECURITY_CONTEXT),
+    )
     affinity: dict[str, Any] | None = None
     volumes: list[dict[str, Any]] = Field(default_factory=list)
     volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
@@ -490,6 +663,50 @@ class TrialTemplate(_Model):
             raise ValueError(f"{value!r} is not of the form package.module:function")
         return value
 
+    @field_validator("shm_size")
+    @classmethod
+    def _check_shm_size(cls, value: str | int | None) -> str | int | None:
+        if value is not None and not quantity_value(value) > 0:
+            raise ValueError("must be larger than zero")
+        return value
+
+    @field_validator("active_deadline_seconds")
+    @classmethod
+    def _check_deadline(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _root_is_said_out_loud(self) -> TrialTemplate:
+        """runAsUser 0 with our runAsNonRoot default would leave every pod unable to start."""
+        effective = {**self.pod_security(), **self.container_security()}
+        if effective.get("runAsUser") == 0 and effective.get("runAsNonRoot"):
+            field = (
+                "securityContext"
+                if "runAsUser" in self.security_context
+                else ("podSecurityContext")
+            )
+            raise _field_error(
+                f"{field}.runAsUser",
+                "0 is root; set runAsNonRoot: false as well (kubetune's default is true)",
+            )
+        return self
+
+    def pod_security(self) -> dict[str, Any]:
+        """The pod's securityContext: kubetune's defaults, replaced key by key by the spec's."""
+        return _overlay(DEFAULT_POD_SECURITY_CONTEXT, self.pod_security_context)
+
+    def container_security(self) -> dict[str, Any]:
+        """The container's securityContext: the defaults, replaced key by key by the spec's."""
+        return _overlay(DEFAULT_CONTAINER_SECURITY_CONTEXT, self.security_context)
+
+    @property
+    def deadline_seconds(self) -> int | None:
+        """``activeDeadlineSeconds`` in seconds, or None when unset."""
+        value = self.active_deadline_seconds
+        return None if value is None else parse_duration(value)
+
     @model_validator(mode="after")
     def _exactly_one_objective(self) -> TrialTemplate:
         given = [k for k in ("python", "command", "builtin") if getattr(self, k) is not None]
@@ -507,6 +724,12 @@ class TrialTemplate(_Model):
         if self.command is not None:
             return "command"
         return "builtin"
+
+
+def _overlay(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """``defaults`` with each key of ``given`` replacing it; a None value removes the key."""
+    merged = {**defaults, **given}
+    return {key: value for key, value in merged.items() if value is not None}
 
 
 # ----------------------------------------------------------------- storage
@@ -755,9 +978,64 @@ def _format_location(loc: Iterable[int | str], tags: frozenset[str]) -> str:
 
 
 _UNION_TAGS = frozenset({"float", "int", "categorical"})
+_UNKNOWN_FIELD = "unknown field (check its spelling against the spec reference)"
 
 
-def _format_problems(error: ValidationError, prefix: str) -> list[tuple[str, str]]:
+def _bare(annotation: Any) -> Any:
+    """``X`` out of ``Annotated[X, ...]`` and ``X | None``."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, types.UnionType):
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        if len(options) == 1:
+            return _bare(options[0])
+    return annotation
+
+
+def _is_model(node: Any) -> bool:
+    return isinstance(node, type) and issubclass(node, BaseModel)
+
+
+def _step(node: Any, part: int | str) -> Any:
+    """The type found at ``part`` inside a value of type ``node`` (None: not known)."""
+    node = _bare(node)
+    if _is_model(node):
+        for name, field in node.model_fields.items():
+            if part in (name, field.alias):
+                return field.annotation
+        return None
+    origin = get_origin(node)
+    if origin in (dict, Mapping):
+        return get_args(node)[1]
+    if origin is list:
+        return get_args(node)[0]
+    if origin in (Union, types.UnionType):  # a tagged union: ``part`` is the tag
+        for option in get_args(node):
+            tag = getattr(option, "model_fields", {}).get("type")
+            if tag is not None and part in get_args(tag.annotation):
+                return option
+    return None
+
+
+def _unknown_field(root: Any, loc: Sequence[int | str]) -> str:
+    """Why a key is unknown, with the field meant when it is recognisable."""
+    node: Any = root
+    for part in loc[:-1]:
+        node = _step(node, part)
+    node, key = _bare(node), str(loc[-1])
+    if not _is_model(node):
+        return _UNKNOWN_FIELD
+    names = {name: field.alias or name for name, field in node.model_fields.items()}
+    meant = names.get(key) or next(
+        iter(difflib.get_close_matches(key, list(names.values()), n=1, cutoff=0.6)), None
+    )
+    return f"unknown field; did you mean {meant}?" if meant else _UNKNOWN_FIELD
+
+
+def _format_problems(
+    error: ValidationError, prefix: str, root: Any = None
+) -> list[tuple[str, str]]:
+    """``(path, reason)`` pairs; ``root`` is the type validated (to name a misspelt field)."""
     problems: list[tuple[str, str]] = []
     for item in error.errors(include_url=False):
         loc = [part for part in item["loc"] if not (isinstance(part, str) and "[" in part)]
@@ -770,7 +1048,7 @@ def _format_problems(error: ValidationError, prefix: str) -> list[tuple[str, str
             field, _, message = message[1:].partition(": ")
             path = f"{path}.{field}" if path else field
         elif kind == "extra_forbidden":
-            message = "unknown field (check its spelling against the spec reference)"
+            message = _unknown_field(root, item["loc"])
         elif kind == "missing":
             message = "required"
         elif kind == "union_tag_invalid":
@@ -784,7 +1062,19 @@ def _format_problems(error: ValidationError, prefix: str) -> list[tuple[str, str
             message = "must be" + message.removeprefix("Input should be")
         full = f"{prefix}.{path}" if prefix and path else (prefix or path)
         problems.append((full, message))
-    return problems
+    return _without_required_meant_elsewhere(problems)
+
+
+def _without_required_meant_elsewhere(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Drops ``x.high: required`` when ``x.hihg`` is reported as meaning ``high``."""
+    meant = {
+        ".".join(filter(None, (path.rpartition(".")[0], reason.rpartition(" ")[2].rstrip("?"))))
+        for path, reason in problems
+        if reason.startswith("unknown field; did you mean ")
+    }
+    return [
+        (path, reason) for path, reason in problems if not (reason == "required" and path in meant)
+    ]
 
 
 def validate_spec(data: Mapping[str, Any]) -> StudySpec:
@@ -792,7 +1082,7 @@ def validate_spec(data: Mapping[str, Any]) -> StudySpec:
     try:
         return StudySpec.model_validate(dict(data))
     except ValidationError as error:
-        raise SpecError(_format_problems(error, "spec")) from None
+        raise SpecError(_format_problems(error, "spec", StudySpec)) from None
 
 
 def validate_metadata(data: Mapping[str, Any]) -> ObjectMeta:
@@ -800,7 +1090,7 @@ def validate_metadata(data: Mapping[str, Any]) -> ObjectMeta:
     try:
         return ObjectMeta.model_validate(dict(data))
     except ValidationError as error:
-        raise SpecError(_format_problems(error, "metadata")) from None
+        raise SpecError(_format_problems(error, "metadata", ObjectMeta)) from None
 
 
 def load_study(source: Mapping[str, Any] | str | Path) -> Study:
@@ -830,4 +1120,4 @@ def load_study(source: Mapping[str, Any] | str | Path) -> Study:
     try:
         return Study.model_validate(data)
     except ValidationError as error:
-        raise SpecError(_format_problems(error, "")) from None
+        raise SpecError(_format_problems(error, "", Study)) from None

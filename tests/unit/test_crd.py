@@ -108,3 +108,68 @@ def test_crd_schema_refuses_what_the_model_refuses() -> None:
     document["spec"]["sampler"]["name"] = "bayes"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(document, schema)
+
+
+def _pruned(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """The fields an API server would drop from ``value`` (a structural schema prunes them)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema:
+        return []
+    if isinstance(value, dict):
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        dropped: list[str] = []
+        for key, item in value.items():
+            inner = properties.get(key) if properties is not None else extra
+            if not isinstance(inner, dict):
+                dropped.append(f"{path}.{key}".lstrip("."))
+            else:
+                dropped += _pruned(item, inner, f"{path}.{key}".lstrip("."))
+        return dropped
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [p for i, v in enumerate(value) for p in _pruned(v, schema["items"], f"{path}[{i}]")]
+    return []
+
+
+def _spec_schema() -> dict[str, Any]:
+    return study_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "examples").glob("*.yaml")))
+def test_examples_lose_nothing_to_pruning(name: str) -> None:
+    document = yaml.safe_load((REPO / "examples" / name).read_text())
+    if not isinstance(document, dict) or document.get("kind") != "Study":
+        pytest.skip("not a Study")
+    assert _pruned(document["spec"], _spec_schema()) == []
+
+
+def test_what_the_api_server_would_prune_kubetune_refuses() -> None:
+    """The same field names work with ``kubetune run`` and with ``kubectl apply``."""
+    from kubetune.spec import SpecError, validate_spec
+
+    spec = {
+        "trial": {
+            "python": "m:f",
+            "trials_per_pod": 2,
+            "imagePullSecrets": ["regcred"],
+            "shmSize": "1Gi",
+            "activeDeadlineSeconds": "2h",
+            "podSecurityContext": {"runAsUser": 2000},
+            "securityContext": {"readOnlyRootFilesystem": True},
+        },
+        "budget": {"max_trials": 3},
+    }
+    assert _pruned(spec, _spec_schema()) == ["trial.trials_per_pod", "budget.max_trials"]
+    with pytest.raises(SpecError) as caught:
+        validate_spec(spec)
+    assert [path for path, _ in caught.value.problems] == [
+        "spec.budget.max_trials",
+        "spec.trial.trials_per_pod",
+    ]
+    for path in ("trial.trials_per_pod", "budget.max_trials"):
+        parent, _, key = path.rpartition(".")
+        del spec[parent][key]
+    assert _pruned(spec, _spec_schema()) == []
+    validate_spec(spec)
+    wire = {"apiVersion": "kubetune.io/v1alpha1", "kind": "Study", "metadata": {"name": "a"}}
+    schema = _as_json_schema(study_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    jsonschema.validate({**wire, "spec": spec}, schema)

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 from kubetune.ledger import TrialLedger
-from kubetune.spec import MAX_PARETO_FRONT, validate_spec
+from kubetune.spec import MAX_PARETO_FRONT, TRIAL_IMAGE_UID, validate_spec
 from kubetune_operator.cli import _parser, kopf_arguments
 from kubetune_operator.config import OperatorConfig
 from kubetune_operator.labels import best_params_configmap, optuna_study_name, pod_prefix
 from kubetune_operator.pods import end_reason, trial_pod, waiting_problem
 from kubetune_operator.status import set_condition, trial_status
 
+REPO = Path(__file__).resolve().parents[2]
 META = {"name": "lgbm", "namespace": "team-a", "uid": "1234-abcd"}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
 def make_pod(**trial: Any) -> dict[str, Any]:
@@ -67,6 +71,131 @@ def test_trial_pod_shape() -> None:
     assert meta["labels"]["kubetune.io/study"] == "lgbm"
     assert meta["ownerReferences"][0]["uid"] == "1234-abcd"
     assert meta["ownerReferences"][0]["controller"] is True
+
+
+def test_trial_pod_runs_as_the_trial_images_user() -> None:
+    dockerfile = (REPO / "trial_image" / "Dockerfile").read_text()
+    assert re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.M)[-1] == (
+        str(TRIAL_IMAGE_UID),
+        str(TRIAL_IMAGE_UID),
+    )
+    spec = make_pod()["spec"]
+    assert spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": TRIAL_IMAGE_UID,
+        "runAsGroup": TRIAL_IMAGE_UID,
+        "fsGroup": TRIAL_IMAGE_UID,  # volumes are writable by the trial's group
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert spec["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert restricted_violations(make_pod()) == []
+
+
+RESTRICTED_VOLUME_KINDS = {
+    *("name", "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral"),
+    *("persistentVolumeClaim", "projected", "secret"),
+}
+
+
+def restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """What Pod Security ``restricted`` refuses, for the fields kubetune sets."""
+    spec, found = pod["spec"], []
+    pod_context = spec.get("securityContext") or {}
+    for container in spec["containers"]:
+        context = {**pod_context, **(container.get("securityContext") or {})}
+        if context.get("runAsNonRoot") is not True or context.get("runAsUser") == 0:
+            found.append("runAsNonRoot")
+        if (context.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            found.append("seccompProfile")
+        if context.get("allowPrivilegeEscalation") is not False:
+            found.append("allowPrivilegeEscalation")
+        if (context.get("capabilities") or {}).get("drop") != ["ALL"]:
+            found.append("capabilities")
+        if context.get("privileged"):
+            found.append("privileged")
+    for volume in spec.get("volumes") or []:
+        found += [f"volume {kind}" for kind in set(volume) - RESTRICTED_VOLUME_KINDS]
+    return found
+
+
+def test_security_contexts_are_replaced_key_by_key() -> None:
+    pod = make_pod(
+        podSecurityContext={"runAsUser": 2000, "fsGroup": None, "supplementalGroups": [5]},
+        securityContext={"readOnlyRootFilesystem": True},
+    )
+    spec = pod["spec"]
+    assert spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 2000,
+        "runAsGroup": TRIAL_IMAGE_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "supplementalGroups": [5],
+    }
+    assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert spec["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
+    assert restricted_violations(pod) == []
+    loose = make_pod(securityContext={"allowPrivilegeEscalation": True})
+    assert restricted_violations(loose) == ["allowPrivilegeEscalation"]
+
+
+def test_gpu_pods_get_limits_and_the_gpu_toleration() -> None:
+    pod = make_pod(resources={"requests": {"nvidia.com/gpu": 1, "cpu": "1"}})
+    container = pod["spec"]["containers"][0]
+    assert container["resources"] == {
+        "limits": {"nvidia.com/gpu": "1"},
+        "requests": {"nvidia.com/gpu": "1", "cpu": "1"},
+    }
+    assert pod["spec"]["tolerations"] == [GPU_TOLERATION]
+    assert "tolerations" not in make_pod(resources={"limits": {"cpu": "1"}})["spec"]
+
+
+@pytest.mark.parametrize(
+    ("tolerations", "added"),
+    [
+        ([{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present"}], False),
+        ([{"operator": "Exists"}], False),  # tolerates every taint
+        ([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute"}], True),
+        ([{"key": "dedicated", "operator": "Equal", "value": "ml"}], True),
+    ],
+)
+def test_gpu_toleration_only_when_not_tolerated_already(
+    tolerations: list[dict[str, Any]], added: bool
+) -> None:
+    pod = make_pod(resources={"limits": {"nvidia.com/gpu": 2}}, tolerations=tolerations)
+    expected = [*tolerations, GPU_TOLERATION] if added else tolerations
+    assert pod["spec"]["tolerations"] == expected
+
+
+def test_per_study_pod_settings() -> None:
+    pod = make_pod(
+        imagePullSecrets=["regcred", {"name": "mirror"}],
+        nodeSelector={"pool": "gpu"},
+        tolerations=[{"key": "spot", "operator": "Exists"}],
+        shmSize="2Gi",
+        activeDeadlineSeconds="2h",
+        volumes=[{"name": "data", "emptyDir": {}}],
+        volumeMounts=[{"name": "data", "mountPath": "/data"}],
+    )
+    spec = pod["spec"]
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
+    assert spec["nodeSelector"] == {"pool": "gpu"}
+    assert spec["tolerations"] == [{"key": "spot", "operator": "Exists"}]
+    assert spec["activeDeadlineSeconds"] == 7200
+    assert spec["volumes"] == [
+        {"name": "data", "emptyDir": {}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}},
+    ]
+    assert spec["containers"][0]["volumeMounts"] == [
+        {"name": "data", "mountPath": "/data"},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+    ]
+    assert restricted_violations(pod) == []
+    plain = make_pod()["spec"]
+    assert not {"imagePullSecrets", "activeDeadlineSeconds", "volumes"} & set(plain)
+    assert "volumeMounts" not in plain["containers"][0]
 
 
 def test_default_image_and_no_plain_url_in_pod() -> None:

@@ -266,3 +266,178 @@ def test_python_builders_take_snake_case() -> None:
     assert study.to_dict()["spec"]["budget"] == {"maxTrials": 5, "parallelism": 2}
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         Budget(max_trials=0)
+
+
+# ------------------------------------------------- one set of field names
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (
+            "spec.budget",
+            {"max_trials": 5},
+            "spec.budget.max_trials: unknown field; did you mean maxTrials?",
+        ),
+        (
+            "spec.search_space",
+            {},
+            "spec.search_space: unknown field; did you mean searchSpace?",
+        ),
+        (
+            "spec.trial.trials_per_pod",
+            2,
+            "spec.trial.trials_per_pod: unknown field; did you mean trialsPerPod?",
+        ),
+        (
+            "spec.storage.secretRef",
+            {"name": "pg", "kee": "url"},
+            "spec.storage.secretRef.kee: unknown field; did you mean key?",
+        ),
+        (
+            "spec.searchSpace.lr",
+            {"type": "float", "low": 0.1, "hihg": 1},
+            "spec.searchSpace.lr.hihg: unknown field; did you mean high?",
+        ),
+        (
+            "spec.budget.maxTrails",
+            10,
+            "spec.budget.maxTrails: unknown field; did you mean maxTrials?",
+        ),
+    ],
+)
+def test_documents_take_only_the_crds_camel_case_names(
+    path: str, value: Any, expected: str
+) -> None:
+    """A real API server prunes names its schema lacks; kubetune run refuses them the same."""
+    assert problems(with_changes(path, value)) == [expected]
+
+
+def test_every_entry_point_for_documents_refuses_snake_case() -> None:
+    from kubetune.spec import Budget, StudySpec
+
+    with pytest.raises(SpecError, match=r"spec.budget.max_trials: unknown field"):
+        validate_spec({"trial": {"python": "a:b"}, "budget": {"max_trials": 3}})
+    with pytest.raises(ValueError, match="max_trials"):
+        Budget.model_validate({"max_trials": 3})  # as the trial runner re-reads a stored spec
+    spec = StudySpec.model_validate({"trial": {"python": "a:b", "trialsPerPod": 2}})
+    assert spec.trial.trials_per_pod == 2
+
+
+def test_python_builders_take_either_name_and_emit_camel_case() -> None:
+    from kubetune.spec import StudySpec
+
+    snake = StudySpec(
+        search_space={"x": {"type": "float", "low": 0, "high": 1}},
+        trial={"python": "a:b", "trials_per_pod": 2, "image_pull_secrets": ["reg"]},
+    )
+    camel = StudySpec(
+        searchSpace={"x": {"type": "float", "low": 0, "high": 1}},
+        trial={"python": "a:b", "trialsPerPod": 2, "imagePullSecrets": ["reg"]},
+    )
+    assert snake == camel
+    assert validate_spec(snake.to_dict()) == snake
+    assert snake.to_dict()["trial"]["trialsPerPod"] == 2
+
+
+# ----------------------------------------------------------- trial pods
+
+
+def trial_with(**fields: Any) -> dict[str, Any]:
+    return with_changes("spec.trial", {"python": "m:f", **fields})
+
+
+def test_extended_resource_only_in_requests_is_placed_in_limits() -> None:
+    study = load_study(trial_with(resources={"requests": {"nvidia.com/gpu": 1, "cpu": "2"}}))
+    resources = study.spec.trial.resources
+    assert resources.limits == {"nvidia.com/gpu": 1}
+    assert resources.requests == {"nvidia.com/gpu": 1, "cpu": "2"}
+    assert study.to_dict()["spec"]["trial"]["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    # Equal in value though written differently: accepted.
+    same = {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": 1}}
+    assert load_study(trial_with(resources=same)).spec.trial.resources.limits == {
+        "nvidia.com/gpu": 1
+    }
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        (
+            {"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 2}},
+            "spec.trial.resources.requests.nvidia.com/gpu: must equal limits.nvidia.com/gpu "
+            "(extended resources cannot be overcommitted)",
+        ),
+        (
+            {"requests": {"example.com/fpga": "2"}, "limits": {"example.com/fpga": "1"}},
+            "spec.trial.resources.requests.example.com/fpga: must equal limits.example.com/fpga "
+            "(extended resources cannot be overcommitted)",
+        ),
+        (
+            {"limits": {"memory": "4 GB"}},
+            "spec.trial.resources.limits.memory: '4 GB' is not a Kubernetes quantity "
+            "(such as 2, 500m or 4Gi)",
+        ),
+    ],
+)
+def test_resources_a_pod_could_not_have_are_refused(
+    resources: dict[str, Any], expected: str
+) -> None:
+    assert problems(trial_with(resources=resources)) == [expected]
+
+
+def test_native_resources_may_be_overcommitted() -> None:
+    resources = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": 2}}
+    loaded = load_study(trial_with(resources=resources)).spec.trial.resources
+    assert loaded.limits == {"cpu": 2}
+
+
+def test_pod_settings_per_study() -> None:
+    trial = load_study(
+        trial_with(
+            imagePullSecrets=["regcred", {"name": "other"}],
+            shmSize="2Gi",
+            activeDeadlineSeconds="1h30m",
+            podSecurityContext={"runAsUser": 1234},
+            securityContext={"readOnlyRootFilesystem": True},
+        )
+    ).spec.trial
+    assert [ref.name for ref in trial.image_pull_secrets] == ["regcred", "other"]
+    assert trial.deadline_seconds == 5400
+    assert trial.pod_security()["runAsUser"] == 1234
+    assert trial.pod_security()["runAsNonRoot"] is True
+    assert trial.container_security() == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
+    assert load_study(trial_with(activeDeadlineSeconds=600)).spec.trial.deadline_seconds == 600
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"shmSize": "lots"}, "spec.trial.shmSize: 'lots' is not a Kubernetes quantity"),
+        ({"shmSize": 0}, "spec.trial.shmSize: must be larger than zero"),
+        ({"activeDeadlineSeconds": "2 hours"}, "spec.trial.activeDeadlineSeconds: '2 hours'"),
+        ({"activeDeadlineSeconds": 0}, "spec.trial.activeDeadlineSeconds: must be a positive"),
+        ({"imagePullSecrets": [""]}, "spec.trial.imagePullSecrets[0].name: String should"),
+        (
+            {"podSecurityContext": {"runAsUser": 0}},
+            "spec.trial.podSecurityContext.runAsUser: 0 is root; set runAsNonRoot: false",
+        ),
+        (
+            {"securityContext": {"runAsUser": 0}},
+            "spec.trial.securityContext.runAsUser: 0 is root; set runAsNonRoot: false",
+        ),
+    ],
+)
+def test_bad_pod_settings_name_the_field(fields: dict[str, Any], expected: str) -> None:
+    found = problems(trial_with(**fields))
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_root_is_allowed_when_said_out_loud() -> None:
+    context = {"runAsUser": 0, "runAsNonRoot": False}
+    trial = load_study(trial_with(podSecurityContext=context)).spec.trial
+    assert trial.pod_security()["runAsUser"] == 0

@@ -77,6 +77,8 @@ _POD_FIELDS = {
     "affinity": "affinity",
     "serviceAccountName": "serviceAccountName",
     "priorityClassName": "priorityClassName",
+    "imagePullSecrets": "imagePullSecrets",
+    "securityContext": "podSecurityContext",
 }
 _KNOWN_SPEC_KEYS = {
     "objective",
