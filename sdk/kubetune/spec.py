@@ -678,14 +678,12 @@ class TrialTemplate(_Model):
         return value
 
     @model_validator(mode="after")
-    def _root_is_said_out_loud(self) -> TrialTemplate:
+    def _check_root(self) -> TrialTemplate:
         """runAsUser 0 with our runAsNonRoot default would leave every pod unable to start."""
         effective = {**self.pod_security(), **self.container_security()}
         if effective.get("runAsUser") == 0 and effective.get("runAsNonRoot"):
             field = (
-                "securityContext"
-                if "runAsUser" in self.security_context
-                else ("podSecurityContext")
+                "securityContext" if "runAsUser" in self.security_context else "podSecurityContext"
             )
             raise _field_error(
                 f"{field}.runAsUser",
