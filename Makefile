@@ -1,11 +1,24 @@
 # The two commands the README starts with. Each installs what it needs into .venv.
 #   make quickstart   tune LightGBM locally on an embedded PostgreSQL
-#   make test         run the whole test suite
+#   make test         build the images, then run the whole test suite
+#   make images       build the operator and CPU trial images with podman (docs/images.md)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: quickstart test lint crd
+.PHONY: quickstart test lint crd images image-names images-cuda
+
+# The images: ONE set of names, tagged with the chart's appVersion. The chart's values,
+# the release workflow and the docs use these; tests/images checks they agree.
+VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/kubetune/Chart.yaml)
+IMAGE_REGISTRY ?= ghcr.io/kubetune
+OPERATOR_IMAGE ?= $(IMAGE_REGISTRY)/operator:$(VERSION)
+TRIAL_IMAGE ?= $(IMAGE_REGISTRY)/trial:$(VERSION)
+TRIAL_CUDA_IMAGE ?= $(IMAGE_REGISTRY)/trial:$(VERSION)-cuda
+# No registry is reachable here: scripts/container-host.sh makes this base from Debian
+# packages. Where one is, BASE_IMAGE=python:3.11.7-slim-bookworm (the Dockerfiles' default).
+BASE_IMAGE ?= localhost/kubetune-base:bookworm
+export BASE_IMAGE
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -25,8 +38,23 @@ $(VENV)/.dev: pyproject.toml | $(PY)
 quickstart: $(VENV)/.quickstart
 	$(VENV)/bin/kubetune run examples/quickstart.yaml
 
-test: $(VENV)/.dev
+# The tests run the images (tests/harness/images.py reuses what `make images` built).
+test: $(VENV)/.dev images
 	$(PY) -m pytest -n 2
+
+# Cheap when nothing changed: podman reuses its cached layers.
+images:
+	scripts/container-host.sh
+	scripts/build-image.sh operator $(OPERATOR_IMAGE)
+	scripts/build-image.sh trial $(TRIAL_IMAGE)
+
+# The CUDA trial image: several GB of NVIDIA wheels from PyPI (the release workflow builds it).
+images-cuda:
+	scripts/container-host.sh
+	scripts/build-image.sh trial $(TRIAL_CUDA_IMAGE) cuda
+
+image-names:
+	@echo $(OPERATOR_IMAGE) $(TRIAL_IMAGE) $(TRIAL_CUDA_IMAGE)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
