@@ -5,6 +5,9 @@ Modules:
 * :mod:`.apiserver` -- :class:`KubeEmulator` (a kmock ``KubernetesEmulator`` that behaves
   like a real API server where Kopf and our code care), :class:`EmulatorServer` (runs it
   on 127.0.0.1 in a background thread), :func:`write_kubeconfig`, :class:`KubeClient`.
+* :mod:`.auth`, :mod:`.rbac`, :mod:`.admission`, :mod:`.validation`, :mod:`.schema`,
+  :mod:`.tls`, :mod:`.errors` -- what the API server refuses and how it says so
+  (authentication, RBAC, admission plugins, built-in and CRD schema validation, HTTPS).
 * :mod:`.kubelet` -- :class:`FakeKubelet`, which runs pods as local processes.
 * :mod:`.operator` -- :class:`KopfOperator`, a ``kopf run`` subprocess.
 * :mod:`.fixtures` -- pytest fixtures built from the above (import them in a conftest).
@@ -14,7 +17,9 @@ The modules import each other relatively, so the package works both as ``harness
 """
 
 from .apiserver import (
+    DEFAULT_CRDS,
     DEFAULT_RESOURCES,
+    SUPERUSER_TOKEN,
     ApiError,
     EmulatorServer,
     KubeClient,
@@ -26,7 +31,9 @@ from .kubelet import FakeKubelet
 from .operator import KopfOperator
 
 __all__ = [
+    "DEFAULT_CRDS",
     "DEFAULT_RESOURCES",
+    "SUPERUSER_TOKEN",
     "ApiError",
     "EmulatorServer",
     "FakeKubelet",

@@ -63,6 +63,7 @@ import asyncio
 import base64
 import bisect
 import contextlib
+import contextvars
 import copy
 import dataclasses
 import datetime
@@ -74,7 +75,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,25 @@ import kmock
 import requests
 import yaml
 
+from . import admission, openapi, rbac, schema, validation
+from .auth import (
+    ANONYMOUS,
+    DEFAULT_AUDIENCE,
+    SUPERUSER,
+    SUPERUSER_TOKEN,
+    SYSTEM,
+    TokenIssuer,
+    UserInfo,
+    unauthorized,
+)
+from .errors import ApiError, FieldError, bad_request, invalid
+from .rbac import RBAC_GROUP, Attributes, RBACAuthorizer, forbidden_error, request_verb
+from .tls import TLSBundle, default_bundle
+
 __all__ = [
+    "DEFAULT_CRDS",
     "DEFAULT_RESOURCES",
+    "SUPERUSER_TOKEN",
     "ApiError",
     "EmulatorServer",
     "KubeClient",
@@ -152,7 +170,7 @@ DEFAULT_RESOURCES: tuple[ResourceSpec, ...] = (
     ResourceSpec("", "v1", "secrets", "Secret", True, (), "secret"),
     ResourceSpec("", "v1", "events", "Event", True, (), "event", ("ev",)),
     ResourceSpec(
-        "", "v1", "serviceaccounts", "ServiceAccount", True, (), "serviceaccount", ("sa",)
+        "", "v1", "serviceaccounts", "ServiceAccount", True, ("token",), "serviceaccount", ("sa",)
     ),
     ResourceSpec("", "v1", "services", "Service", True, ("status",), "service", ("svc",)),
     ResourceSpec(
@@ -166,6 +184,27 @@ DEFAULT_RESOURCES: tuple[ResourceSpec, ...] = (
         ("pvc",),
     ),
     ResourceSpec("", "v1", "namespaces", "Namespace", False, ("status",), "namespace", ("ns",)),
+    # The chart's workloads (no controller runs them: a test starts their pods).
+    ResourceSpec(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        True,
+        ("status", "scale"),
+        "deployment",
+        ("deploy",),
+    ),
+    ResourceSpec(
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        True,
+        ("status", "scale"),
+        "statefulset",
+        ("sts",),
+    ),
     ResourceSpec("", "v1", "nodes", "Node", False, ("status",), "node", ("no",)),
     ResourceSpec("events.k8s.io", "v1", "events", "Event", True, (), "event", ("ev",)),
     ResourceSpec("coordination.k8s.io", "v1", "leases", "Lease", True, (), "lease"),
@@ -191,43 +230,40 @@ DEFAULT_RESOURCES: tuple[ResourceSpec, ...] = (
     ),
 )
 
+#: RBAC's resources (registered with the defaults).
+RBAC_RESOURCES: tuple[ResourceSpec, ...] = (
+    ResourceSpec(RBAC_GROUP, "v1", "roles", "Role", True, (), "role"),
+    ResourceSpec(RBAC_GROUP, "v1", "rolebindings", "RoleBinding", True, (), "rolebinding"),
+    ResourceSpec(RBAC_GROUP, "v1", "clusterroles", "ClusterRole", False, (), "clusterrole"),
+    ResourceSpec(
+        RBAC_GROUP,
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        False,
+        (),
+        "clusterrolebinding",
+    ),
+)
+DEFAULT_RESOURCES = DEFAULT_RESOURCES + RBAC_RESOURCES
+
+#: CRDs installed in every new emulator (their schemas validate custom resources).
+DEFAULT_CRDS: tuple[Path, ...] = tuple(
+    sorted((Path(__file__).resolve().parents[2] / "crds").glob("*.yaml"))
+)
+
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public")
+#: The ConfigMap every namespace gets, with the cluster's CA (``ca.crt``).
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+PODS = ("", "v1", "pods")
+NAMESPACES = ("", "v1", "namespaces")
+SERVICEACCOUNTS = ("", "v1", "serviceaccounts")
+CRDS = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as Kubernetes' utilrand
-
-
-class ApiError(Exception):
-    """A Kubernetes-style API failure (used by the emulator and by :class:`KubeClient`)."""
-
-    def __init__(
-        self,
-        status: int,
-        reason: str = "",
-        message: str = "",
-        details: Mapping[str, Any] | None = None,
-        body: Any = None,
-    ) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.details = dict(details or {})
-        self.body = body
-
-    def as_status(self) -> dict[str, Any]:
-        return {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "details": self.details,
-            "code": self.status,
-        }
 
 
 def _now(offset: float = 0.0) -> str:
@@ -310,6 +346,14 @@ def parse_field_selector(text: str | None) -> list[tuple[str, str, str]]:
             raise ApiError(400, "BadRequest", f"invalid field selector: {term!r}")
         requirements.append((m[1], "!=" if m[2] == "!=" else "=", m[3]))
     return requirements
+
+
+def parse_field_selector_lenient(text: str | None) -> list[tuple[str, str, str]]:
+    """:func:`parse_field_selector`, or nothing if it does not parse (for authorization)."""
+    try:
+        return parse_field_selector(text)
+    except ApiError:
+        return []
 
 
 def _field_value(obj: Mapping[str, Any], path: str) -> str:
@@ -472,6 +516,21 @@ class _Event:
     new: dict[str, Any]
 
 
+@dataclasses.dataclass
+class RequestContext:
+    """Who is calling, what was authorized, and the warnings to send back."""
+
+    user: UserInfo
+    attributes: Attributes | None = None
+    field_validation: str = ""
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+_REQUEST: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "kube_emulator_request", default=None
+)
+
+
 @attrs.define(kw_only=True)
 class KubeEmulator(kmock.KubernetesEmulator):
     """kmock's KubernetesEmulator, filled in where Kubernetes semantics matter (see module doc).
@@ -489,6 +548,28 @@ class KubeEmulator(kmock.KubernetesEmulator):
     request_log_size: int = 10_000
     #: ``(namespace, name) -> str | None``; serves ``GET pods/NAME/log``.
     log_provider: Callable[[str, str], str | None] | None = None
+    #: CRDs registered at start (paths of YAML files, or dicts); their schemas validate.
+    crds: Iterable[str | os.PathLike[str] | Mapping[str, Any]] = DEFAULT_CRDS
+    #: Tokens that authenticate as a superuser (``system:masters``).
+    superuser_tokens: Iterable[str] = (SUPERUSER_TOKEN,)
+    #: The CA certificate (PEM) published in every namespace's ``kube-root-ca.crt``.
+    ca_pem: str | None = None
+    # Each rule can be switched off (all on by default, as in a real cluster):
+    #: authentication (401 for unknown tokens) and RBAC (403) for non-superusers.
+    authorization: bool = True
+    #: custom resources pruned, defaulted and validated by their CRD's openAPIV3Schema.
+    validate_custom_resources: bool = True
+    #: built-in objects checked with kubernetes-validate's schemas, pods with ValidatePod.
+    validate_builtin: bool = True
+    #: pods need an existing ServiceAccount (``default`` when none is named).
+    service_account_admission: bool = True
+    #: pods get the projected ServiceAccount token volume (off: the fake kubelet would
+    #: have to serve it; turn on for a kubelet that does).
+    mount_service_account_token: bool = False
+    #: Pod Security admission from namespace labels.
+    pod_security: bool = True
+    #: ``blockOwnerDeletion`` needs ``update`` on the owner's ``finalizers``.
+    owner_references_permission_enforcement: bool = True
 
     _specs: dict[tuple[str, str, str], ResourceSpec] = attrs.field(factory=dict, init=False)
     _rv: int = attrs.field(default=0, init=False)
@@ -499,13 +580,115 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _watch_counts: dict[tuple[str, str, str], int] = attrs.field(factory=dict, init=False)
     _closing: bool = attrs.field(default=False, init=False)
     request_log: list[dict[str, Any]] = attrs.field(factory=list, init=False)
+    _schemas: dict[tuple[str, str, str], dict[str, Any]] = attrs.field(factory=dict, init=False)
+    _tokens: TokenIssuer = attrs.field(factory=TokenIssuer, init=False)
+    _superusers: frozenset[str] = attrs.field(factory=frozenset, init=False)
+    _rbac_generation: int = attrs.field(default=0, init=False)
+    _rbac: RBACAuthorizer | None = attrs.field(default=None, init=False)
+    _aggregating: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        self._superusers = frozenset(self.superuser_tokens)
+        if self.ca_pem is None:
+            self.ca_pem = default_bundle().ca_pem
+        self._rbac = RBACAuthorizer(
+            lambda plural: self.live_objects(f"{RBAC_GROUP}/v1/{plural}"),
+            lambda: self._rbac_generation,
+        )
         for spec in self.resource_specs:
             self.register_resource(spec)
-        for namespace in INITIAL_NAMESPACES:
-            self._ensure_namespace(namespace)
+        for crd in self.crds:
+            if not isinstance(crd, Mapping):
+                for doc in yaml.safe_load_all(Path(crd).read_text()):
+                    if doc and doc.get("kind") == "CustomResourceDefinition":
+                        self.register_crd(doc)
+            else:
+                self.register_crd(crd)
+        with self.as_system():
+            for plural, obj in rbac.bootstrap_objects():
+                self._create(self._specs[(RBAC_GROUP, "v1", plural)], None, obj, {})
+            for namespace in INITIAL_NAMESPACES:
+                self._ensure_namespace(namespace)
+
+    # -- who is calling ------------------------------------------------------------------------
+
+    @staticmethod
+    def request_context() -> RequestContext | None:
+        """The request being served (``None`` for the emulator's own writes)."""
+        return _REQUEST.get()
+
+    def caller(self) -> UserInfo:
+        """The user of the request being served; the emulator itself otherwise."""
+        context = _REQUEST.get()
+        return context.user if context is not None else SYSTEM
+
+    @contextlib.contextmanager
+    def as_system(self) -> Iterator[None]:
+        """Run the emulator's own writes (controllers) as a superuser, with no request."""
+        token = _REQUEST.set(None)
+        try:
+            yield
+        finally:
+            _REQUEST.reset(token)
+
+    def _warn(self, warnings: Iterable[str]) -> None:
+        context = _REQUEST.get()
+        if context is not None:
+            context.warnings.extend(warnings)
+
+    def authenticate(self, authorization: str | None) -> UserInfo:
+        """The user a ``Authorization`` header value stands for; 401 if unknown."""
+        if not self.authorization:
+            return SUPERUSER
+        if not authorization:
+            return ANONYMOUS
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise unauthorized()
+        if token in self._superusers:
+            return SUPERUSER
+        issued = self._tokens.lookup(token)
+        if issued is None:
+            raise unauthorized()
+        account = self._current(
+            self._specs[SERVICEACCOUNTS], issued.namespace, issued.service_account
+        )
+        if account is None or account["metadata"].get("uid") != issued.service_account_uid:
+            raise unauthorized()
+        return issued.user()
+
+    def authorize(self, attributes: Attributes) -> bool:
+        """Does RBAC allow it (superusers: always)?"""
+        if not self.authorization or attributes.user.is_superuser:
+            return True
+        assert self._rbac is not None
+        return self._rbac.authorize(attributes)[0]
+
+    def issue_token(
+        self,
+        namespace: str,
+        service_account: str,
+        *,
+        expiration_seconds: int = 3600,
+        audiences: Sequence[str] = (DEFAULT_AUDIENCE,),
+    ) -> str:
+        """A token for the ServiceAccount, as TokenRequest gives (KeyError if it is missing).
+
+        Call in the server's thread (``EmulatorServer.issue_token`` does that for you).
+        """
+        account = self._current(self._specs[SERVICEACCOUNTS], namespace, service_account)
+        if account is None:
+            raise KeyError(f"serviceaccount {namespace}/{service_account} not found")
+        token, _ = self._tokens.issue(
+            namespace,
+            service_account,
+            account["metadata"]["uid"],
+            expiration_seconds=expiration_seconds,
+            audiences=audiences,
+        )
+        return token
 
     # -- registration ------------------------------------------------------------------------
 
@@ -541,8 +724,17 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 categories=tuple(names.get("categories", [])),
             )
             self.register_resource(spec)
+            openapi_schema = (version.get("schema") or {}).get("openAPIV3Schema")
+            if openapi_schema:
+                self._schemas[spec.key] = copy.deepcopy(openapi_schema)
+            else:
+                self._schemas.pop(spec.key, None)
             specs.append(spec)
         return specs
+
+    def schema_for(self, resource: str) -> dict[str, Any] | None:
+        """The openAPIV3Schema custom resources of ``resource`` are validated with."""
+        return self._schemas.get(self._find_spec(resource).key)
 
     def spec_for(self, group: str, version: str, plural: str) -> ResourceSpec:
         return self._specs[(group, version, plural)]
@@ -556,6 +748,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
             if parts == [spec.group, spec.version, spec.plural]:
                 return spec
         raise KeyError(resource)
+
+    async def _serve_server_version(self, request: Any) -> Any:
+        # kmock 0.8 says v1.26 (k3s); our chart needs >= 1.27, as Helm checks.
+        result = await super()._serve_server_version(request)
+        return {**result, "minor": "34", "gitVersion": "v1.34.0"}
 
     async def _serve_version(self, request: Any) -> Any:
         # kmock 0.8 reports the core group's groupVersion as "/v1"; Kubernetes says "v1".
@@ -588,13 +785,70 @@ class KubeEmulator(kmock.KubernetesEmulator):
         body = await raw_request.read()
         entry = self._log_request(raw_request, body)
         route = self._route(raw_request.path)
-        if route is None:
-            response = await super().__call__(raw_request)  # discovery, /version, reactions
+        try:
+            user = self.authenticate(raw_request.headers.get("Authorization"))
+            entry["user"] = user.name
+            attributes = self._attributes(user, raw_request, route)
+            if self.authorization and not user.is_superuser:
+                assert self._rbac is not None
+                allowed, reason = self._rbac.authorize(attributes)
+                if not allowed:
+                    raise forbidden_error(attributes, reason)
+        except ApiError as e:
+            response = aiohttp.web.json_response(e.as_status(), status=e.status)
             entry["status"] = response.status
             return response
-        response = await self._serve_resource(raw_request, route, body)
+        context = RequestContext(user, attributes, raw_request.query.get("fieldValidation", ""))
+        token = _REQUEST.set(context)
+        try:
+            response = await self._serve(raw_request, route, body)
+        finally:
+            _REQUEST.reset(token)
+        if context.warnings and not response.prepared:
+            for warning in dict.fromkeys(context.warnings):
+                response.headers.add("Warning", f"299 - {json.dumps(warning)}")
         entry["status"] = response.status
         return response
+
+    async def _serve(
+        self, raw_request: aiohttp.web.BaseRequest, route: _Route | None, body: bytes
+    ) -> aiohttp.web.StreamResponse:
+        if raw_request.path.startswith(openapi.PREFIX):
+            document = openapi.serve(raw_request.path, self._specs.values())
+            return _json(document) if document is not None else _json({}, 404)
+        if route is None:
+            return await super().__call__(raw_request)  # discovery, /version, reactions
+        return await self._serve_resource(raw_request, route, body)
+
+    def _attributes(
+        self, user: UserInfo, raw: aiohttp.web.BaseRequest, route: _Route | None
+    ) -> Attributes:
+        """The request's authorization attributes, as Kubernetes' ``RequestInfo``."""
+        method = raw.method.upper()
+        if route is None:
+            verb = "get" if method == "HEAD" else method.lower()
+            return Attributes(user, verb, resource_request=False, path=raw.path)
+        watch = _truthy(raw.query.get("watch"))
+        verb = request_verb(method, route.name is not None, watch)
+        name = route.name or ""
+        if verb in ("list", "watch") and not name:
+            for path, op, value in parse_field_selector_lenient(raw.query.get("fieldSelector")):
+                if path == "metadata.name" and op == "=":
+                    name = value
+        namespace = route.namespace or ""
+        if route.group == "" and route.plural == "namespaces" and route.name:
+            namespace = route.name
+        return Attributes(
+            user,
+            verb,
+            path=raw.path,
+            api_group=route.group,
+            api_version=route.version,
+            resource=route.plural,
+            subresource=route.subresource or "",
+            namespace=namespace,
+            name=name,
+        )
 
     async def _serve_resource(
         self, raw_request: aiohttp.web.BaseRequest, route: _Route, body: bytes
@@ -699,9 +953,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     },
                     status=201,
                 )
+            if sub == "token" and spec.key == SERVICEACCOUNTS:
+                return _json(self._token_request(ns or "", name, data), status=201)
             if sub == "binding":
                 target = ((data or {}).get("target") or {}).get("name")
-                self._patch(spec, ns, name, {"spec": {"nodeName": target}}, None, query)
+                with self.as_system():
+                    self._patch(spec, ns, name, {"spec": {"nodeName": target}}, None, query)
                 return _json(
                     {
                         "kind": "Status",
@@ -724,6 +981,61 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 return _json(self._delete_collection(spec, ns, query, data))
             return _json(self._delete(spec, ns, name, query, data))
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on {raw.path}")
+
+    def _token_request(self, ns: str, name: str, data: Any) -> dict[str, Any]:
+        """``POST serviceaccounts/NAME/token``: an ``authentication.k8s.io/v1`` TokenRequest."""
+        account = self._current(self._specs[SERVICEACCOUNTS], ns, name)
+        if account is None:
+            raise ApiError(
+                404,
+                "NotFound",
+                f'serviceaccounts "{name}" not found',
+                {"name": name, "group": "", "kind": "serviceaccounts"},
+            )
+        body = data if isinstance(data, Mapping) else {}
+        request_spec = dict(body.get("spec") or {})
+        expiration = int(request_spec.get("expirationSeconds") or 3600)
+        if expiration < 600:
+            raise invalid(
+                "TokenRequest",
+                "authentication.k8s.io",
+                name,
+                [
+                    FieldError.invalid(
+                        "spec.expirationSeconds",
+                        expiration,
+                        "may not specify a duration less than 10 minutes",
+                    )
+                ],
+            )
+        audiences = list(request_spec.get("audiences") or [DEFAULT_AUDIENCE])
+        token, issued = self._tokens.issue(
+            ns,
+            name,
+            account["metadata"]["uid"],
+            expiration_seconds=expiration,
+            audiences=audiences,
+            bound_object=request_spec.get("boundObjectRef"),
+        )
+        expires = datetime.datetime.fromtimestamp(issued.expires, tz=datetime.timezone.utc)
+        return {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "creationTimestamp": _now(),
+            },
+            "spec": {
+                "audiences": audiences,
+                "expirationSeconds": expiration,
+                "boundObjectRef": request_spec.get("boundObjectRef"),
+            },
+            "status": {
+                "token": token,
+                "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        }
 
     # -- storage primitives --------------------------------------------------------------------
 
@@ -773,6 +1085,33 @@ class KubeEmulator(kmock.KubernetesEmulator):
             del self._log_rvs[:cut]
         for waiter in self._waiters:
             waiter.set()
+        if spec.group == RBAC_GROUP:
+            self._rbac_generation += 1
+            if spec.plural == "clusterroles":
+                self._aggregate_cluster_roles()
+
+    def _aggregate_cluster_roles(self) -> None:
+        """The clusterrole-aggregation controller: aggregating roles get the matching rules."""
+        if self._aggregating:
+            return
+        self._aggregating = True
+        spec = self._specs[(RBAC_GROUP, "v1", "clusterroles")]
+        try:
+            with self.as_system():
+                for _ in range(10):  # chains (view -> edit -> admin) settle in a few rounds
+                    roles = self.live_objects(f"{RBAC_GROUP}/v1/clusterroles")
+                    wanted = rbac.aggregated_rules(roles)
+                    changed = False
+                    for role in roles:
+                        name = role["metadata"]["name"]
+                        if name in wanted and (role.get("rules") or []) != wanted[name]:
+                            current = self._require(spec, None, name)
+                            self._update(spec, current, dict(current, rules=wanted[name]), None)
+                            changed = True
+                    if not changed:
+                        break
+        finally:
+            self._aggregating = False
 
     def _store(self, spec: ResourceSpec, new: dict[str, Any], old: dict[str, Any] | None) -> None:
         meta = new["metadata"]
@@ -821,66 +1160,186 @@ class KubeEmulator(kmock.KubernetesEmulator):
             self._delete_quietly(self._specs[key], ns, name)
 
     def _ensure_namespace(self, name: str) -> None:
-        spec = self._specs[("", "v1", "namespaces")]
+        spec = self._specs[NAMESPACES]
         if self._current(spec, None, name) is None:
-            self._create(spec, None, {"metadata": {"name": name}}, {})
+            with self.as_system():
+                self._create(spec, None, {"metadata": {"name": name}}, {})
+
+    def _populate_namespace(self, name: str) -> None:
+        """What controllers put in a new namespace: the ``default`` ServiceAccount and the
+        ``kube-root-ca.crt`` ConfigMap (the CA that signs the API server's certificate)."""
+        with self.as_system():
+            accounts = self._specs[SERVICEACCOUNTS]
+            if self._current(accounts, name, "default") is None:
+                self._create(accounts, name, {"metadata": {"name": "default"}}, {})
+            configmaps = self._specs[("", "v1", "configmaps")]
+            if self._current(configmaps, name, ROOT_CA_CONFIGMAP) is None:
+                body = {
+                    "metadata": {
+                        "name": ROOT_CA_CONFIGMAP,
+                        "annotations": {
+                            "kubernetes.io/description": "Contains a CA bundle that can be used "
+                            "to verify the kube-apiserver when using internal endpoints such as "
+                            "the internal service IP or kubernetes.default.svc. No other usage "
+                            "is guaranteed across distributions of Kubernetes clusters."
+                        },
+                    },
+                    "data": {"ca.crt": self.ca_pem or ""},
+                }
+                self._create(configmaps, name, body, {})
 
     # -- validation & defaulting ---------------------------------------------------------------
 
-    def _validate(self, spec: ResourceSpec, obj: Mapping[str, Any]) -> None:
+    def _decode(self, spec: ResourceSpec, obj: dict[str, Any]) -> list[FieldError]:
+        """What decoding does: unknown fields pruned (a warning each; with
+        ``fieldValidation=Strict`` a 400), CRD defaults applied, wrong JSON types refused (400).
+
+        Returns the schema's 422 errors (missing required fields of built-in kinds).
+        """
+        context = _REQUEST.get()
+        strict = context is not None and context.field_validation == "Strict"
+        errors: list[FieldError] = []
+        unknown: list[str] = []
+        custom = self._schemas.get(spec.key) if self.validate_custom_resources else None
+        builtin = validation.builtin_schemas() if self.validate_builtin else None
+        if custom is not None:
+            unknown += schema.prune(obj, custom)
+            if builtin is not None and isinstance(obj.get("metadata"), dict):
+                meta_unknown, meta_errors = builtin.check(
+                    obj["metadata"],
+                    validator=builtin.object_meta,
+                    kind=spec.kind,
+                    version=spec.version,
+                    strict=False,
+                    prefix=["metadata"],
+                )
+                unknown += [w.split('"', 1)[1].rsplit('"', 1)[0] for w in meta_unknown]
+                errors += meta_errors
+            if unknown and strict:
+                listed = ", ".join(f"unknown field {json.dumps(p)}" for p in unknown)
+                raise bad_request(
+                    f'{spec.kind} in version "{spec.version}" cannot be handled as a '
+                    f"{spec.kind}: strict decoding error: {listed}"
+                )
+            schema.prune_nulls(obj, custom)
+            schema.apply_defaults(obj, custom)
+        elif builtin is not None and spec.group in BUILTIN_GROUPS:
+            validator = builtin.validator(spec.api_version, spec.kind)
+            if validator is not None:
+                warnings, errors = builtin.check(
+                    obj, validator=validator, kind=spec.kind, version=spec.version, strict=strict
+                )
+                unknown += [w.split('"', 1)[1].rsplit('"', 1)[0] for w in warnings]
+        self._warn(f"unknown field {json.dumps(p)}" for p in unknown)
+        return errors
+
+    def _validate(
+        self,
+        spec: ResourceSpec,
+        obj: Mapping[str, Any],
+        old: Mapping[str, Any] | None = None,
+        errors: Sequence[FieldError] = (),
+        sub: str | None = None,
+    ) -> None:
+        """422 Invalid for what the object's validation refuses (metadata, kind, schema)."""
         meta = obj.get("metadata", {})
-        problems = []
+        problems = list(errors)
         name = meta.get("name", "")
-        if not _NAME_RE.match(name) or len(name) > 253:
+        if spec.group == RBAC_GROUP:  # RBAC names are path segments ("system:discovery")
+            if not name or name in (".", "..") or "/" in name or "%" in name:
+                problems.append(
+                    FieldError.invalid("metadata.name", name, 'may not contain "/" or "%"')
+                )
+        elif not _NAME_RE.match(name) or len(name) > 253:
+            problems.append(FieldError.invalid("metadata.name", name, validation.SUBDOMAIN_MESSAGE))
+        if spec.key in (NAMESPACES, ("", "v1", "services")) and len(name) > 63:
             problems.append(
-                f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 "
-                "subdomain must consist of lower case alphanumeric characters, "
-                "'-' or '.'"
-            )
-        if spec.key in (("", "v1", "namespaces"), ("", "v1", "services")) and len(name) > 63:
-            problems.append(
-                f"metadata.name: Invalid value: {name!r}: must be no more than 63 characters"
+                FieldError.invalid("metadata.name", name, "must be no more than 63 characters")
             )
         for key, value in (meta.get("labels") or {}).items():
             label_name = key.rsplit("/", 1)[-1]
             if not _LABEL_NAME_RE.match(label_name) or len(label_name) > 63:
-                problems.append(f"metadata.labels: Invalid value: {key!r}: invalid label key")
+                problems.append(
+                    FieldError.invalid(
+                        "metadata.labels",
+                        key,
+                        "name part must consist of alphanumeric characters, '-', '_' or '.', "
+                        "and must start and end with an alphanumeric character, and be at "
+                        "most 63 characters",
+                    )
+                )
             if not isinstance(value, str) or not _LABEL_VALUE_RE.match(value) or len(value) > 63:
                 problems.append(
-                    f"metadata.labels: Invalid value: {value!r}: a valid label "
-                    "must be an empty string or consist of alphanumeric characters,"
-                    " '-', '_' or '.', and be at most 63 characters"
+                    FieldError.invalid(
+                        "metadata.labels",
+                        value,
+                        "a valid label must be an empty string or consist of alphanumeric "
+                        "characters, '-', '_' or '.', and must start and end with an "
+                        "alphanumeric character, and be at most 63 characters",
+                    )
                 )
         for key, value in (meta.get("annotations") or {}).items():
             if not isinstance(value, str):
-                problems.append(f"metadata.annotations: Invalid value: {key!r}: not a string")
-        if spec.key == ("", "v1", "pods"):
-            containers = (obj.get("spec") or {}).get("containers")
-            if not containers or not all(c.get("name") for c in containers):
-                problems.append("spec.containers: Required value: containers with names")
-            for container in containers or []:
-                for env in container.get("env") or []:
-                    if "value" in env and not isinstance(env["value"], str):
-                        problems.append(
-                            f"spec.containers[].env[{env.get('name')}].value: "
-                            "Invalid value: must be a string"
-                        )
+                problems.append(
+                    FieldError.invalid(f"metadata.annotations[{key}]", value, "must be a string")
+                )
         if spec.key in (("", "v1", "configmaps"), ("", "v1", "secrets")):
             for key, value in (obj.get("data") or {}).items():
                 if not isinstance(value, str):
-                    problems.append(f"data[{key}]: Invalid value: must be a string")
+                    problems.append(FieldError.invalid(f"data[{key}]", value, "must be a string"))
+        custom = self._schemas.get(spec.key) if self.validate_custom_resources else None
+        if custom is not None:
+            problems += schema.validate(obj, custom)
+        if spec.key == PODS and self.validate_builtin:
+            problems += validation.validate_pod(obj)
+            if old is not None and sub is None:
+                problems += validation.pod_spec_update_errors(old, obj)
         if problems:
-            raise ApiError(
-                422,
-                "Invalid",
-                f'{spec.kind} "{name}" is invalid: ' + "; ".join(problems),
-                {
-                    "name": name,
-                    "group": spec.group,
-                    "kind": spec.kind,
-                    "causes": [{"message": p} for p in problems],
-                },
+            raise invalid(spec.kind, spec.group, name, problems)
+
+    def _admit(
+        self,
+        spec: ResourceSpec,
+        obj: Mapping[str, Any],
+        old: Mapping[str, Any] | None,
+        sub: str | None = None,
+    ) -> None:
+        """Validating admission: PodSecurity (pod create) and
+        OwnerReferencesPermissionEnforcement, for requests (not the emulator's own writes)."""
+        context = _REQUEST.get()
+        if context is None:
+            return
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or ""
+        if spec.key == PODS and old is None and self.pod_security:
+            ns_obj = self._current(self._specs[NAMESPACES], None, namespace) or {}
+            error = admission.pod_security_error(obj, (ns_obj.get("metadata") or {}).get("labels"))
+            if error is not None:
+                raise error
+        if self.owner_references_permission_enforcement:
+            attributes = Attributes(
+                context.user,
+                "create" if old is None else "update",
+                api_group=spec.group,
+                api_version=spec.version,
+                resource=spec.plural,
+                subresource=sub or "",
+                namespace=namespace,
+                name=meta.get("name", ""),
             )
+            admission.owner_reference_checks(
+                attributes, obj, old, self.authorize, self._resolve_kind
+            )
+
+    def _resolve_kind(self, api_version: str, kind: str) -> tuple[str, str] | None:
+        """``(group, plural)`` of the resource of a kind (a REST mapping)."""
+        for spec in self._specs.values():
+            if spec.api_version == api_version and spec.kind == kind:
+                return spec.group, spec.plural
+        return None
+
+    def _service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._current(self._specs[SERVICEACCOUNTS], namespace, name)
 
     @staticmethod
     def _normalize(spec: ResourceSpec, obj: dict[str, Any]) -> None:
@@ -943,8 +1402,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     "namespace sent on the request",
                 )
             meta["namespace"] = ns
-            if self._current(self._specs[("", "v1", "namespaces")], None, ns) is None:
-                if not self.auto_namespaces:
+            if self._current(self._specs[NAMESPACES], None, ns) is None:
+                # auto_namespaces is a convenience for tests acting as the cluster's admin
+                if not self.auto_namespaces or not self.caller().is_superuser:
                     raise ApiError(
                         404,
                         "NotFound",
@@ -956,6 +1416,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             meta.pop("namespace", None)
 
         name = meta.get("name")
+        requested_name = name or ""
         if not name:
             prefix = meta.get("generateName")
             if not prefix:
@@ -1004,18 +1465,30 @@ class KubeEmulator(kmock.KubernetesEmulator):
             pod_spec.setdefault("serviceAccountName", "default")
             pod_spec.setdefault("schedulerName", "default-scheduler")
             obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
-        elif spec.key == ("", "v1", "namespaces"):
+            if self.service_account_admission:
+                admission.service_account_admission(
+                    obj,
+                    ns or "",
+                    requested_name,
+                    self._service_account,
+                    mount_token=self.mount_service_account_token,
+                )
+        elif spec.key == NAMESPACES:
             obj["status"] = {"phase": "Active"}
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
         elif spec.key == ("", "v1", "secrets"):
             obj.setdefault("type", "Opaque")
-        self._validate(spec, obj)
+        errors = self._decode(spec, obj)
+        self._validate(spec, obj, None, errors)
+        self._admit(spec, obj, None)
         if query.get("dryRun"):
             return obj
         meta["resourceVersion"] = str(self._next_rv())
         self._store(spec, obj, None)
-        if spec.key == ("apiextensions.k8s.io", "v1", "customresourcedefinitions"):
+        if spec.key == CRDS:
             self.register_crd(obj)
+        if spec.key == NAMESPACES:
+            self._populate_namespace(name)
         return obj
 
     def _replace(
@@ -1120,6 +1593,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 result["status"] = copy.deepcopy(new["status"])
             else:
                 result.pop("status", None)
+            errors = self._decode(spec, result)
+            self._validate(spec, result, current, errors, sub)
         else:
             result = copy.deepcopy(new)  # patches share unchanged subtrees with `current`
             if spec.has_status:
@@ -1160,7 +1635,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     )
             if not meta.get("finalizers"):
                 meta.pop("finalizers", None)
-            self._validate(spec, result)
+            errors = self._decode(spec, result)
+            self._validate(spec, result, current, errors, sub)
+            self._admit(spec, result, current, sub)
 
         if result == current:
             return current  # a no-op: Kubernetes changes neither resourceVersion nor anything
@@ -1172,7 +1649,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             result["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
         result["metadata"]["resourceVersion"] = str(self._next_rv())
         self._store(spec, result, current)
-        if spec.key == ("apiextensions.k8s.io", "v1", "customresourcedefinitions"):
+        if spec.key == CRDS:
             self.register_crd(result)
         meta = result["metadata"]
         if (
@@ -1407,17 +1884,32 @@ def _line(obj: Any) -> bytes:
 
 
 class EmulatorServer:
-    """Serves a :class:`KubeEmulator` over HTTP on ``host`` (a free port) in a daemon thread.
+    """Serves a :class:`KubeEmulator` over HTTP on ``host`` (a free port) in a daemon thread,
+    and the same API over HTTPS on another port (``https_url``), as in-cluster clients want.
 
-    ``with EmulatorServer() as server: server.url`` -- or ``start()``/``stop()``.
+    ``with EmulatorServer() as server: server.url`` -- or ``start()``/``stop()``. The HTTPS
+    certificate is for ``127.0.0.1``/``localhost`` (and ``kubernetes.default.svc``), signed
+    by the CA at ``ca_path``, which is also every namespace's ``kube-root-ca.crt``.
     """
 
     def __init__(
-        self, emulator: KubeEmulator | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        emulator: KubeEmulator | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: bool = True,
+        https_port: int = 0,
+        tls_bundle: TLSBundle | None = None,
     ) -> None:
         self.emulator = emulator if emulator is not None else KubeEmulator()
         self.host = host
         self.port = port
+        self.tls = tls
+        self.https_port = https_port
+        self.tls_bundle = tls_bundle if tls_bundle is not None else default_bundle()
+        if self.tls and self.emulator.ca_pem != self.tls_bundle.ca_pem:
+            raise ValueError("the emulator's ca_pem is not the CA of tls_bundle")
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -1429,6 +1921,49 @@ class EmulatorServer:
         if not self._started.is_set():
             raise RuntimeError("the emulator server is not started")
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def https_url(self) -> str:
+        """``https://127.0.0.1:PORT``: the same API over TLS (see ``ca_path``)."""
+        if not self._started.is_set() or not self.tls:
+            raise RuntimeError("the emulator server is not serving HTTPS")
+        return f"https://{self.host}:{self.https_port}"
+
+    @property
+    def ca_path(self) -> Path:
+        """The PEM file of the CA that signed the HTTPS certificate."""
+        return self.tls_bundle.ca_path
+
+    def issue_token(self, namespace: str, service_account: str, **kwargs: Any) -> str:
+        """:meth:`KubeEmulator.issue_token`, run in the server's thread."""
+        return self.call(self.emulator.issue_token, namespace, service_account, **kwargs)
+
+    def write_kubeconfig(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        token: str = SUPERUSER_TOKEN,
+        https: bool = False,
+        namespace: str = "default",
+    ) -> Path:
+        """A kubeconfig for this server (``https``: the TLS port, with the CA)."""
+        if https:
+            return write_kubeconfig(
+                path, self.https_url, token=token, namespace=namespace, ca_path=self.ca_path
+            )
+        return write_kubeconfig(path, self.url, token=token, namespace=namespace)
+
+    def kubeconfig_for(
+        self,
+        path: str | os.PathLike[str],
+        namespace: str,
+        service_account: str,
+        *,
+        https: bool = False,
+    ) -> Path:
+        """A kubeconfig acting as the ServiceAccount (a fresh token from TokenRequest)."""
+        token = self.issue_token(namespace, service_account)
+        return self.write_kubeconfig(path, token=token, https=https, namespace=namespace)
 
     def start(self, timeout: float = 10.0) -> str:
         """Start serving; after :meth:`stop`, serves the same objects on the same port again."""
@@ -1463,6 +1998,16 @@ class EmulatorServer:
             await site.start()
             sockets = site._server.sockets if site._server is not None else []  # type: ignore
             self.port = sockets[0].getsockname()[1]
+            if self.tls:
+                secure = aiohttp.web.TCPSite(
+                    runner,
+                    self.host,
+                    self.https_port,
+                    ssl_context=self.tls_bundle.server_context(),
+                )
+                await secure.start()
+                sockets = secure._server.sockets if secure._server is not None else []  # type: ignore
+                self.https_port = sockets[0].getsockname()[1]
             self._started.set()
             try:
                 await self._stop.wait()
@@ -1512,15 +2057,24 @@ def write_kubeconfig(
     path: str | os.PathLike[str],
     server_url: str,
     *,
-    token: str = "kmock-dummy-token",
+    token: str = SUPERUSER_TOKEN,
     namespace: str = "default",
     context: str = "kmock",
+    ca_path: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write a kubeconfig for ``server_url`` (plain http, a dummy bearer token)."""
+    """Write a kubeconfig for ``server_url`` with a bearer token.
+
+    The default token is the emulator's superuser (``system:masters``); pass a
+    ServiceAccount's (``KubeEmulator.issue_token``) to act as it. ``ca_path``: the CA of an
+    ``https://`` server (``EmulatorServer.ca_path``).
+    """
+    cluster: dict[str, Any] = {"server": server_url}
+    if ca_path is not None:
+        cluster["certificate-authority"] = str(ca_path)
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": context, "cluster": {"server": server_url}}],
+        "clusters": [{"name": context, "cluster": cluster}],
         "users": [{"name": context, "user": {"token": token}}],
         "contexts": [
             {
@@ -1570,9 +2124,14 @@ class KubeClient:
         )
         self.host = self.configuration.host.rstrip("/")
         self.session = requests.Session()
-        auth = self.configuration.get_api_key_with_prefix("authorization")
+        auth = self.configuration.get_api_key_with_prefix(
+            "BearerToken"
+        ) or self.configuration.get_api_key_with_prefix("authorization")
         if auth:
             self.session.headers["Authorization"] = auth
+        if self.configuration.ssl_ca_cert:
+            # also passed per request: REQUESTS_CA_BUNDLE would override the session's
+            self.session.verify = self.configuration.ssl_ca_cert
         self.default_namespace = default_namespace
         self._specs: list[ResourceSpec] = list(resources)
         self._api_client: Any = None
@@ -1650,7 +2209,13 @@ class KubeClient:
     ) -> Any:
         headers = {"Content-Type": content_type} if content_type else {}
         response = self.session.request(
-            method, url, json=json_body, params=params, headers=headers, timeout=timeout
+            method,
+            url,
+            json=json_body,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            verify=self.session.verify,
         )
         try:
             body = response.json()

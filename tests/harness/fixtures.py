@@ -2,13 +2,19 @@
 
 Function-scoped (every test gets a fresh API server, so tests cannot leak objects):
 
-* ``emulator_server`` -- a started :class:`EmulatorServer` (``.url``, ``.emulator``,
-  ``.call(fn, ...)``, ``.wait_for_watch(resource)``).
+* ``emulator_options`` -- ``{}``: keyword arguments for the :class:`KubeEmulator`; override
+  it in a test module to change them (e.g. ``crds=[...]`` or a rule switched off).
+* ``emulator_server`` -- a started :class:`EmulatorServer` (``.url``, ``.https_url``,
+  ``.ca_path``, ``.emulator``, ``.call(fn, ...)``, ``.wait_for_watch(resource)``,
+  ``.issue_token(ns, sa)``, ``.kubeconfig_for(path, ns, sa, https=False)``).
 * ``emulator`` -- its :class:`KubeEmulator` (``.objects``, ``.request_log``, ...).
 * ``kubeconfig`` -- a kubeconfig file for it (``Path``).
-* ``kube`` -- a :class:`KubeClient` on that kubeconfig.
+* ``kube`` -- a :class:`KubeClient` on that kubeconfig (the superuser, ``system:masters``).
+* ``kube_as(namespace, service_account, https=False)`` -- a :class:`KubeClient` acting as
+  a ServiceAccount (authorized by RBAC), with a token from TokenRequest.
 * ``start_kubelet(**kwargs)`` -- start a :class:`FakeKubelet` (kwargs as its constructor;
-  default ``base_env`` is :func:`harness_env`, logs under ``tmp_path/pods``); stopped at
+  default ``base_env`` is :func:`harness_env`, ``token`` the superuser's, logs under
+  ``tmp_path/pods``); stopped at
   teardown. Pod logs and the kubelet's log are printed at teardown (pytest shows them
   for failed tests only).
 * ``kubelet`` -- ``start_kubelet()`` with the defaults (no GPUs).
@@ -28,16 +34,24 @@ from typing import Any
 
 import pytest
 
-from .apiserver import EmulatorServer, KubeClient, KubeEmulator, write_kubeconfig
+from .apiserver import (
+    SUPERUSER_TOKEN,
+    EmulatorServer,
+    KubeClient,
+    KubeEmulator,
+    write_kubeconfig,
+)
 from .kubelet import FakeKubelet
 from .operator import KopfOperator
 
 __all__ = [
     "REPO",
     "emulator",
+    "emulator_options",
     "emulator_server",
     "harness_env",
     "kube",
+    "kube_as",
     "kubeconfig",
     "kubelet",
     "start_kubelet",
@@ -64,8 +78,15 @@ def harness_env(
 
 
 @pytest.fixture
-def emulator_server() -> Iterator[EmulatorServer]:
-    server = EmulatorServer()
+def emulator_options() -> dict[str, Any]:
+    """Keyword arguments for the :class:`KubeEmulator` of ``emulator_server`` (override this
+    fixture in a test module to, e.g., switch a rule off: ``{"pod_security": False}``)."""
+    return {}
+
+
+@pytest.fixture
+def emulator_server(emulator_options: dict[str, Any]) -> Iterator[EmulatorServer]:
+    server = EmulatorServer(KubeEmulator(**emulator_options))
     server.start()
     try:
         yield server
@@ -98,6 +119,26 @@ def kube(kubeconfig: Path) -> Iterator[KubeClient]:
 
 
 @pytest.fixture
+def kube_as(emulator_server: EmulatorServer, tmp_path: Path) -> Iterator[Callable[..., KubeClient]]:
+    """``kube_as(namespace, service_account, https=False)``: a :class:`KubeClient` acting as
+    the ServiceAccount (which must exist), with a token from TokenRequest."""
+    clients: list[KubeClient] = []
+
+    def _make(namespace: str, service_account: str, *, https: bool = False) -> KubeClient:
+        path = tmp_path / f"kubeconfig-{namespace}-{service_account}-{len(clients)}"
+        emulator_server.kubeconfig_for(path, namespace, service_account, https=https)
+        client = KubeClient(path, default_namespace=namespace)
+        clients.append(client)
+        return client
+
+    try:
+        yield _make
+    finally:
+        for client in clients:
+            client.close()
+
+
+@pytest.fixture
 def start_kubelet(
     emulator_server: EmulatorServer, tmp_path: Path
 ) -> Iterator[Callable[..., FakeKubelet]]:
@@ -106,6 +147,7 @@ def start_kubelet(
     def _start(**kwargs: Any) -> FakeKubelet:
         kwargs.setdefault("log_dir", tmp_path / "pods")
         kwargs.setdefault("base_env", harness_env())
+        kwargs.setdefault("token", SUPERUSER_TOKEN)  # a kubelet may read every pod's secrets
         kubelet = FakeKubelet(emulator_server.url, **kwargs)
         kubelets.append(kubelet)
         kubelet.start()

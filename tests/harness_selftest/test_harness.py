@@ -12,18 +12,50 @@ from pathlib import Path
 
 import kubernetes
 import pytest
-import requests
 from harness import (
     ApiError,
     EmulatorServer,
     FakeKubelet,
     KubeClient,
     KubeEmulator,
+    ResourceSpec,
     write_kubeconfig,
 )
 
 STUDY = "kubetune.io/v1alpha1/studies"
 KOPF_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"
+
+#: These self-tests use Study as a free-form custom resource (what the real CRD's schema
+#: refuses and prunes is tested in test_admission.py): a CRD whose schema keeps any field.
+FREE_FORM_STUDY_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "studies.kubetune.io"},
+    "spec": {
+        "group": "kubetune.io",
+        "scope": "Namespaced",
+        "names": {"kind": "Study", "plural": "studies", "singular": "study"},
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+@pytest.fixture
+def emulator_options() -> dict:
+    return {"crds": [FREE_FORM_STUDY_CRD]}
 
 
 def study_body(name: str, **spec: object) -> dict:
@@ -68,7 +100,7 @@ def test_discovery_works_for_the_official_client(kube: KubeClient) -> None:
     assert pods.namespaced
     namespaces = [ns.metadata.name for ns in kube.core.list_namespace().items]
     assert {"default", "kube-system"} <= set(namespaces)
-    core = requests.get(kube.host + "/api/v1", timeout=5).json()
+    core = kube.session.get(kube.host + "/api/v1", timeout=5).json()
     assert core["groupVersion"] == "v1"
 
 
@@ -200,16 +232,10 @@ def test_json_patch_and_its_failed_test_op(kube: KubeClient) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_strategic_merge_and_apply_patches(kube: KubeClient) -> None:
-    kube.create(
-        "pods",
-        pod_body(
-            "p",
-            ["true"],
-            container={"env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
-        ),
-        "ns1",
-    )
+def test_strategic_merge_and_apply_patches(
+    kube: KubeClient, emulator_server: EmulatorServer
+) -> None:
+    kube.create("pods", pod_body("p", ["true"]), "ns1")
     kube.patch("pods", "p", {"metadata": {"finalizers": ["x/a"]}}, "ns1")
     # the official client sends dicts to core resources as strategic merge patches
     kube.core.patch_namespaced_pod(
@@ -217,25 +243,13 @@ def test_strategic_merge_and_apply_patches(kube: KubeClient) -> None:
         "ns1",
         {
             "metadata": {"finalizers": ["x/b"]},
-            "spec": {
-                "containers": [
-                    {
-                        "name": "main",
-                        "env": [{"name": "B", "value": "two"}, {"name": "C", "value": "3"}],
-                    }
-                ]
-            },
+            "spec": {"containers": [{"name": "main", "image": "kubetune/trial:v2"}]},
         },
     )
     pod = kube.get("pods", "p", "ns1")
     assert pod["metadata"]["finalizers"] == ["x/a", "x/b"]
     container = pod["spec"]["containers"][0]
-    assert container["command"] == ["true"]
-    assert container["env"] == [
-        {"name": "A", "value": "1"},
-        {"name": "B", "value": "two"},
-        {"name": "C", "value": "3"},
-    ]
+    assert container["command"] == ["true"] and container["image"] == "kubetune/trial:v2"
     kube.patch(
         "pods",
         "p",
@@ -244,6 +258,46 @@ def test_strategic_merge_and_apply_patches(kube: KubeClient) -> None:
         patch_type="strategic",
     )
     assert kube.get("pods", "p", "ns1")["metadata"]["finalizers"] == ["x/b"]
+    with pytest.raises(ApiError) as e:  # a pod's spec is immutable but for images (& a few)
+        kube.patch("pods", "p", {"spec": {"containers": [{"name": "main", "env": []}]}}, "ns1")
+    assert e.value.status == 422 and "pod updates may not change fields" in e.value.message
+
+    # lists of objects merge by their key (env by name) -- in a Deployment's pod template
+    deployments = ResourceSpec("apps", "v1", "deployments", "Deployment", True, ("status",))
+    emulator_server.call(emulator_server.emulator.register_resource, deployments)
+    kube.register(deployments)
+    template_container = {
+        "name": "main",
+        "image": "kubetune/trial:dev",
+        "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+    }
+    kube.create(
+        deployments,
+        {
+            "metadata": {"name": "d"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "d"}},
+                "template": {
+                    "metadata": {"labels": {"app": "d"}},
+                    "spec": {"containers": [template_container]},
+                },
+            },
+        },
+        "ns1",
+    )
+    env_patch = [{"name": "B", "value": "two"}, {"name": "C", "value": "3"}]
+    patched = kube.patch(
+        deployments,
+        "d",
+        {"spec": {"template": {"spec": {"containers": [{"name": "main", "env": env_patch}]}}}},
+        "ns1",
+        patch_type="strategic",
+    )
+    assert patched["spec"]["template"]["spec"]["containers"][0]["env"] == [
+        {"name": "A", "value": "1"},
+        {"name": "B", "value": "two"},
+        {"name": "C", "value": "3"},
+    ]
 
     kube.create(STUDY, study_body("s1", x=1), "ns1")
     with pytest.raises(ApiError) as e:  # custom resources do not take strategic merge patches
@@ -281,7 +335,7 @@ def test_label_and_field_selectors(kube: KubeClient) -> None:
     assert names("app=x") == ["a", "b"]
     assert names("app==x,tier") == ["a"]
     assert names("app=x,!tier") == ["b"]
-    assert names("app!=x") == ["c", "d"]
+    assert names("app!=x") == ["c", "d", "kube-root-ca.crt"]  # every namespace has it
     assert names("tier") == ["a", "c"]
     assert names("app in (x, y),tier notin (1)") == ["b", "c"]
     assert names("app=x", all_namespaces=True) == ["a", "b", "e"]
@@ -336,18 +390,20 @@ def test_watch_resumes_from_a_resource_version(kube: KubeClient) -> None:
             kube.core.list_namespaced_config_map, "ns1", timeout_seconds=1
         )
     ]
-    assert seen == [("ADDED", "before"), ("ADDED", "other")]
+    assert seen == [("ADDED", "before"), ("ADDED", "kube-root-ca.crt"), ("ADDED", "other")]
 
 
 @pytest.mark.timeout(30)
 def test_watch_streams_live_events(kube: KubeClient, emulator_server: EmulatorServer) -> None:
     url = kube.url("configmaps", "ns1")
+    kube.create("namespaces", {"metadata": {"name": "ns1"}})  # its kube-root-ca.crt before rv
+    rv = kube.core.list_namespaced_config_map("ns1").metadata.resource_version
     events: list[dict] = []
 
     def reader() -> None:
-        with requests.get(
+        with kube.session.get(
             url,
-            params={"watch": "true", "resourceVersion": "1", "timeoutSeconds": "5"},
+            params={"watch": "true", "resourceVersion": rv, "timeoutSeconds": "5"},
             stream=True,
             timeout=10,
         ) as r:
@@ -370,7 +426,7 @@ def test_watch_from_a_forgotten_resource_version_is_gone(tmp_path: Path) -> None
         kube = KubeClient(write_kubeconfig(tmp_path / "kubeconfig", server.url))
         for i in range(12):
             kube.create("configmaps", {"metadata": {"name": f"cm{i}"}}, "ns1")
-        response = requests.get(
+        response = kube.session.get(
             kube.url("configmaps", "ns1"),
             params={"watch": "1", "resourceVersion": "2", "timeoutSeconds": "1"},
             timeout=5,
