@@ -40,19 +40,49 @@ own handling is kept for discovery, ``/version`` and any non-Kubernetes path) an
   way, immediately; ``propagationPolicy=Orphan`` skips it). Deleting a namespace deletes the
   objects in it.
 * namespaces: listing and watching ``/api/v1/namespaces`` works (kmock 0.8 answers 500 on
-  it); ``default``, ``kube-system`` and ``kube-public`` exist; with ``auto_namespaces=True``
-  (the default) creating an object in a missing namespace creates that namespace first,
-  with ``auto_namespaces=False`` it is a 404 as in Kubernetes.
+  it); ``default``, ``kube-system`` and ``kube-public`` exist; every namespace gets, when
+  created, the ``default`` ServiceAccount and the ``kube-root-ca.crt`` ConfigMap (``ca.crt``:
+  the CA of the HTTPS port); with ``auto_namespaces=True`` (the default) a superuser creating
+  an object in a missing namespace creates that namespace first; otherwise (and for every
+  other user) it is a 404 as in Kubernetes.
 * Secrets: ``stringData`` is folded into base64 ``data``. Pods: ``status.phase=Pending`` on
   create, defaults for ``terminationGracePeriodSeconds`` (30) and ``restartPolicy``
   (Always); ``pods/log`` is served from a log provider (the fake kubelet),
   ``pods/eviction`` deletes, ``pods/binding`` binds.
 * CRDs: creating an ``apiextensions.k8s.io/v1`` CustomResourceDefinition registers its
   resources, so ``crds/*.yaml`` can be loaded through the API (see
-  :meth:`KubeEmulator.register_crd`).
+  :meth:`KubeEmulator.register_crd`); the repo's ``crds/*.yaml`` are registered at start
+  (``KubeEmulator(crds=...)``), schemas included.
 
-Not emulated: authentication/authorisation (any token is accepted), admission, OpenAPI
-schema validation and defaulting of CRDs, field ownership of server-side apply,
+What a real API server refuses, it refuses too (each rule can be switched off by a
+constructor flag, all on by default; ``harness_selftest/test_admission.py`` shows each):
+
+* authentication (:mod:`.auth`): the default kubeconfig token is a superuser
+  (``system:masters``); ServiceAccount tokens from TokenRequest (``POST
+  serviceaccounts/NAME/token``, or :meth:`KubeEmulator.issue_token`) are
+  ``system:serviceaccount:NS:NAME``; no token is ``system:anonymous``; an unknown token is a
+  401 (``authorization=False``: everyone is a superuser).
+* RBAC authorization (:mod:`.rbac`) of every non-superuser request: Roles, ClusterRoles,
+  their bindings, subresources, resourceNames, wildcards, aggregated ClusterRoles, the
+  bootstrap roles (``cluster-admin``, ``admin``/``edit``/``view``, ``system:discovery``...);
+  403 with Kubernetes' message.
+* decoding and validation (:mod:`.schema`, :mod:`.validation`): custom resources are pruned,
+  defaulted and validated by their CRD version's openAPIV3Schema
+  (``validate_custom_resources``); built-in objects by kubernetes-validate's schemas and pods
+  by the essentials of ``ValidatePod`` (``validate_builtin``). Unknown fields are dropped
+  with a ``Warning`` header (400 with ``fieldValidation=Strict``); 422 Invalid with
+  ``details.causes`` otherwise.
+* admission (:mod:`.admission`): ServiceAccount (``service_account_admission``; the token
+  volume with ``mount_service_account_token``), PodSecurity from namespace labels
+  (``pod_security``), OwnerReferencesPermissionEnforcement
+  (``owner_references_permission_enforcement``).
+* HTTPS: :class:`EmulatorServer` also serves the API on ``https_url`` with a certificate
+  for 127.0.0.1/localhost signed by the CA at ``ca_path`` (:mod:`.tls`).
+
+Not emulated: RBAC's escalation checks (``bind``/``escalate``), impersonation, the Node
+authorizer (the fake kubelet uses the superuser token), CEL validation rules
+(``x-kubernetes-validations``) and ``format`` of CRD schemas, admission webhooks, quotas and
+LimitRanges, PodSecurity ``warn``/``audit`` modes, field ownership of server-side apply,
 ``limit``/``continue`` paging (everything comes in one page), foreground deletion (treated
 as background), namespace finalization (a namespace disappears at once).
 """
