@@ -287,6 +287,9 @@ INITIAL_NAMESPACES = ("default", "kube-system", "kube-public")
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 PODS = ("", "v1", "pods")
 NAMESPACES = ("", "v1", "namespaces")
+#: Nodes are written by the fake kubelet, which stands in for Kubernetes itself and reports
+#: less than a real kubelet: their schema is not checked.
+NODES = ("", "v1", "nodes")
 SERVICEACCOUNTS = ("", "v1", "serviceaccounts")
 CRDS = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 
@@ -827,6 +830,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         except ApiError as e:
             response = aiohttp.web.json_response(e.as_status(), status=e.status)
             entry["status"] = response.status
+            entry["response"] = e.message
             return response
         context = RequestContext(user, attributes, raw_request.query.get("fieldValidation", ""))
         token = _REQUEST.set(context)
@@ -834,9 +838,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
             response = await self._serve(raw_request, route, body)
         finally:
             _REQUEST.reset(token)
-        if context.warnings and not response.prepared:
-            for warning in dict.fromkeys(context.warnings):
-                response.headers.add("Warning", f"299 - {json.dumps(warning)}")
+        if response.status >= 400 and isinstance(response, aiohttp.web.Response):
+            with contextlib.suppress(Exception):
+                entry["response"] = (response.text or "")[:2000]
+        if context.warnings:
+            entry["warnings"] = list(dict.fromkeys(context.warnings))
+            if not response.prepared:
+                for warning in entry["warnings"]:
+                    response.headers.add("Warning", f"299 - {json.dumps(warning)}")
         entry["status"] = response.status
         return response
 
@@ -927,6 +936,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
     def server_errors(self) -> list[dict[str, Any]]:
         """The logged requests answered with a 5xx (there should be none)."""
         return [e for e in self.request_log if (e.get("status") or 0) >= 500]
+
+    def warnings(self) -> list[dict[str, Any]]:
+        """The logged requests answered with warnings (e.g. unknown fields pruned)."""
+        return [e for e in self.request_log if e.get("warnings")]
+
+    def refusals(self) -> list[dict[str, Any]]:
+        """The logged requests refused with 401, 403 or 422 (what a cluster would refuse)."""
+        return [e for e in self.request_log if e.get("status") in (401, 403, 422)]
 
     def _route(self, path: str) -> _Route | None:
         parts = [part for part in path.split("/") if part]
@@ -1253,7 +1270,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 )
             schema.prune_nulls(obj, custom)
             schema.apply_defaults(obj, custom)
-        elif builtin is not None and spec.group in BUILTIN_GROUPS:
+        elif builtin is not None and spec.group in BUILTIN_GROUPS and spec.key != NODES:
             validator = builtin.validator(spec.api_version, spec.kind)
             if validator is not None:
                 warnings, errors = builtin.check(

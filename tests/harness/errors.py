@@ -169,6 +169,7 @@ class FieldError:
 
 def invalid(kind: str, group: str, name: str, errors: Sequence[FieldError]) -> ApiError:
     """422 Invalid, as ``apierrors.NewInvalid``: ``Kind.group "name" is invalid: ...``."""
+    errors = list({str(e): e for e in errors}.values())  # each once, in order
     texts = [str(e) for e in errors]
     joined = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
     return ApiError(

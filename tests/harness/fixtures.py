@@ -97,6 +97,15 @@ def emulator_server(emulator_options: dict[str, Any]) -> Iterator[EmulatorServer
             print(f"\n----- the emulated API server answered {len(errors)} requests with 5xx -----")
             for entry in errors[:20]:
                 print(entry)
+        for title, entries in (
+            ("refused (401/403/422)", server.emulator.refusals()),
+            ("answered with warnings", server.emulator.warnings()),
+        ):
+            if entries:
+                print(f"\n----- the emulated API server {title}: {len(entries)} requests -----")
+                for entry in entries[:20]:
+                    brief = {k: entry.get(k) for k in ("method", "path", "user", "status")}
+                    print(brief, entry.get("warnings") or entry.get("response", ""))
 
 
 @pytest.fixture
