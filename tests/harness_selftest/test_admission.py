@@ -515,12 +515,15 @@ def test_schema_keywords_and_defaults_on_a_crd_applied_through_the_api(kube: Kub
         "code": ("ABC", 'spec.code: Invalid value: "ABC": spec.code in body should match '
                         "'^[a-z]+$'"),
         "ratio": (1, "spec.ratio: Invalid value: 1: spec.ratio in body should be less than 1"),
+        "ratio ": (0, "spec.ratio: Invalid value: 0: spec.ratio in body should be greater than 0"),
+        "tags ": (["x", None], 'spec.tags[1]: Invalid value: "null": spec.tags[1] in body must '
+                               'be of type string: "null"'),
         "labels": ({}, "spec.labels: Invalid value: 0: spec.labels in body should have at least "
                        "1 properties"),
         "tags": (["x", "x"], 'spec.tags[1]: Duplicate value: "x"'),
     }  # fmt: skip
     for field, (value, message) in cases.items():
-        body = {"metadata": {"name": "bad"}, "spec": {field: value}}
+        body = {"metadata": {"name": "bad"}, "spec": {field.strip(): value}}
         error = refused(lambda body=body: kube.create(widgets, body), 422)
         assert error.message == f'Widget.example.com "bad" is invalid: {message}'
     error = refused(
