@@ -47,9 +47,47 @@ its own asyncio loop), so it works the same against any API server. For each pod
    the kubelet stops). Other volume kinds are empty folders. With ``mount_volumes=False``
    volumes are ignored and a note is written to the pod log.
 
+7. *Container mode* (``runtime="podman"``): the first container runs with ``podman run``
+   from the pod's image (it must already be in podman's store, e.g. from ``make images``;
+   else the pod waits with ``ErrImageNeverPull``, retried): the image's ENTRYPOINT/CMD
+   unless the container sets ``command`` (``--entrypoint``) and/or ``args``; the env of
+   2. (not ``base_env``: the image's own env plus the pod's) and
+   ``KUBERNETES_SERVICE_HOST``/``_PORT`` (+ ``KUBERNETES_PORT*``) from ``in_cluster_host``/
+   ``in_cluster_port``; ``workingDir``; the volumes of 6. as bind mounts (read-only as in
+   6.), an ``emptyDir`` with ``medium: Memory`` as a tmpfs (at ``/dev/shm``:
+   ``--shm-size`` = its ``sizeLimit``, else the memory limit, else 1 GiB); the pod's
+   securityContext merged with the container's: ``runAsUser``/``runAsGroup``
+   (``--user``), ``fsGroup`` and ``supplementalGroups`` (``--group-add``; with ``fsGroup``
+   the volumes' files get that group, emptyDirs group-writable and setgid, as the kubelet
+   does), ``runAsNonRoot`` checked against the image's user (``CreateContainerConfigError``
+   as in Kubernetes), ``readOnlyRootFilesystem`` (``--read-only`` with no tmpfs on /tmp,
+   as in Kubernetes), ``allowPrivilegeEscalation: false``, ``capabilities``,
+   ``privileged``; ``resources.limits.memory`` (``--memory``, no swap). Host network;
+   hostname = pod name; the container is named ``kt-<instance>-<ns>-<pod>-<restart>`` and
+   labelled ``io.kubetune.fake-kubelet=<instance_id>`` plus the pod's namespace/name/uid.
+   Its stdout+stderr go to the pod's log as in 2. (``podman run`` is attached). Exit:
+   ``podman inspect``'s exit code; ``OOMKilled`` when the kernel's OOM killer hit the
+   container's memory cgroup (watched while it runs: podman's own ``OOMKilled`` stays
+   false on cgroup v1) or podman says so; a container that never started (no such
+   executable) is a ``StartError``. Deletion as in 4.: SIGTERM to ``podman run`` (which
+   passes it to the container), ``podman kill`` after the grace period. A container is
+   removed once its exit is reported; :meth:`FakeKubelet.stop` removes any left.
+   *ServiceAccount token* (``automount_service_account_token``, on by default in container
+   mode): ``projected`` volumes (``serviceAccountToken`` from the API server's TokenRequest,
+   bound to the pod; ``configMap``, ``secret``, ``downwardAPI`` sources) are honoured in
+   both modes; in container mode a pod whose container has no mount at
+   ``/var/run/secrets/kubernetes.io/serviceaccount`` gets one (``token``, ``ca.crt`` from
+   the namespace's ``kube-root-ca.crt``, ``namespace``) unless
+   ``automountServiceAccountToken: false`` on the pod or its ServiceAccount -- as
+   Kubernetes' admission and kubelet do together (the emulator's
+   ``mount_service_account_token`` adds the volume to the pod itself instead). A failed
+   TokenRequest (e.g. the ServiceAccount is gone) or a missing ``kube-root-ca.crt`` keeps
+   the pod ``Pending`` with ``CreateContainerConfigError``, retried every second.
+
 Not emulated: init containers, sidecars and containers after the first, probes, image
-pulls, cpu/memory limits (only accounted for scheduling when ``capacity`` names them),
-taints/tolerations and affinity, live updates of mounted ConfigMaps/Secrets.
+pulls, cpu limits, memory limits in process mode (cpu/memory only accounted for
+scheduling when ``capacity`` names them), taints/tolerations and affinity, live updates of
+mounted ConfigMaps/Secrets, token rotation.
 """
 
 from __future__ import annotations
@@ -70,15 +108,20 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
 __all__ = ["FakeKubelet"]
 
 GPU = "nvidia.com/gpu"
+TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+#: The label on every container of the podman runtime: the kubelet's instance id.
+CONTAINER_LABEL = "io.kubetune.fake-kubelet"
+RUNTIMES = ("process", "podman")
 
 
 def _now() -> str:
@@ -121,8 +164,63 @@ def _expand(text: str, variables: Mapping[str, str]) -> str:
     return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)", replace, text)
 
 
-class _ConfigError(Exception):
+def _token_volume(name: str) -> dict[str, Any]:
+    """The projected volume Kubernetes' ServiceAccount admission adds (``kube-api-access-*``)."""
+    return {
+        "name": name,
+        "projected": {
+            "defaultMode": 0o644,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {
+                    "configMap": {
+                        "name": "kube-root-ca.crt",
+                        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                    }
+                },
+                {
+                    "downwardAPI": {
+                        "items": [
+                            {
+                                "path": "namespace",
+                                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                            }
+                        ]
+                    }
+                },
+            ],
+        },
+    }
+
+
+class _WaitingError(Exception):
+    """The container cannot start yet: the pod stays Pending with ``waiting.reason``."""
+
+    reason = "ContainerCreating"
+    retry_after = 1.0
+
+
+class _ConfigError(_WaitingError):
     """The container cannot be configured yet (a missing Secret/ConfigMap): retry later."""
+
+    reason = "CreateContainerConfigError"
+
+
+class _ImageError(_WaitingError):
+    """The image is not on this node (podman runtime): nothing can pull it here."""
+
+    reason = "ErrImageNeverPull"
+    retry_after = 2.0
+
+
+class _Mount(NamedTuple):
+    """A volumeMount made ready: ``source`` on the host, or a tmpfs when ``memory``."""
+
+    source: Path
+    target: str
+    read_only: bool
+    memory: bool = False  # emptyDir with medium Memory
+    size: int | None = None  # its sizeLimit in bytes
 
 
 class _StartError(Exception):
@@ -150,6 +248,11 @@ class _PodRun:
     forced_reason: str | None = None
     evicted_message: str | None = None
     finished: bool = False
+    # the podman runtime
+    container_name: str | None = None
+    cid_file: Path | None = None
+    oom_seen: bool = False
+    killed_by_kubelet: bool = False
 
 
 class FakeKubelet:
@@ -159,6 +262,13 @@ class FakeKubelet:
     PYTHONPATH etc.). ``log_dir`` receives one ``<namespace>_<name>.log`` per pod and the
     kubelet's own ``kubelet.log``. Start/stop with :meth:`start`/:meth:`stop` or ``with``.
     All public methods are thread-safe.
+
+    ``runtime="podman"`` runs each pod's first container from its image with ``podman run``
+    (see the module doc, *Container mode*); ``base_env`` and ``python`` then do not apply.
+    ``in_cluster_host``/``in_cluster_port`` become the containers' ``KUBERNETES_SERVICE_HOST``/
+    ``_PORT`` (the API server's in-cluster HTTPS address, e.g. ``EmulatorServer.https_port``).
+    ``automount_service_account_token`` (default: on with podman) mounts the pod's
+    ServiceAccount token, ``ca.crt`` and ``namespace`` as a real cluster does.
     """
 
     def __init__(
@@ -180,7 +290,23 @@ class FakeKubelet:
         pod_ip: str = "127.0.0.1",
         restart_backoff: tuple[float, float] = (0.5, 5.0),
         poll_interval: float = 0.05,
+        runtime: str = "process",
+        podman: str = "podman",
+        in_cluster_host: str | None = None,
+        in_cluster_port: int | None = None,
+        automount_service_account_token: bool | None = None,
     ) -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
+        self.runtime = runtime
+        self.podman = podman
+        self.in_cluster_host = in_cluster_host
+        self.in_cluster_port = in_cluster_port
+        if automount_service_account_token is None:
+            automount_service_account_token = runtime == "podman"
+        self.automount_service_account_token = automount_service_account_token
+        #: Labels this kubelet's containers (``io.kubetune.fake-kubelet=<id>``).
+        self.instance_id = uuid.uuid4().hex[:10]
         self.server_url = server_url.rstrip("/")
         self.log_dir = Path(log_dir)
         self.base_env = dict(os.environ if base_env is None else base_env)
@@ -245,6 +371,8 @@ class FakeKubelet:
             self._thread.join(timeout)
         for run in list(self._runs.values()):
             self._kill_group(run, signal.SIGKILL)
+        if self.runtime == "podman":
+            self._remove_containers()
         for path in reversed(self._created_mount_points):
             with contextlib.suppress(OSError):
                 if path.is_dir():
@@ -621,6 +749,8 @@ class FakeKubelet:
                 with contextlib.suppress(Exception):
                     if run.proc is not None:
                         run.proc.wait(timeout=5)
+                if self.runtime == "podman":
+                    await asyncio.to_thread(self._remove_container, run)
                 del self._runs[key]
         for pod in list(self._pods.values()):
             try:
@@ -866,9 +996,24 @@ class FakeKubelet:
                     kind_, _, resource = ref["resource"].partition(".")
                     resources = container.get("resources") or {}
                     defined[name] = str((resources.get(kind_) or {}).get(resource, ""))
-        env = dict(self.base_env)
+        # A container's environment is the image's plus these; a process's is base_env's.
+        env = dict(self.base_env) if self.runtime == "process" else {}
         env["HOSTNAME"] = pod["metadata"]["name"]
-        if self.python:
+        if self.in_cluster_host is not None and self.in_cluster_port is not None:
+            host, port = self.in_cluster_host, str(self.in_cluster_port)
+            env.update(
+                {
+                    "KUBERNETES_SERVICE_HOST": host,
+                    "KUBERNETES_SERVICE_PORT": port,
+                    "KUBERNETES_SERVICE_PORT_HTTPS": port,
+                    "KUBERNETES_PORT": f"tcp://{host}:{port}",
+                    f"KUBERNETES_PORT_{port}_TCP": f"tcp://{host}:{port}",
+                    f"KUBERNETES_PORT_{port}_TCP_PROTO": "tcp",
+                    f"KUBERNETES_PORT_{port}_TCP_PORT": port,
+                    f"KUBERNETES_PORT_{port}_TCP_ADDR": host,
+                }
+            )
+        if self.python and self.runtime == "process":
             bin_dir = os.path.dirname(self.python)
             env["PATH"] = bin_dir + os.pathsep + env.get("PATH", os.defpath)
         env.update(defined)
@@ -895,25 +1040,33 @@ class FakeKubelet:
     async def _start(self, pod: dict[str, Any], run: _PodRun) -> None:
         meta = pod["metadata"]
         container = (pod.get("spec") or {}).get("containers", [{}])[0]
+        podman = self.runtime == "podman"
         try:
+            image_config = await self._image_config(container) if podman else {}
             env, defined = await self._resolve_env(pod, container)
-            argv = self._argv(container, defined)
+            argv = [] if podman else self._argv(container, defined)
+            security = self._security_context(pod, container, image_config)
             mounts = await self._prepare_volumes(pod, container, run)
-        except _ConfigError as e:
-            if run.config_error != str(e):
-                self._debug(f"{run.namespace}/{run.name}: CreateContainerConfigError: {e}")
-                run.config_error = str(e)
-                waiting = {"reason": "CreateContainerConfigError", "message": str(e)}
+            if podman:
+                self._set_volume_ownership(pod, mounts, security.get("fsGroup"))
+        except _WaitingError as e:
+            waiting = {"reason": e.reason, "message": str(e)}
+            if run.config_error != f"{e.reason}: {e}":
+                self._debug(f"{run.namespace}/{run.name}: {e.reason}: {e}")
+                run.config_error = f"{e.reason}: {e}"
                 await self._patch_status(
                     pod,
                     self._status(
                         pod, run, phase="Pending", ready=False, state={"waiting": waiting}
                     ),
                 )
-            run.next_start_at = time.monotonic() + 1.0
+            run.next_start_at = time.monotonic() + e.retry_after
             return
         except _StartError as e:
             await self._start_failed(pod, run, str(e))
+            return
+        if podman:
+            await self._start_container(pod, run, container, env, defined, mounts, security)
             return
 
         cwd = container.get("workingDir")
@@ -924,7 +1077,7 @@ class FakeKubelet:
             with open(run.log_path, "a") as log:
                 log.write(
                     "[fake-kubelet] volumes are NOT mounted (mount_volumes=False): "
-                    + ", ".join(f"{src} -> {target}" for src, target, _ in mounts)
+                    + ", ".join(f"{m.source} -> {m.target}" for m in mounts)
                     + "\n"
                 )
         if not cwd or not os.path.isdir(cwd):
@@ -961,17 +1114,28 @@ class FakeKubelet:
 
     async def _prepare_volumes(
         self, pod: Mapping[str, Any], container: Mapping[str, Any], run: _PodRun
-    ) -> list[tuple[Path, str, bool]]:
-        """Write the container's configMap/secret/emptyDir/downwardAPI volumes to the sandbox.
+    ) -> list[_Mount]:
+        """Write the container's configMap/secret/emptyDir/downwardAPI/projected volumes to
+        the sandbox (with ``automount_service_account_token``, also the ServiceAccount's).
 
-        Returns ``(source, mountPath, readOnly)`` for every volumeMount.
+        Returns a :class:`_Mount` for every volumeMount.
         """
         namespace = pod["metadata"]["namespace"]
         volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
+        volume_mounts = list(container.get("volumeMounts") or [])
+        if (
+            self.automount_service_account_token
+            and not any(m.get("mountPath") == TOKEN_MOUNT_PATH for m in volume_mounts)
+            and await self._automounts_token(pod)
+        ):
+            volumes["kube-api-access-kubelet"] = _token_volume("kube-api-access-kubelet")
+            volume_mounts.append(
+                {"name": "kube-api-access-kubelet", "mountPath": TOKEN_MOUNT_PATH, "readOnly": True}
+            )
         root = run.sandbox / "volumes"
         prepared: dict[str, Path] = {}
         mounts = []
-        for mount in container.get("volumeMounts") or []:
+        for mount in volume_mounts:
             name = mount["name"]
             volume = volumes.get(name)
             if volume is None:
@@ -982,7 +1146,12 @@ class FakeKubelet:
             read_only = bool(mount.get("readOnly")) or any(
                 kind in volume for kind in ("configMap", "secret", "downwardAPI", "projected")
             )
-            mounts.append((source, mount["mountPath"], read_only))
+            empty_dir = volume.get("emptyDir")
+            memory = isinstance(empty_dir, Mapping) and empty_dir.get("medium") == "Memory"
+            size = None
+            if memory and empty_dir.get("sizeLimit"):
+                size = int(_quantity(empty_dir["sizeLimit"]))
+            mounts.append(_Mount(source, mount["mountPath"], read_only, memory, size))
         return mounts
 
     async def _write_volume(
@@ -1015,10 +1184,16 @@ class FakeKubelet:
             for item in volume["downwardAPI"].get("items") or []:
                 if "fieldRef" in item:
                     files[item["path"]] = self._field_ref(pod, item["fieldRef"]["fieldPath"])
+        elif "projected" in volume:
+            mode = volume["projected"].get("defaultMode", mode)
+            for source in volume["projected"].get("sources") or []:
+                files.update(await self._projected_files(pod, namespace, source))
         elif "emptyDir" not in volume:
             kind = next((k for k in volume if k != "name"), "?")
             with open(self.log_dir / "kubelet.log", "a") as log:
                 log.write(f"volume {volume.get('name')!r} of kind {kind!r} is an empty folder\n")
+        else:
+            path.chmod(0o777)  # as Kubernetes makes an emptyDir
         for relative, content in files.items():
             target = path / relative
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -1027,11 +1202,11 @@ class FakeKubelet:
         return path
 
     def _wrap_with_mounts(
-        self, argv: list[str], mounts: list[tuple[Path, str, bool]], working_dir: str | None
+        self, argv: list[str], mounts: list[_Mount], working_dir: str | None
     ) -> list[str]:
         """Run argv in a private mount namespace with the volumes bind-mounted (as root)."""
         steps = []
-        for source, target, read_only in mounts:
+        for source, target, read_only, *_ in mounts:
             target_path = Path(target)
             if not target_path.exists():
                 missing = [p for p in [target_path, *target_path.parents] if not p.exists()]
@@ -1060,6 +1235,384 @@ class FakeKubelet:
             *argv,
         ]
 
+    # -- ServiceAccount tokens and projected volumes -------------------------------------------
+
+    async def _automounts_token(self, pod: Mapping[str, Any]) -> bool:
+        """``automountServiceAccountToken``: the pod's if set, else its ServiceAccount's."""
+        spec = pod.get("spec") or {}
+        if spec.get("automountServiceAccountToken") is not None:
+            return bool(spec["automountServiceAccountToken"])
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        found = await self._read("serviceaccounts", pod["metadata"]["namespace"], account)
+        return found is None or found.get("automountServiceAccountToken") is not False
+
+    async def _projected_files(
+        self, pod: Mapping[str, Any], namespace: str, source: Mapping[str, Any]
+    ) -> dict[str, str]:
+        """The files of one source of a ``projected`` volume."""
+        if "serviceAccountToken" in source:
+            token = source["serviceAccountToken"]
+            return {token["path"]: await self._request_token(pod, token)}
+        if "downwardAPI" in source:
+            return {
+                item["path"]: self._field_ref(pod, item["fieldRef"]["fieldPath"])
+                for item in source["downwardAPI"].get("items") or []
+                if "fieldRef" in item
+            }
+        for kind, field, name_key in (
+            ("configmaps", "configMap", "name"),
+            ("secrets", "secret", "name"),
+        ):
+            if field in source:
+                ref = source[field]
+                data = await self._source_data(
+                    kind, namespace, {"name": ref.get(name_key), "optional": ref.get("optional")}
+                )
+                data = data or {}
+                items = ref.get("items")
+                if not items:
+                    return dict(data)
+                missing = [i["key"] for i in items if i["key"] not in data]
+                if missing and not ref.get("optional"):
+                    raise _ConfigError(
+                        f"configmap references non-existent config key: {missing[0]}"
+                        if kind == "configmaps"
+                        else f"references non-existent secret key: {missing[0]}"
+                    )
+                return {i["path"]: data[i["key"]] for i in items if i["key"] in data}
+        return {}
+
+    async def _request_token(self, pod: Mapping[str, Any], source: Mapping[str, Any]) -> str:
+        """A bound token from the API server's TokenRequest, as the kubelet gets one."""
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        body: dict[str, Any] = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": int(source.get("expirationSeconds") or 3607),
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": meta["name"],
+                    "uid": meta.get("uid"),
+                },
+            },
+        }
+        if source.get("audience"):
+            body["spec"]["audiences"] = [source["audience"]]
+        url = (
+            f"{self.server_url}/api/v1/namespaces/{meta['namespace']}"
+            f"/serviceaccounts/{account}/token"
+        )
+        code, answer = await self._api("POST", url, body=body, content_type="application/json")
+        status = answer.get("status") if isinstance(answer, dict) else None
+        token = status.get("token") if isinstance(status, dict) else None  # a Status: "Failure"
+        if code not in (200, 201) or not token:
+            detail = answer.get("message") if isinstance(answer, dict) else answer
+            raise _ConfigError(
+                f'failed to fetch token for serviceaccount "{account}": {code} {detail}'
+            )
+        return str(token)
+
+    # -- the podman runtime --------------------------------------------------------------------
+
+    def _podman_run(
+        self, *args: str, timeout: float = 60.0, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [self.podman, *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"podman {' '.join(args)}: {done.stderr.strip()}")
+        return done
+
+    async def _image_config(self, container: Mapping[str, Any]) -> dict[str, Any]:
+        """The image's config (``User``, ``Entrypoint``, ...); ErrImageNeverPull if absent:
+        no registry is reachable here, so images must be built or loaded beforehand."""
+        image = container.get("image") or ""
+        done = await asyncio.to_thread(
+            self._podman_run, "image", "inspect", "--format", "{{json .Config}}", image
+        )
+        if done.returncode != 0:
+            raise _ImageError(
+                f'Container image "{image}" is not present with pull policy of Never '
+                "(no registry is reachable here: build it with `make images` or `podman load`)"
+            )
+        return json.loads(done.stdout.strip() or "{}") or {}
+
+    @staticmethod
+    def _security_context(
+        pod: Mapping[str, Any], container: Mapping[str, Any], image_config: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The pod's securityContext overridden by the container's; runAsNonRoot checked
+        against the user the container would run as, as the kubelet does."""
+        merged = dict((pod.get("spec") or {}).get("securityContext") or {})
+        merged.update(container.get("securityContext") or {})
+        if merged.get("runAsNonRoot") and merged.get("runAsUser") is None:
+            user = str(image_config.get("User") or "").split(":", 1)[0]
+            if not user.isdigit() and user not in ("", "root"):
+                raise _ConfigError(
+                    f"container has runAsNonRoot and image has non-numeric user ({user}), "
+                    "cannot verify user is non-root"
+                )
+            if user in ("", "root", "0"):
+                raise _ConfigError("container has runAsNonRoot and image will run as root")
+        elif merged.get("runAsNonRoot") and int(merged["runAsUser"]) == 0:
+            raise _ConfigError("container's runAsUser breaks non-root policy")
+        return merged
+
+    @staticmethod
+    def _set_volume_ownership(
+        pod: Mapping[str, Any], mounts: Sequence[_Mount], fs_group: int | None
+    ) -> None:
+        """``fsGroup``: the volumes' files belong to that group, which can write emptyDirs
+        (setgid folders) and read configMaps/Secrets (group-read added), as the kubelet does."""
+        if fs_group is None:
+            return
+        seen: set[Path] = set()
+        for mount in mounts:
+            root = mount.source
+            if root in seen or not root.exists():
+                continue
+            seen.add(root)
+            paths = [root, *root.rglob("*")] if root.is_dir() else [root]
+            for path in paths:
+                os.chown(path, -1, int(fs_group), follow_symlinks=False)
+                mode = path.stat().st_mode & 0o7777
+                if path.is_dir():
+                    mode |= 0o2070 if not mount.read_only else 0o2050
+                else:
+                    mode |= 0o440 if mount.read_only else 0o660
+                path.chmod(mode)
+
+    def _container_argv(
+        self,
+        pod: Mapping[str, Any],
+        run: _PodRun,
+        container: Mapping[str, Any],
+        env: Mapping[str, str],
+        defined: Mapping[str, str],
+        mounts: Sequence[_Mount],
+        security: Mapping[str, Any],
+    ) -> list[str]:
+        """``podman run ...`` for the pod's first container."""
+        meta = pod["metadata"]
+        assert run.container_name is not None and run.cid_file is not None
+        argv = [
+            self.podman,
+            "run",
+            "--name",
+            run.container_name,
+            "--cidfile",
+            str(run.cid_file),
+            "--label",
+            f"{CONTAINER_LABEL}={self.instance_id}",
+            "--label",
+            f"io.kubernetes.pod.namespace={meta['namespace']}",
+            "--label",
+            f"io.kubernetes.pod.name={meta['name']}",
+            "--label",
+            f"io.kubernetes.pod.uid={meta.get('uid', '')}",
+            "--pull",
+            "never",
+            "--network",
+            "host",
+            "--hostname",
+            meta["name"][:63],
+            "--log-driver",
+            "none",  # `podman run` is attached: its output is the pod's log
+        ]
+        for name, value in env.items():
+            argv += ["--env", f"{name}={value}"]
+        if container.get("workingDir"):
+            argv += ["--workdir", str(container["workingDir"])]
+        user, group = security.get("runAsUser"), security.get("runAsGroup")
+        if user is not None or group is not None:
+            argv += [
+                "--user",
+                f"{user if user is not None else 0}" + (f":{group}" if group is not None else ""),
+            ]
+        groups = list(security.get("supplementalGroups") or [])
+        if security.get("fsGroup") is not None:
+            groups.insert(0, security["fsGroup"])
+        for gid in groups:
+            argv += ["--group-add", str(gid)]
+        if security.get("readOnlyRootFilesystem"):
+            # Kubernetes mounts no tmpfs on /tmp or /run: only the volumes are writable.
+            argv += ["--read-only", "--read-only-tmpfs=false"]
+        if security.get("allowPrivilegeEscalation") is False:
+            argv += ["--security-opt", "no-new-privileges"]
+        capabilities = security.get("capabilities") or {}
+        for cap in capabilities.get("drop") or []:
+            argv += ["--cap-drop", str(cap).lower()]
+        for cap in capabilities.get("add") or []:
+            argv += ["--cap-add", str(cap).lower()]
+        if security.get("privileged"):
+            argv += ["--privileged"]
+        limits = (container.get("resources") or {}).get("limits") or {}
+        memory = int(_quantity(limits["memory"])) if limits.get("memory") else None
+        if memory:
+            argv += ["--memory", str(memory), "--memory-swap", str(memory)]
+        for mount in mounts:
+            if mount.memory and mount.target.rstrip("/") == "/dev/shm":
+                argv += ["--shm-size", str(mount.size or memory or 2**30)]
+            elif mount.memory:
+                size = f",tmpfs-size={mount.size}" if mount.size else ""
+                argv += ["--mount", f"type=tmpfs,destination={mount.target},tmpfs-mode=1777{size}"]
+            else:
+                read_only = ",ro=true" if mount.read_only else ""
+                argv += [
+                    "--mount",
+                    f"type=bind,source={mount.source},destination={mount.target}{read_only}",
+                ]
+        command = [_expand(str(x), defined) for x in container.get("command") or []]
+        args = [_expand(str(x), defined) for x in container.get("args") or []]
+        if command:
+            argv += ["--entrypoint", json.dumps(command)]
+        argv.append(str(container.get("image") or ""))
+        argv += args
+        return argv
+
+    async def _start_container(
+        self,
+        pod: dict[str, Any],
+        run: _PodRun,
+        container: Mapping[str, Any],
+        env: Mapping[str, str],
+        defined: Mapping[str, str],
+        mounts: Sequence[_Mount],
+        security: Mapping[str, Any],
+    ) -> None:
+        meta = pod["metadata"]
+        safe = re.sub(r"[^a-zA-Z0-9_.-]", "-", f"{meta['namespace']}-{meta['name']}")
+        run.container_name = f"kt-{self.instance_id}-{safe}-{run.restart_count}"
+        run.cid_file = run.sandbox / f"container-{run.restart_count}.id"
+        with contextlib.suppress(FileNotFoundError):
+            run.cid_file.unlink()
+        run.oom_seen = False
+        run.killed_by_kubelet = False
+        argv = self._container_argv(pod, run, container, env, defined, mounts, security)
+        try:
+            with open(run.log_path, "ab") as log:
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=str(run.sandbox),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+        except OSError as e:
+            await self._start_failed(pod, run, f"podman: {e}")
+            return
+        run.proc = proc
+        run.config_error = None
+        run.started_at = _now()
+        run.pod_started_at = run.pod_started_at or run.started_at
+        shown = [
+            a if not a.startswith(tuple(f"{k}=" for k in env)) else a.split("=")[0] + "=..."
+            for a in argv
+        ]
+        self._debug(f"{meta['namespace']}/{meta['name']}: podman pid {proc.pid}: {shown!r}")
+        if "--memory" in argv:
+            threading.Thread(
+                target=self._watch_oom, args=(run, proc), name="oom-watch", daemon=True
+            ).start()
+        await self._patch_status(
+            pod,
+            self._status(
+                pod,
+                run,
+                phase="Running",
+                ready=True,
+                state={"running": {"startedAt": run.started_at}},
+            ),
+        )
+
+    def _watch_oom(self, run: _PodRun, proc: subprocess.Popen[bytes]) -> None:
+        """Notice the OOM killer in the container's memory cgroup.
+
+        podman's ``State.OOMKilled`` stays false on some hosts (cgroup v1 here), so read the
+        cgroup's ``oom_kill`` counter while the container lives (the cgroup goes with it)."""
+        assert run.cid_file is not None
+        cgroup_file: int | None = None
+        try:
+            while proc.poll() is None and not self._stopping:
+                if cgroup_file is None:
+                    cid = run.cid_file.read_text().strip() if run.cid_file.exists() else ""
+                    for pattern, name in (
+                        (f"memory/**/libpod-{cid}*", "memory.oom_control"),  # cgroup v1
+                        (f"**/libpod-{cid}*", "memory.events"),  # cgroup v2
+                    ):
+                        found = list(Path("/sys/fs/cgroup").glob(pattern)) if cid else []
+                        for folder in found:
+                            if (folder / name).exists():
+                                cgroup_file = os.open(folder / name, os.O_RDONLY)
+                                break
+                        if cgroup_file is not None:
+                            break
+                else:
+                    os.lseek(cgroup_file, 0, os.SEEK_SET)
+                    text = os.read(cgroup_file, 4096).decode()
+                    match = re.search(r"^oom_kill (\d+)", text, re.M)
+                    if match and int(match[1]) > 0:
+                        run.oom_seen = True
+                        return
+                time.sleep(0.02 if cgroup_file is not None else 0.1)
+        except OSError:
+            pass  # the cgroup is gone: the container has exited
+        finally:
+            if cgroup_file is not None:
+                os.close(cgroup_file)
+
+    def _reap_container(self, run: _PodRun) -> dict[str, Any]:
+        """After ``podman run`` exited: the container's exit code, OOM kill, whether it ever
+        started, and its ID; then remove it."""
+        info: dict[str, Any] = {"exit_code": None, "oom": run.oom_seen, "started": True, "id": ""}
+        if run.container_name is None:
+            return info
+        done = self._podman_run(
+            "container",
+            "inspect",
+            "--format",
+            "{{.Id}} {{.State.ExitCode}} {{.State.OOMKilled}} {{.State.StartedAt.IsZero}}",
+            run.container_name,
+        )
+        if done.returncode == 0 and done.stdout.split():
+            cid, code, oom, never_started = done.stdout.split()[:4]
+            info.update(
+                id=cid,
+                exit_code=int(code),
+                oom=run.oom_seen or oom == "true",
+                started=never_started != "true",
+            )
+        self._remove_container(run)
+        return info
+
+    def _remove_container(self, run: _PodRun) -> None:
+        if run.container_name is not None:
+            self._podman_run("rm", "--force", "--time", "0", run.container_name)
+
+    def _remove_containers(self) -> None:
+        """Remove every container this kubelet started (leftovers when it stops)."""
+        done = self._podman_run(
+            "ps", "--all", "--quiet", "--filter", f"label={CONTAINER_LABEL}={self.instance_id}"
+        )
+        ids = done.stdout.split()
+        if ids:
+            self._podman_run("rm", "--force", "--time", "0", *ids)
+
+    def _container_id(self, run: _PodRun) -> str:
+        if self.runtime == "podman":
+            cid = ""
+            if run.cid_file is not None:
+                with contextlib.suppress(OSError):
+                    cid = run.cid_file.read_text().strip()
+            return f"podman://{cid or run.container_name}"
+        assert run.proc is not None
+        return f"fake://{run.proc.pid}"
+
     async def _start_failed(self, pod: dict[str, Any], run: _PodRun, message: str) -> None:
         self._debug(f"{run.namespace}/{run.name}: StartError: {message}")
         run.finished = True
@@ -1081,16 +1634,31 @@ class FakeKubelet:
         assert run.proc is not None
         code = run.proc.returncode
         exit_code = code if code >= 0 else 128 - code
-        self._kill_group(run, signal.SIGKILL)  # the container's leftovers go with it
+        oom = False
+        container_id = self._container_id(run)
+        if self.runtime == "podman":
+            info = await asyncio.to_thread(self._reap_container, run)
+            if not info["started"]:
+                message = self._log_tail(run) or f"podman run exited with {code}"
+                await self._start_failed(pod, run, message)
+                return
+            if info["exit_code"] is not None:
+                exit_code, code = info["exit_code"], info["exit_code"]
+            oom = info["oom"] and exit_code != 0
+            container_id = f"podman://{info['id']}" if info["id"] else container_id
+        else:
+            self._kill_group(run, signal.SIGKILL)  # the container's leftovers go with it
         reason = "Completed" if exit_code == 0 else "Error"
         if run.forced_reason == "OOMKilled":
             reason, exit_code = "OOMKilled", 137
+        elif oom:
+            reason = "OOMKilled"
         terminated = {
             "exitCode": exit_code,
             "reason": reason,
             "startedAt": run.started_at,
             "finishedAt": _now(),
-            "containerID": f"fake://{run.proc.pid}",
+            "containerID": container_id,
         }
         if exit_code and code < 0:
             terminated["signal"] = -code
@@ -1138,6 +1706,14 @@ class FakeKubelet:
                 self._status(pod, run, phase=phase, ready=False, state={"terminated": terminated}),
             )
             run.finished = True  # as above: a failed report is retried on the next tick
+
+    @staticmethod
+    def _log_tail(run: _PodRun) -> str:
+        try:
+            lines = run.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
 
     @staticmethod
     def _fallback_termination_message(pod: dict[str, Any], run: _PodRun, exit_code: int) -> str:
@@ -1188,14 +1764,21 @@ class FakeKubelet:
             return
         code = proc.returncode
         exit_code = code if code >= 0 else 128 - code
-        self._kill_group(run, signal.SIGKILL)
+        container_id = self._container_id(run)
+        if self.runtime == "podman":
+            info = await asyncio.to_thread(self._reap_container, run)
+            if info["exit_code"] is not None:
+                exit_code = info["exit_code"]
+            container_id = f"podman://{info['id']}" if info["id"] else container_id
+        else:
+            self._kill_group(run, signal.SIGKILL)
         run.finished = True
         terminated = {
             "exitCode": exit_code,
             "reason": "Completed" if exit_code == 0 else "Error",
             "startedAt": run.started_at,
             "finishedAt": _now(),
-            "containerID": f"fake://{proc.pid}",
+            "containerID": container_id,
         }
         self._debug(f"{key[0]}/{key[1]}: stopped with exit code {exit_code}; removing the pod")
         phase = "Succeeded" if exit_code == 0 else "Failed"
@@ -1208,6 +1791,16 @@ class FakeKubelet:
     def _kill_group(self, run: _PodRun, sig: int) -> None:
         if run.proc is None:
             return
+        if self.runtime == "podman" and run.container_name is not None:
+            if run.proc.poll() is not None:
+                return  # exited: _reap_container removes the container
+            # The container is not a child of `podman run`: signal it through podman, then
+            # give `podman run` a moment to report its exit.
+            self._podman_run("kill", "--signal", str(int(sig)), run.container_name)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                run.proc.wait(timeout=5 if sig == signal.SIGKILL else 0)
+            if sig != signal.SIGKILL or run.proc.poll() is not None:
+                return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(run.proc.pid, sig)
         if run.proc.poll() is None:
@@ -1279,6 +1872,6 @@ class FakeKubelet:
                 "lastState": dict(run.last_state),
             }
             if run.proc is not None:
-                container_status["containerID"] = f"fake://{run.proc.pid}"
+                container_status["containerID"] = self._container_id(run)
             status["containerStatuses"] = [container_status]
         return status
