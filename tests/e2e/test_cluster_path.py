@@ -14,6 +14,7 @@ from scenario import (
     condition,
     create,
     events,
+    live_pods,
     running_trial_pod,
     spec,
     status,
@@ -91,3 +92,24 @@ def test_a_refused_pod_is_a_condition_and_one_event(cluster: Any, kube: Any) -> 
     final = wait_phase(kube, "refused", "Succeeded", timeout=120)
     assert final["trials"]["complete"] == 2
     assert condition(final, "PodsReady").get("reason") != "PodCreateRefused"
+
+
+def test_a_gpu_asked_for_in_requests_only_reaches_the_pod_as_a_limit(
+    cluster: Any, kube: Any
+) -> None:
+    """Extended resources go in limits (the API server refuses them in requests alone):
+    the Study's request becomes the pod's limit, and the pod tolerates GPU nodes' taint."""
+    cluster.start()
+    create(
+        kube,
+        "gpu-request",
+        spec("quadratic", trial={"resources": {"requests": {"nvidia.com/gpu": 1}}}),
+    )
+    pod = wait_until(lambda: live_pods(kube, "gpu-request") and live_pods(kube, "gpu-request")[0])
+    resources = pod["spec"]["containers"][0]["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == "1"
+    assert resources.get("requests", {}).get("nvidia.com/gpu", "1") == "1"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"][
+        "tolerations"
+    ]
+    assert condition(status(kube, "gpu-request"), "PodsReady").get("reason") != "PodCreateRefused"
