@@ -31,6 +31,24 @@ KUBECTL = Path(__import__("sys").executable).parent / "kubectl"
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow(seconds=240), pytest.mark.timeout(900)]
 
+#: A Study a second team applies in its own namespace.
+TEAM_STUDY = """
+apiVersion: kubetune.io/v1alpha1
+kind: Study
+metadata: {name: keeps-model}
+spec:
+  objective: {direction: maximize, metric: auc}
+  budget: {maxTrials: 3, parallelism: 1}
+  trial:
+    trialsPerPod: 3
+    builtin:
+      model: lightgbm
+      data: {dataset: "sklearn:breast_cancer"}
+      maxEpochs: 20
+      params: {num_threads: 1}
+      saveModel: {path: models/cancer}
+"""
+
 #: The test database's password: it must never show in a status, an event or a log.
 DATABASE_PASSWORD = "s3cret-Pa55word"
 
@@ -51,10 +69,11 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def kubectl(kubeconfig: Path, *args: str) -> str:
+def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
     """Run kubectl as the README does; its output, or the test fails with what it said."""
     result = subprocess.run(
         [str(KUBECTL), "--kubeconfig", str(kubeconfig), *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
@@ -136,12 +155,12 @@ def test_the_readme_cluster_quickstart_runs_on_the_chart_and_the_images(
 
     print(kubectl(kubeconfig, "apply", "-f", "examples/quickstart-cluster.yaml"))
 
-    def finished() -> dict[str, Any] | None:
-        study = kube.get("studies", "lgbm-breast-cancer", "default")
+    def finished(namespace: str, name: str) -> dict[str, Any] | None:
+        study = kube.get("studies", name, namespace)
         status = study.get("status") or {}
         return status if status.get("phase") in ("Succeeded", "Failed") else None
 
-    status = wait_until(finished, timeout=780, every=2.0)
+    status = wait_until(lambda: finished("default", "lgbm-breast-cancer"), timeout=600, every=2.0)
     assert status["phase"] == "Succeeded", json.dumps(status, indent=1)
     assert status["trials"]["complete"] + status["trials"]["pruned"] == 40
     assert condition(status, "Complete")["reason"] == "MaxTrialsReached"
@@ -174,6 +193,26 @@ def test_the_readme_cluster_quickstart_runs_on_the_chart_and_the_images(
         )
     )
     assert best_params == params
+
+    # Another team's namespace, enforcing Pod Security "restricted", nothing made by hand:
+    # a built-in objective that keeps its best model under the working directory, so
+    # the trial image's user must be able to write there.
+    kube.create(
+        "namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": "team-a",
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            },
+        },
+    )
+    kubectl(kubeconfig, "-n", "team-a", "apply", "-f", "-", stdin=TEAM_STUDY)
+    team = wait_until(lambda: finished("team-a", "keeps-model"), timeout=300, every=2.0)
+    assert team["phase"] == "Succeeded", json.dumps(team, indent=1)
+    assert team["trials"] == {**team["trials"], "complete": 3, "failed": 0}
+    assert kube.get("serviceaccounts", "kubetune-trial", "team-a")
 
     # The trial pods ran as the account the operator made in `default`, from the trial image.
     account = kube.get("serviceaccounts", "kubetune-trial", "default")
