@@ -15,10 +15,10 @@ IMAGE_REGISTRY ?= ghcr.io/kubetune
 OPERATOR_IMAGE ?= $(IMAGE_REGISTRY)/operator:$(VERSION)
 TRIAL_IMAGE ?= $(IMAGE_REGISTRY)/trial:$(VERSION)
 TRIAL_CUDA_IMAGE ?= $(IMAGE_REGISTRY)/trial:$(VERSION)-cuda
-# No registry is reachable here: scripts/container-host.sh makes this base from Debian
-# packages. Where one is, BASE_IMAGE=python:3.11.7-slim-bookworm (the Dockerfiles' default).
-BASE_IMAGE ?= localhost/kubetune-base:bookworm
-export BASE_IMAGE
+# The engine (podman or docker) and the base image: scripts/image-env.sh (as root with
+# podman, a Debian-package base that needs no registry; otherwise python:3.11.7-slim-bookworm).
+# Set CONTAINER_ENGINE or BASE_IMAGE to choose.
+export CONTAINER_ENGINE BASE_IMAGE
 
 $(PY):
 	python3 -m venv $(VENV)

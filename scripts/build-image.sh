@@ -1,15 +1,12 @@
 #!/usr/bin/env bash
-# Builds one of our images with podman, from the repository root (`make images` calls it;
+# Builds one of our images with podman (or Docker), from the repository root (`make images` calls it;
 # the names come from the Makefile). See docs/images.md.
 #
 #   scripts/build-image.sh operator ghcr.io/kubetune/operator:0.1.0
 #   scripts/build-image.sh trial    ghcr.io/kubetune/trial:0.1.0
 #   scripts/build-image.sh trial    ghcr.io/kubetune/trial:0.1.0-cuda cuda
 #
-# Environment:
-#   BASE_IMAGE   the base (build arg PYTHON_IMAGE); default localhost/kubetune-base:bookworm,
-#                which scripts/container-host.sh makes; python:3.11.7-slim-bookworm where a
-#                registry is reachable
+# Environment: CONTAINER_ENGINE and BASE_IMAGE (see scripts/image-env.sh), and
 #   PIP_CERT, PIP_FIND_LINKS   default: what `pip config` says on this machine. The CA
 #                bundle and the wheel folder are mounted into the build at the same paths;
 #                a wheel folder holding the CPU build of torch replaces PyTorch's CPU index.
@@ -18,9 +15,12 @@ set -euo pipefail
 what=${1:?operator or trial}
 image=${2:?image name}
 variant=${3:-cpu}
-base=${BASE_IMAGE:-localhost/kubetune-base:bookworm}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
+# shellcheck source=scripts/image-env.sh
+source scripts/image-env.sh
+engine=$CONTAINER_ENGINE
+base=$BASE_IMAGE
 
 case $what in
     operator) dockerfile=operator/Dockerfile ;;
@@ -38,29 +38,31 @@ pip_config() {  # pip_config KEY: global.KEY from pip's configuration, if pip is
     done
 }
 
-cert=${PIP_CERT:-$(pip_config cert)}
-find_links=${PIP_FIND_LINKS:-$(pip_config find-links)}
-
-args=(--format docker --network host --layers --file "$dockerfile" --tag "$image"
-      --build-arg "PYTHON_IMAGE=$base")
-if [[ -n $cert && -f $cert ]]; then
-    args+=(--volume "$cert:$cert:ro" --build-arg "PIP_CERT=$cert")
-fi
-if [[ $what == trial ]]; then
-    args+=(--build-arg "VARIANT=$variant")
-    torch=$(grep -E '^torch==' trial_image/requirements-cpu.txt | cut -d= -f3)
-    local_torch=""
-    for folder in $find_links; do
-        folder=${folder#file://}
-        if [[ -d $folder ]] && compgen -G "$folder/torch-$torch+cpu-*.whl" >/dev/null; then
-            local_torch=$folder
-        fi
-    done
-    if [[ $variant == cpu && -n $local_torch ]]; then
-        args+=(--volume "$local_torch:$local_torch:ro" --build-arg "PIP_FIND_LINKS=$local_torch"
-               --build-arg "TORCH_CPU_INDEX_URL=")
+args=(--network host --file "$dockerfile" --tag "$image" --build-arg "PYTHON_IMAGE=$base")
+[[ $what == trial ]] && args+=(--build-arg "VARIANT=$variant")
+if [[ $engine == podman ]]; then
+    # Docker's image format keeps the Dockerfiles' SHELL; --layers caches every step.
+    args+=(--format docker --layers)
+    # podman can mount files into a build (Docker cannot): this machine's CA bundle and
+    # its folder of wheels, if pip is configured with them.
+    cert=${PIP_CERT:-$(pip_config cert)}
+    find_links=${PIP_FIND_LINKS:-$(pip_config find-links)}
+    if [[ -n $cert && -f $cert ]]; then
+        args+=(--volume "$cert:$cert:ro" --build-arg "PIP_CERT=$cert")
+    fi
+    if [[ $what == trial && $variant == cpu ]]; then
+        torch=$(grep -E '^torch==' trial_image/requirements-cpu.txt | cut -d= -f3)
+        for folder in $find_links; do
+            folder=${folder#file://}
+            if [[ -d $folder ]] && compgen -G "$folder/torch-$torch+cpu-*.whl" >/dev/null; then
+                # The CPU build of torch is there: take it rather than PyTorch's CPU index.
+                args+=(--volume "$folder:$folder:ro" --build-arg "PIP_FIND_LINKS=$folder"
+                       --build-arg "TORCH_CPU_INDEX_URL=")
+                break
+            fi
+        done
     fi
 fi
 
-echo "build-image.sh: podman build ${args[*]} ." >&2
-exec podman build "${args[@]}" .
+echo "build-image.sh: $engine build ${args[*]} ." >&2
+exec "$engine" build "${args[@]}" .
