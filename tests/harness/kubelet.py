@@ -298,6 +298,10 @@ class FakeKubelet:
     ) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
+        if runtime == "podman" and shutil.which(podman) is None:
+            raise RuntimeError(
+                f"runtime='podman' but there is no {podman!r} (make images installs it)"
+            )
         self.runtime = runtime
         self.podman = podman
         self.in_cluster_host = in_cluster_host
