@@ -65,7 +65,9 @@ its own asyncio loop), so it works the same against any API server. For each pod
    ``privileged``; ``resources.limits.memory`` (``--memory``, no swap). Host network;
    hostname = pod name; the container is named ``kt-<instance>-<ns>-<pod>-<restart>`` and
    labelled ``io.kubetune.fake-kubelet=<instance_id>`` plus the pod's namespace/name/uid.
-   Its stdout+stderr go to the pod's log as in 2. (``podman run`` is attached). Exit:
+   Its stdout+stderr go to the pod's log as in 2. (``podman run`` is attached). The pod is
+   ``Pending`` (``waiting.reason=ContainerCreating``) until podman has created the
+   container, then ``Running``. Exit:
    ``podman inspect``'s exit code; ``OOMKilled`` when the kernel's OOM killer hit the
    container's memory cgroup (watched while it runs: podman's own ``OOMKilled`` stays
    false on cgroup v1) or podman says so; a container that never started (no such
@@ -252,6 +254,7 @@ class _PodRun:
     container_name: str | None = None
     cid_file: Path | None = None
     oom_seen: bool = False
+    running_reported: bool = False
     killed_by_kubelet: bool = False
 
 
@@ -806,6 +809,14 @@ class FakeKubelet:
             await self._on_exit(pod, run)
         elif run.proc is None and time.monotonic() >= run.next_start_at:
             await self._start(pod, run)
+        elif (
+            run.proc is not None
+            and run.cid_file is not None
+            and not run.running_reported
+            and run.cid_file.exists()
+            and run.cid_file.stat().st_size > 0
+        ):
+            await self._report_running(pod, run)
 
     def _new_run(self, pod: Mapping[str, Any]) -> _PodRun:
         meta = pod["metadata"]
@@ -1495,6 +1506,7 @@ class FakeKubelet:
         with contextlib.suppress(FileNotFoundError):
             run.cid_file.unlink()
         run.oom_seen = False
+        run.running_reported = False
         run.killed_by_kubelet = False
         argv = self._container_argv(pod, run, container, env, defined, mounts, security)
         try:
@@ -1523,6 +1535,18 @@ class FakeKubelet:
             threading.Thread(
                 target=self._watch_oom, args=(run, proc), name="oom-watch", daemon=True
             ).start()
+        # Running once podman has created the container (see _reconcile); until then:
+        waiting = {"reason": "ContainerCreating"}
+        phase = "Running" if run.restart_count else "Pending"
+        await self._patch_status(
+            pod, self._status(pod, run, phase=phase, ready=False, state={"waiting": waiting})
+        )
+
+    async def _report_running(self, pod: dict[str, Any], run: _PodRun) -> None:
+        """Container mode: the container exists (its ID file is written): Running."""
+        run.running_reported = True
+        run.started_at = _now()
+        self._debug(f"{run.namespace}/{run.name}: container {self._container_id(run)} created")
         await self._patch_status(
             pod,
             self._status(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -238,18 +239,26 @@ def test_deletion_stops_the_container_and_stop_removes_leftovers(
         """
     )
     kube.create("pods", pod_body("sleeper", images.trial, ["python", "-c", script]))
+    # sleep as PID 1 ignores SIGTERM: killed when the grace period is over
     kube.create("pods", pod_body("stubborn", images.trial, ["sleep", "300"]))
-    for name in ("sleeper", "stubborn"):
+    kube.create("pods", pod_body("leftover", images.trial, ["sleep", "300"]))
+    for name in ("sleeper", "stubborn", "leftover"):
         kube.wait_for_object("pods", name, lambda p: p["status"]["phase"] == "Running")
     kube.wait_for(lambda: "ready" in kubelet.pod_log("default", "sleeper"), timeout=60)
-    assert len(containers_of(kubelet)) == 2
+    assert len(containers_of(kubelet)) == 3
 
     kube.delete("pods", "sleeper")
     kube.wait_gone("pods", "sleeper", timeout=60)
     assert "got SIGTERM" in kubelet.pod_log("default", "sleeper")
+    assert len(containers_of(kubelet)) == 2
+
+    started = time.monotonic()
+    kube.delete("pods", "stubborn", grace_period_seconds=2)
+    kube.wait_gone("pods", "stubborn", timeout=60)
+    assert time.monotonic() - started >= 2
     assert len(containers_of(kubelet)) == 1
 
-    kubelet.stop()  # `stubborn` is still running: its container goes with the kubelet
+    kubelet.stop()  # `leftover` is still running: its container goes with the kubelet
     assert containers_of(kubelet) == []
 
 
