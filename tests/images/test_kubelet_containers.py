@@ -330,3 +330,10 @@ def test_a_missing_service_account_or_root_ca_keeps_the_pod_pending(
     kube.create("serviceaccounts", {"metadata": {"name": "robot"}})
     done = kube.wait_for_object("pods", "robot", finished, timeout=60)
     assert done["status"]["phase"] == "Succeeded", kubelet.pod_log("default", "robot")
+
+    # The namespace's CA ConfigMap is gone: no token volume can be made either.
+    kube.delete("configmaps", "kube-root-ca.crt")
+    kube.create("pods", pod_body("no-ca", images.trial, ["true"]))
+    pending = kube.wait_for_object("pods", "no-ca", lambda p: bool(waiting(p)))
+    assert waiting(pending)["reason"] == "CreateContainerConfigError"
+    assert 'configmap "kube-root-ca.crt" not found' in waiting(pending)["message"]
