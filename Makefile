@@ -60,5 +60,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
+# The chart ships a copy (tests/chart checks they are the same).
 crd: $(VENV)/.quickstart
 	$(VENV)/bin/kubetune crd > crds/study.yaml
+	cp crds/study.yaml charts/kubetune/crds/study.yaml
