@@ -31,6 +31,7 @@ from typing import Any
 
 from .errors import forbidden
 from .rbac import Attributes
+from .serviceaccount import TOKEN_MOUNT_PATH, token_volume
 
 __all__ = [
     "ENFORCE_LABEL",
@@ -39,7 +40,6 @@ __all__ = [
     "service_account_admission",
 ]
 
-TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -86,36 +86,7 @@ def service_account_admission(
     ):
         return
     volume_name = "kube-api-access-" + "".join(random.choice(_ALPHABET) for _ in range(5))
-    spec.setdefault("volumes", []).append(
-        {
-            "name": volume_name,
-            "projected": {
-                "defaultMode": 420,
-                "sources": [
-                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                    {
-                        "configMap": {
-                            "name": "kube-root-ca.crt",
-                            "items": [{"key": "ca.crt", "path": "ca.crt"}],
-                        }
-                    },
-                    {
-                        "downwardAPI": {
-                            "items": [
-                                {
-                                    "path": "namespace",
-                                    "fieldRef": {
-                                        "apiVersion": "v1",
-                                        "fieldPath": "metadata.namespace",
-                                    },
-                                }
-                            ]
-                        }
-                    },
-                ],
-            },
-        }
-    )
+    spec.setdefault("volumes", []).append(token_volume(volume_name))
     for container in containers:
         container.setdefault("volumeMounts", []).append(
             {"name": volume_name, "mountPath": TOKEN_MOUNT_PATH, "readOnly": True}

@@ -117,10 +117,11 @@ from typing import Any, NamedTuple
 
 import aiohttp
 
+from .serviceaccount import TOKEN_MOUNT_PATH, token_volume
+
 __all__ = ["FakeKubelet"]
 
 GPU = "nvidia.com/gpu"
-TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 #: The label on every container of the podman runtime: the kubelet's instance id.
 CONTAINER_LABEL = "io.kubetune.fake-kubelet"
 RUNTIMES = ("process", "podman")
@@ -164,35 +165,6 @@ def _expand(text: str, variables: Mapping[str, str]) -> str:
         return variables.get(match.group(1), match.group(0))
 
     return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)", replace, text)
-
-
-def _token_volume(name: str) -> dict[str, Any]:
-    """The projected volume Kubernetes' ServiceAccount admission adds (``kube-api-access-*``)."""
-    return {
-        "name": name,
-        "projected": {
-            "defaultMode": 0o644,
-            "sources": [
-                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                {
-                    "configMap": {
-                        "name": "kube-root-ca.crt",
-                        "items": [{"key": "ca.crt", "path": "ca.crt"}],
-                    }
-                },
-                {
-                    "downwardAPI": {
-                        "items": [
-                            {
-                                "path": "namespace",
-                                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
-                            }
-                        ]
-                    }
-                },
-            ],
-        },
-    }
 
 
 class _WaitingError(Exception):
@@ -1143,7 +1115,7 @@ class FakeKubelet:
             and not any(m.get("mountPath") == TOKEN_MOUNT_PATH for m in volume_mounts)
             and await self._automounts_token(pod)
         ):
-            volumes["kube-api-access-kubelet"] = _token_volume("kube-api-access-kubelet")
+            volumes["kube-api-access-kubelet"] = token_volume("kube-api-access-kubelet")
             volume_mounts.append(
                 {"name": "kube-api-access-kubelet", "mountPath": TOKEN_MOUNT_PATH, "readOnly": True}
             )
