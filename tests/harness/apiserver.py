@@ -53,6 +53,12 @@ own handling is kept for discovery, ``/version`` and any non-Kubernetes path) an
   resources, so ``crds/*.yaml`` can be loaded through the API (see
   :meth:`KubeEmulator.register_crd`); the repo's ``crds/*.yaml`` are registered at start
   (``KubeEmulator(crds=...)``), schemas included.
+* what kubectl reads (:mod:`.tables`, :mod:`.openapi`): a list, get or watch asked for with
+  ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io`` is answered with a Table of the
+  CRD version's ``additionalPrinterColumns`` (or a built-in kind's columns), so ``kubectl get
+  studies [-w] [-A] [-o wide]`` prints PHASE, TRIALS, BEST; ``/openapi/v3`` serves each
+  group/version's document with the CRDs' schemas (``kubectl explain``) and PATCH operations
+  taking ``fieldValidation`` (``kubectl apply`` leaves validation to the server).
 
 What a real API server refuses, it refuses too (each rule can be switched off by a
 constructor flag, all on by default; ``harness_selftest/test_admission.py`` shows each):
@@ -84,7 +90,11 @@ authorizer (the fake kubelet uses the superuser token), CEL validation rules
 (``x-kubernetes-validations``) and ``format`` of CRD schemas, admission webhooks, quotas and
 LimitRanges, PodSecurity ``warn``/``audit`` modes, field ownership of server-side apply,
 ``limit``/``continue`` paging (everything comes in one page), foreground deletion (treated
-as background), namespace finalization (a namespace disappears at once).
+as background), namespace finalization (a namespace disappears at once), protobuf (kubectl
+and Helm send built-in objects as protobuf: create those with :class:`KubeClient`; custom
+resources go as JSON), Table printers of built-in kinds other than pods, namespaces,
+configmaps, secrets and events (NAME and AGE only), OpenAPI schemas of built-in kinds
+(``kubectl explain pods`` fails), the OpenAPI v2 document (404; kubectl does without).
 """
 
 from __future__ import annotations
@@ -117,7 +127,7 @@ import kmock
 import requests
 import yaml
 
-from . import admission, openapi, rbac, schema, validation
+from . import admission, openapi, rbac, schema, tables, validation
 from .auth import (
     ANONYMOUS,
     DEFAULT_AUDIENCE,
@@ -614,6 +624,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _closing: bool = attrs.field(default=False, init=False)
     request_log: list[dict[str, Any]] = attrs.field(factory=list, init=False)
     _schemas: dict[tuple[str, str, str], dict[str, Any]] = attrs.field(factory=dict, init=False)
+    #: A CRD version's ``additionalPrinterColumns`` (``kubectl get``'s Table columns).
+    _printer_columns: dict[tuple[str, str, str], list[dict[str, Any]]] = attrs.field(
+        factory=dict, init=False
+    )
     _tokens: TokenIssuer = attrs.field(factory=TokenIssuer, init=False)
     _superusers: frozenset[str] = attrs.field(factory=frozenset, init=False)
     _rbac_generation: int = attrs.field(default=0, init=False)
@@ -762,6 +776,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 self._schemas[spec.key] = copy.deepcopy(openapi_schema)
             else:
                 self._schemas.pop(spec.key, None)
+            self._printer_columns[spec.key] = list(version.get("additionalPrinterColumns") or [])
             specs.append(spec)
         return specs
 
@@ -853,7 +868,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         self, raw_request: aiohttp.web.BaseRequest, route: _Route | None, body: bytes
     ) -> aiohttp.web.StreamResponse:
         if raw_request.path.startswith(openapi.PREFIX):
-            document = openapi.serve(raw_request.path, self._specs.values())
+            document = openapi.serve(raw_request.path, self._specs.values(), self._schemas)
             return _json(document) if document is not None else _json({}, 404)
         if route is None:
             return await super().__call__(raw_request)  # discovery, /version, reactions
@@ -978,13 +993,16 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise ApiError(404, "NotFound", f"{spec} is namespaced: a namespace is required")
 
         if method == "GET":
+            table = self._table_converter(raw, spec) if sub is None else None
             if _truthy(query.get("watch")):
-                return await self._serve_watch_stream(raw, spec, ns, name, query)
+                return await self._serve_watch_stream(raw, spec, ns, name, query, table)
             if name is None:
-                return _json(self._list(spec, ns, query))
+                found = self._list(spec, ns, query)
+                return _json(table.list(found) if table else found)
             if sub == "log":
                 return self._serve_log(spec, ns, name, query)
-            return _json(self._get(spec, ns, name))
+            obj = self._get(spec, ns, name)
+            return _json(table.object(obj) if table else obj)
         if method == "POST":
             if name is None:
                 return _json(self._create(spec, ns, data, query), status=201)
@@ -1028,6 +1046,20 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 return _json(self._delete_collection(spec, ns, query, data))
             return _json(self._delete(spec, ns, name, query, data))
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on {raw.path}")
+
+    def _table_converter(
+        self, raw: aiohttp.web.BaseRequest, spec: ResourceSpec
+    ) -> tables.TableConverter | None:
+        """For ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io`` (``kubectl get``): the
+        Table columns of the CRD version's printer columns, or of a built-in kind."""
+        version = tables.requested_table_version(raw.headers.get("Accept"))
+        if version is None:
+            return None
+        if spec.key in self._printer_columns:
+            columns = tables.crd_columns(self._printer_columns[spec.key])
+        else:
+            columns = tables.builtin_columns(spec.group, spec.plural)
+        return tables.TableConverter(columns, version, raw.query.get("includeObject"))
 
     def _token_request(self, ns: str, name: str, data: Any) -> dict[str, Any]:
         """``POST serviceaccounts/NAME/token``: an ``authentication.k8s.io/v1`` TokenRequest."""
@@ -1818,6 +1850,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         ns: str | None,
         name: str | None,
         query: Mapping[str, str],
+        table: tables.TableConverter | None = None,
     ) -> aiohttp.web.StreamResponse:
         labels = parse_label_selector(query.get("labelSelector"))
         fields = parse_field_selector(query.get("fieldSelector"))
@@ -1874,7 +1907,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     await response.write(_line({"type": "ERROR", "object": gone.as_status()}))
                     return response
             for event in initial:
-                await response.write(_line(event))
+                await response.write(_line(table.event(event) if table else event))
             while not self._closing:
                 waiter.clear()
                 start = bisect.bisect_right(self._log_rvs, cursor)
@@ -1885,7 +1918,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                         continue
                     etype = self._visible_event(event, labels, fields)
                     if etype is not None:
-                        await response.write(_line({"type": etype, "object": event.new}))
+                        change = {"type": etype, "object": event.new}
+                        await response.write(_line(table.event(change) if table else change))
                 if pending:
                     continue
                 transport = raw.transport
