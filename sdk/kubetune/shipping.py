@@ -6,10 +6,15 @@ code, so it sends the source: the whole module that defines the function
 their path. In a cluster they travel in a ConfigMap mounted into the trial
 pods; locally they are written to a temporary folder on ``PYTHONPATH``.
 
-A function defined in a script run as ``python tune.py`` ships as module
-``tune`` (guard the ``tune()`` call with ``if __name__ == "__main__":``); one
-defined in a notebook or a REPL ships as a small module made from its source,
-the modules it uses and the simple constants it reads.
+A function defined in a script run as ``python tune.py`` ships as a module
+``kubetune_tune`` made from the script's own lines that the function needs: its
+``def``, the imports, assignments, helper functions and classes it uses (and
+what those use), in the script's order. The rest of the script (the
+``tune()`` call, prints, an ``if __name__ == "__main__":`` block) is left out,
+so importing the shipped module never runs the caller again; modules next to
+the script that those lines import (``from helpers import load``) are shipped
+whole. One defined in a notebook or a REPL ships as a small module made from
+its source, the modules it uses and the simple constants it reads.
 
 Example:
     >>> code = ship(my_objective)                  # doctest: +SKIP
@@ -34,6 +39,9 @@ from typing import Any
 MAX_SHIPPED_BYTES = 900 * 1024
 #: Module name for a function defined where there is no file (a notebook, a REPL).
 INTERACTIVE_MODULE = "kubetune_objective"
+#: A script ``tune.py`` ships as module ``kubetune_tune``: never the script's own name,
+#: which a worker would find (and import, running the whole script) in its directory.
+SCRIPT_MODULE_PREFIX = "kubetune_"
 
 
 class ShippingError(ValueError):
@@ -114,9 +122,12 @@ def ship(function: Callable[..., Any], modules: Iterable[Any] = ()) -> ShippedCo
         module_name = INTERACTIVE_MODULE
         files[f"{module_name}.py"] = _interactive_module(function)
     elif real_name == "__main__":
-        stem = Path(module_file).stem
-        module_name = stem if stem.isidentifier() else INTERACTIVE_MODULE
-        files[f"{module_name}.py"] = _read(Path(module_file))
+        script = Path(module_file)
+        module_name = script_module_name(script)
+        text, imported = _script_module(function, script)
+        files[f"{module_name}.py"] = text
+        for path, source in _local_modules(imported, script).items():
+            files.setdefault(path, source)
     else:
         module_name = real_name
         module = sys.modules.get(real_name)
@@ -226,7 +237,12 @@ def _dedent(source: str) -> str:
 
 def _global_names(source: str) -> set[str]:
     """Names a function's source reads that it does not bind itself."""
-    tree = ast.parse(source)
+    loaded, bound = _names(ast.parse(source))
+    return loaded - bound
+
+
+def _names(tree: ast.AST) -> tuple[set[str], set[str]]:
+    """The names ``tree`` reads and does not bind (builtins left out), and those it binds."""
     loaded: set[str] = set()
     bound: set[str] = set()
     for node in ast.walk(tree):
@@ -237,8 +253,11 @@ def _global_names(source: str) -> set[str]:
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             bound.add(node.name)
         elif isinstance(node, ast.alias):
-            bound.add((node.asname or node.name).split(".")[0])
-    return {n for n in loaded - bound if not hasattr(builtins, n)}
+            if node.name != "*":
+                bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return {n for n in loaded - bound if not hasattr(builtins, n)}, bound
 
 
 def _define(name: str, value: Any) -> str | None:
@@ -269,3 +288,227 @@ def _define(name: str, value: Any) -> str | None:
         f"the objective uses {name!r} ({type(value).__name__}), which cannot be shipped from an "
         "interactive session; put the objective in a .py file, or create the value inside it"
     )
+
+
+# ------------------------------------------------------------------ scripts
+
+
+def script_module_name(script: Path) -> str:
+    """``kubetune_<stem>`` for a script ``<stem>.py``."""
+    stem = "".join(c if c.isalnum() or c == "_" else "_" for c in script.stem)
+    return SCRIPT_MODULE_PREFIX + stem
+
+
+#: Calls that start a study: a top-level statement making one is never shipped for
+#: what it does to a name (``study.optimize(...)``, ``client.tune(...)``).
+_STUDY_CALLS = frozenset({"tune", "optimize"})
+
+
+@dataclasses.dataclass
+class _Statement:
+    node: ast.stmt
+    binds: set[str]
+    mutates: set[str]
+    reads: set[str]
+    always: bool = False
+
+
+def _script_module(function: Callable[..., Any], script: Path) -> tuple[str, set[str]]:
+    """The module shipped for ``function`` defined in ``script`` (run as ``__main__``):
+    the script's top-level statements the function needs, transitively, in order.
+
+    Returns the module's text and the top-level names of the modules it imports.
+    """
+    source = _read(script)
+    try:
+        tree = ast.parse(source, str(script))
+    except SyntaxError as error:
+        raise ShippingError(f"cannot parse {script}: {error}") from None
+    package = function.__globals__.get("__package__") or None
+    statements: list[_Statement] = []
+    guarded: set[str] = set()  # names bound only under if __name__ == "__main__"
+    for index, node in enumerate(tree.body):
+        if index == 0 and _is_docstring(node):
+            continue
+        if _is_main_guard(node):
+            guarded |= _bound_names(node)
+            continue
+        statements.append(_describe(node))
+    needed = {function.__name__}
+    chosen: set[int] = set()
+    changed = True
+    while changed:
+        changed = False
+        for index, statement in enumerate(statements):
+            if index in chosen:
+                continue
+            if statement.always or statement.binds & needed or statement.mutates & needed:
+                chosen.add(index)
+                needed |= statement.reads
+                changed = True
+    bound = set().union(*(statements[i].binds for i in chosen)) if chosen else set()
+    missing = sorted((needed & guarded) - bound)
+    if missing:
+        raise ShippingError(
+            f"{function.__name__} uses {', '.join(map(repr, missing))}, which {script.name} "
+            'sets only under if __name__ == "__main__": trials import the function without '
+            "running that block; set it at the top level or inside the function"
+        )
+    lines = source.splitlines(keepends=True)
+    spans = [_span(s.node) for s in statements]
+    parts: list[str] = []
+    imported: set[str] = set()
+    previous_end: int | None = None
+    for index in sorted(chosen):
+        node = statements[index].node
+        start, end = spans[index]
+        if previous_end is not None and start > previous_end + 1:  # keep a gap a gap
+            defines = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            parts.append("\n\n" if defines else "\n")
+        previous_end = end
+        shares_a_line = any(
+            other != index and not (spans[other][1] < start or spans[other][0] > end)
+            for other in range(len(statements))
+        )
+        relative = isinstance(node, ast.ImportFrom) and node.level > 0
+        if relative:
+            node = _absolute_import(node, package, script)
+        if relative or shares_a_line:
+            parts.append(ast.unparse(node) + "\n")
+        else:
+            parts.append("".join(lines[start - 1 : end]).rstrip("\n") + "\n")
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module != "__future__":
+            imported.add(node.module.split(".")[0])
+    header = (
+        f'"""Shipped by kubetune: {function.__name__} from {script.name} and the lines it '
+        'uses; the rest of the script is left out."""\n'
+    )
+    return header + "".join(parts), imported
+
+
+def _describe(node: ast.stmt) -> _Statement:
+    loaded, bound = _names(node)
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return _Statement(node, {node.name}, set(), loaded - {node.name})
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        star = any(alias.name == "*" for alias in node.names)
+        future = isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        return _Statement(node, bound, set(), set(), always=star or future)
+    starts_study = any(
+        isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr in _STUDY_CALLS
+        for n in ast.walk(node)
+    )
+    mutates: set[str] = set()
+    if not starts_study:
+        # x[k] = v, x.a = v, x += v, x.update(...), np.random.seed(0): what they change
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            targets = [node.value.func]
+        for target in targets:
+            root = _root_name(target)
+            if root is not None and not isinstance(target, ast.Name):
+                mutates.add(root)
+    return _Statement(node, bound, mutates, loaded | mutates)
+
+
+def _root_name(node: ast.expr) -> str | None:
+    while isinstance(node, ast.Attribute | ast.Subscript | ast.Call):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _bound_names(node: ast.stmt) -> set[str]:
+    return _names(node)[1]
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":`` (either way round)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    test = node.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    mains = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return len(names) == 1 and len(mains) == 1
+
+
+def _span(node: ast.stmt) -> tuple[int, int]:
+    """First and last line of a statement, decorators included."""
+    decorators = getattr(node, "decorator_list", [])
+    start = min([node.lineno] + [d.lineno for d in decorators])
+    return start, node.end_lineno or node.lineno
+
+
+def _absolute_import(node: ast.ImportFrom, package: str | None, script: Path) -> ast.ImportFrom:
+    """``from .helpers import x`` in a script run as ``python -m pkg.tune``, made absolute."""
+    import importlib.util
+
+    relative = "." * node.level + (node.module or "")
+    if not package:
+        raise ShippingError(
+            f"{script.name} imports {relative!r} relatively but was not run as part of a "
+            "package (python -m pkg.script)"
+        )
+    absolute = importlib.util.resolve_name(relative, package)
+    return ast.ImportFrom(module=absolute, names=node.names, level=0)
+
+
+def _local_modules(names: Iterable[str], script: Path) -> dict[str, str]:
+    """The files of the modules (and packages) named in ``names`` that live beside the
+    script rather than in an installed environment, and of the local modules those
+    import in turn."""
+    folder = script.resolve().parent
+    files: dict[str, str] = {}
+    pending = list(names)
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        module = sys.modules.get(name)
+        file = getattr(module, "__file__", None)
+        if module is None or not file or not str(file).endswith(".py"):
+            continue
+        path = Path(file).resolve()
+        if path == script.resolve() or not path.is_relative_to(folder):
+            continue
+        if {"site-packages", "dist-packages"} & set(path.parts):
+            continue
+        for key, text in _module_files(module).items():
+            if key not in files:
+                files[key] = text
+                pending.extend(_imported_names(text))
+    return files
+
+
+def _imported_names(source: str) -> set[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names

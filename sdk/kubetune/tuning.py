@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kubetune.errors import KubetuneError
 from kubetune.names import (
     CODE_DIGEST_ANNOTATION,
     CODE_MOUNT_PATH,
@@ -44,6 +45,25 @@ from kubetune.spec import (
 
 #: ``resources={"gpu": 1}`` asks for this extended resource.
 GPU_RESOURCE = "nvidia.com/gpu"
+#: Set by the trial runner before it imports an objective: ``tune()`` refuses to start
+#: a study inside a trial (a worker or a pod importing a script that calls it).
+IN_TRIAL_ENV = "KUBETUNE_IN_TRIAL"
+
+
+class TuneInsideTrial(KubetuneError):
+    """``tune()`` was called inside a trial worker, where it must never start workers."""
+
+
+def refuse_inside_trial(function: str) -> None:
+    """Raise :class:`TuneInsideTrial` when this process is a trial worker."""
+    where = os.environ.get(IN_TRIAL_ENV)
+    if where:
+        raise TuneInsideTrial(
+            f"tune({function}) was called inside a trial of study {where!r}: a worker never starts "
+            "a study of its own. The objective's module calls tune() when it is imported; "
+            "ship the function with tune() (it leaves the caller's top level out), or guard "
+            'the call with if __name__ == "__main__":'
+        )
 
 
 def default_name(code: ShippedCode) -> str:

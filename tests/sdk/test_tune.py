@@ -11,6 +11,7 @@ import tune_objectives
 from conftest import TRIAL_IMAGE
 from kubetune import Client
 from kubetune.errors import SpecChangeRefused
+from tune_cluster import code_mount_turn
 
 #: The first three trials: after two, the median pruner stops the third (x=0.9) at step 0.
 WARM_START = [{"x": 0.1}, {"x": 0.2}, {"x": 0.9}]
@@ -37,6 +38,11 @@ def check_pruning(rows: list[Any]) -> None:
 def test_tune_ships_the_function_to_the_pods_and_prunes(
     cluster: Any, client: Any, kube: Any
 ) -> None:
+    with code_mount_turn():
+        ships_the_function_to_the_pods_and_prunes(cluster, client, kube)
+
+
+def ships_the_function_to_the_pods_and_prunes(cluster: Any, client: Any, kube: Any) -> None:
     cluster.start()
     study = client.tune(
         tune_objectives.objective,

@@ -28,6 +28,7 @@ from typing import Any
 
 import optuna
 from kubetune.spec import PLACEHOLDER, StudySpec
+from kubetune.tuning import IN_TRIAL_ENV
 
 from kubetune_trial.metrics import parse_line
 
@@ -53,6 +54,9 @@ class ObjectiveFailed(Exception):
 
 def load_objective(spec: StudySpec, study_name: str) -> Objective:
     """The objective the spec describes, checked as far as it can be before a trial."""
+    # Code run from here on (an imported module, a command) is inside a trial: tune()
+    # there refuses to start a study of its own instead of spawning workers.
+    os.environ.setdefault(IN_TRIAL_ENV, study_name)
     trial = spec.trial
     if trial.python is not None:
         return _load_python(trial.python)
