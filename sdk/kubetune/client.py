@@ -638,7 +638,11 @@ class Client:
         The source of the function's module (and of ``modules``, names or module
         objects; a package brings all its files) goes to the trial pods in a
         ConfigMap ``<study>-code`` owned by the Study, mounted on their
-        ``PYTHONPATH``; the Study's ``trial.python`` names the function. The
+        ``PYTHONPATH``; the Study's ``trial.python`` names the function. A function
+        defined in the script being run (``python tune.py``, tune() at its top
+        level) ships as a module of the script's lines it uses, never the whole
+        script (see :mod:`kubetune.shipping`), so no worker re-runs the caller;
+        inside a trial, tune() raises :class:`~kubetune.tuning.TuneInsideTrial`. The
         function is ordinary Optuna code: ``trial.suggest_*``, ``trial.report`` and
         ``trial.should_prune`` work (the default pruner is the median pruner).
         ``search_space`` (see :mod:`kubetune.space`) is suggested before the

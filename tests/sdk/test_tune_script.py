@@ -247,3 +247,47 @@ def test_a_killed_user_of_the_embedded_server_does_not_keep_it_running(tmp_path:
         assert holder.pid not in json.loads((data / HANDLES_FILE).read_text())
     assert json.loads((data / HANDLES_FILE).read_text()) == []
     assert not (data / "postmaster.pid").exists()  # the server was stopped
+
+
+IMPORTS_TUNE = """\
+import kubetune
+
+
+def objective(trial):
+    return trial.suggest_float("x", 0.0, 1.0)
+
+
+kubetune.Client().tune(objective, max_trials=50, parallelism=4, local=True)
+"""
+
+STUDY_OF_IT = """\
+apiVersion: kubetune.io/v1alpha1
+kind: Study
+metadata: {name: imports-tune}
+spec:
+  objective: {direction: minimize}
+  budget: {maxTrials: 4, parallelism: 2}
+  trial: {python: starts_tune:objective}
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_importing_a_module_that_calls_tune_refuses_instead_of_starting_workers(
+    tmp_path: Path, storage_url: str
+) -> None:
+    """A Study file naming a module whose top level calls tune(): each worker would
+    start workers of its own. The runner says it is inside a trial, and tune() refuses."""
+    (tmp_path / "starts_tune.py").write_text(IMPORTS_TUNE)
+    (tmp_path / "study.yaml").write_text(STUDY_OF_IT)
+    done = subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", "run", "study.yaml", "--storage", storage_url],
+        cwd=tmp_path,
+        env=local_env(storage_url),
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "TuneInsideTrial" in done.stderr and "inside a trial" in done.stderr
+    logs = sorted(p.name for p in (tmp_path / ".kubetune" / "logs" / "imports-tune").iterdir())
+    assert logs == ["worker-0.log", "worker-1.log"]  # no worker started workers
