@@ -35,6 +35,7 @@ from kubetune.ledger import TrialLedger
 from kubetune.recovery import FAIL_REASON_ATTR, WORKER_ATTR, fail_lost_trials
 from kubetune.spec import Study, StudySpec, TrialCounts
 from kubetune.storage import open_storage, scrub
+from kubetune.study_source import check_objective_code
 from kubetune.worker import (
     EXIT_CONFIG_ERROR,
     EXIT_OK,
@@ -172,6 +173,7 @@ class LocalRun:
         timeout = spec.budget.timeout_seconds
         deadline = time.time() + timeout if timeout else None
         study = bridge.prepare_study(storage, self.study_name, spec, deadline=deadline)
+        check_objective_code(study, self.document)
         self._recover_abandoned(study, spec)
         self._trials_at_start = len(study.get_trials(deepcopy=False))
         self._ledger = TrialLedger(spec.objective.study_directions)
