@@ -147,6 +147,9 @@ def test_apply_get_describe_patch_and_delete_a_study(
     events = described.split("\nEvents:", 1)[1]
     assert re.search(r"Normal\s+NewBestTrial\s+", events), described
     assert "<none>" not in events.splitlines()[0]
+    event_rows = table(kubectl("get", "events"))
+    assert event_rows[0] == ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert ["Normal", "NewBestTrial", "study/quad"] in [row[1:4] for row in event_rows]
 
     # kubectl patch: a bigger budget, and the study runs one more trial.
     patched = kubectl(
@@ -263,6 +266,18 @@ def test_apply_with_a_snake_case_field_fails_naming_it(
         "maxTrials": 2,
         "parallelism": 1,
     }
+
+
+def test_short_name_and_category_name_studies(kubectl: Kubectl, tmp_path: Path) -> None:
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(STUDY_YAML)
+    kubectl("apply", "-f", str(study_file))
+    for name in ("kts", "kubetune", "study", "studies.kubetune.io"):
+        result = kubectl.run("get", name)
+        assert table(result.stdout)[0] == ["NAME", "PHASE", "TRIALS", "BEST", "AGE"], name
+        assert table(result.stdout)[1][0] == "quad", name
+        # Discovery lists studies/status without the short name and category.
+        assert result.stderr == "", result.stderr
 
 
 def test_get_pods_shows_ready_status_restarts(kube: Any, kubectl: Kubectl) -> None:

@@ -303,6 +303,14 @@ NODES = ("", "v1", "nodes")
 SERVICEACCOUNTS = ("", "v1", "serviceaccounts")
 CRDS = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 
+#: The verbs discovery lists for a subresource (others: get, patch, update).
+_SUBRESOURCE_VERBS = {
+    "log": ("get",),
+    "eviction": ("create",),
+    "binding": ("create",),
+    "token": ("create",),
+}
+
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
@@ -807,6 +815,16 @@ class KubeEmulator(kmock.KubernetesEmulator):
         result = await super()._serve_version(request)
         if isinstance(result, dict) and str(result.get("groupVersion", "")).startswith("/"):
             result["groupVersion"] = result["groupVersion"][1:]
+        # kmock lists subresources with their resource's names and verbs; kubectl would then
+        # match `kubectl get kts` (short name) or `kubectl get kubetune` (category) to
+        # "studies/status". Kubernetes lists them with no names of their own.
+        for entry in (result.get("resources") or []) if isinstance(result, dict) else []:
+            if "/" in entry.get("name", ""):
+                sub = entry["name"].split("/", 1)[1]
+                entry.pop("shortNames", None)
+                entry.pop("categories", None)
+                entry["singularName"] = ""
+                entry["verbs"] = list(_SUBRESOURCE_VERBS.get(sub, ("get", "patch", "update")))
         return result
 
     # -- synchronous accessors (call in the loop thread, or via EmulatorServer.call) ---------
