@@ -161,8 +161,9 @@ def _as_module(value: Any) -> types.ModuleType:
     raise ShippingError(f"modules: {value!r} is neither a module nor a module name")
 
 
-def _module_files(module: types.ModuleType) -> dict[str, str]:
-    """A module's file at its package path; for a package, every ``.py`` under it."""
+def _module_files(module: types.ModuleType, leave_out: Path | None = None) -> dict[str, str]:
+    """A module's file at its package path; for a package, every ``.py`` under it
+    (but ``leave_out``)."""
     file = getattr(module, "__file__", None)
     if not file or not Path(file).is_file() or not file.endswith(".py"):
         raise ShippingError(
@@ -177,7 +178,7 @@ def _module_files(module: types.ModuleType) -> dict[str, str]:
         return {
             f"{prefix}/{path.relative_to(root).as_posix()}": _read(path)
             for path in sorted(root.rglob("*.py"))
-            if "__pycache__" not in path.parts
+            if "__pycache__" not in path.parts and path.resolve() != leave_out
         }
     return {"/".join(parts) + ".py": _read(source)}
 
@@ -493,7 +494,8 @@ def _local_modules(names: Iterable[str], script: Path) -> dict[str, str]:
             continue
         if {"site-packages", "dist-packages"} & set(path.parts):
             continue
-        for key, text in _module_files(module).items():
+        # A script run as python -m pkg.tune is in its package: it ships as its slice only.
+        for key, text in _module_files(module, leave_out=script.resolve()).items():
             if key not in files:
                 files[key] = text
                 pending.extend(_imported_names(text))

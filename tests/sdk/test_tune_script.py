@@ -291,3 +291,66 @@ def test_a_worker_importing_a_module_that_calls_tune_refuses_instead_of_starting
     assert "TuneInsideTrial" in done.stderr and "inside a trial" in done.stderr
     logs = sorted(p.name for p in (tmp_path / ".kubetune" / "logs" / "imports-tune").iterdir())
     assert logs == ["worker-0.log", "worker-1.log"]  # no worker started workers
+
+
+PACKAGE_SCRIPT = """\
+import functools
+import json
+
+from kubetune.shipping import ship
+
+from .helpers import curve
+
+N_TRIALS = {n}
+
+
+@functools.lru_cache
+def scale():
+    return 3
+
+
+def objective(trial):
+    return curve(trial) * scale()
+
+
+code = ship(objective)
+print(json.dumps({{"digest": code.digest, "files": code.files}}))
+"""
+
+
+def test_a_script_run_as_a_module_of_its_package_ships_absolute_imports(tmp_path: Path) -> None:
+    """``python -m pkg.tune``: relative imports become absolute, the package beside it is
+    shipped, and the script's own file is not (its other lines are no part of the code)."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("def curve(x):\n    return x * 2\n")
+
+    def shipped(n: int) -> dict[str, Any]:
+        (package / "tune.py").write_text(PACKAGE_SCRIPT.format(n=n))
+        done = subprocess.run(
+            [sys.executable, "-m", "pkg.tune"],
+            cwd=tmp_path,
+            env=harness_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    first = shipped(10)
+    assert sorted(first["files"]) == ["kubetune_tune.py", "pkg/__init__.py", "pkg/helpers.py"]
+    text = first["files"]["kubetune_tune.py"]
+    assert "from pkg.helpers import curve" in text and "@functools.lru_cache" in text
+    assert "N_TRIALS" not in text and "ship(" not in text
+    namespace: dict[str, Any] = {}
+    sys.path.insert(0, str(tmp_path))
+    try:
+        exec(compile(text, "kubetune_tune.py", "exec"), namespace)
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in ("pkg", "pkg.helpers"):
+            sys.modules.pop(name, None)
+    assert namespace["objective"](2) == 12
+    assert shipped(20)["digest"] == first["digest"]
