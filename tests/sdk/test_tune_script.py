@@ -354,3 +354,21 @@ def test_a_script_run_as_a_module_of_its_package_ships_absolute_imports(tmp_path
             sys.modules.pop(name, None)
     assert namespace["objective"](2) == 12
     assert shipped(20)["digest"] == first["digest"]
+
+
+def test_a_name_set_only_under_the_main_guard_is_refused_when_tune_is_called(
+    tmp_path: Path,
+) -> None:
+    import types
+
+    from kubetune.shipping import ShippingError, ship
+
+    script = tmp_path / "guarded.py"
+    script.write_text(
+        'def objective(trial):\n    return EPOCHS\n\nif __name__ == "__main__":\n    EPOCHS = 3\n'
+    )
+    module = types.ModuleType("__main__")
+    module.__file__ = str(script)
+    exec(compile(script.read_text(), str(script), "exec"), module.__dict__)
+    with pytest.raises(ShippingError, match=r"'EPOCHS'.*only under if __name__"):
+        ship(module.objective)
