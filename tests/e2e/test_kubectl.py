@@ -278,6 +278,13 @@ def test_short_name_and_category_name_studies(kubectl: Kubectl, tmp_path: Path) 
         assert table(result.stdout)[1][0] == "quad", name
         # Discovery lists studies/status without the short name and category.
         assert result.stderr == "", result.stderr
+    # --sort-by asks for whole objects in the rows (includeObject=Object).
+    study_file.write_text(STUDY_YAML.replace("quad", "aaa").replace("maxTrials: 2", "maxTrials: 9"))
+    kubectl("apply", "-f", str(study_file))
+    by_budget = table(kubectl("get", "studies", "--sort-by=.spec.budget.maxTrials"))
+    assert [row[0] for row in by_budget[1:]] == ["quad", "aaa"]
+    by_name = table(kubectl("get", "studies", "--sort-by=.metadata.name"))
+    assert [row[0] for row in by_name[1:]] == ["aaa", "quad"]
 
 
 def test_get_pods_shows_ready_status_restarts(kube: Any, kubectl: Kubectl) -> None:
