@@ -405,14 +405,16 @@ def _describe(node: ast.stmt) -> _Statement:
     )
     mutates: set[str] = set()
     if not starts_study:
-        # x[k] = v, x.a = v, x += v, x.update(...), np.random.seed(0): what they change
+        # x[k] = v, x.a = v, x += v, x.update(...), np.random.seed(0): what they change,
+        # at the top level or in a loop, an if, a with, a try
         targets: list[ast.expr] = []
-        if isinstance(node, ast.Assign):
-            targets = list(node.targets)
-        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
-            targets = [node.target]
-        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
-            targets = [node.value.func]
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.Assign):
+                targets += inner.targets
+            elif isinstance(inner, ast.AugAssign | ast.AnnAssign):
+                targets.append(inner.target)
+            elif isinstance(inner, ast.Expr) and isinstance(inner.value, ast.Call):
+                targets.append(inner.value.func)
         for target in targets:
             root = _root_name(target)
             if root is not None and not isinstance(target, ast.Name):

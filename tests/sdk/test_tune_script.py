@@ -33,10 +33,13 @@ with open({marker!r}, "a") as marker:  # the top level ran once more
 
 CENTRE = shift(0.25)
 POINTS = [CENTRE + i / 100 for i in range(3)]
+WEIGHTS = {{}}
+for i in range(3):
+    WEIGHTS[i] = 1.0 + i
 
 
 def distance(x):
-    return min(abs(x - p) for p in POINTS)
+    return min(abs(x - p) * WEIGHTS[i] for i, p in enumerate(POINTS))
 
 
 def objective(trial):
@@ -129,6 +132,7 @@ def test_editing_the_budget_continues_the_study_and_editing_the_objective_does_n
     assert sorted(first.files) == ["helpers.py", "kubetune_tune.py"]
     text = first.files["kubetune_tune.py"]
     assert "def objective" in text and "CENTRE = shift(0.25)" in text
+    assert "    WEIGHTS[i] = 1.0 + i" in text  # a loop filling a name it uses
     assert "marker" not in text and "tune(" not in text and "print" not in text
     budget = shipped(write_script(tmp_path / "b", 60, best="2", local="True"))
     assert budget.digest == first.digest
