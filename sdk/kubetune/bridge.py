@@ -16,8 +16,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
+import math
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kubetune.spec import (
@@ -32,6 +35,7 @@ from kubetune.spec import (
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.trial import FrozenTrial
 
 #: The study system attribute that holds the spec the study was started with,
 #: kept current with budget edits so every worker reads the same budget.
@@ -98,6 +102,95 @@ def grid(spec: StudySpec) -> dict[str, list[Any]]:
     return values
 
 
+def grid_size(spec: StudySpec) -> int:
+    """How many points the grid sampler runs: ``spec.sampler.args.search_space`` when
+    given, else the search space's grid (counted, not listed)."""
+    explicit = spec.sampler.args.get("search_space")
+    if isinstance(explicit, dict):
+        sizes = [len(values) for values in explicit.values()]
+    else:
+        sizes = []
+        for param in spec.search_space.values():
+            if isinstance(param, CategoricalParam):
+                sizes.append(len(param.choices))
+            elif isinstance(param, IntParam):
+                sizes.append(len(range(param.low, param.high + 1, param.step)))
+            else:
+                assert param.step is not None
+                sizes.append(round((param.high - param.low) / param.step) + 1)
+    return math.prod(sizes)
+
+
+@functools.cache
+def _grid_sampler_class() -> type[optuna.samplers.BaseSampler]:
+    """Optuna's GridSampler, made safe for many workers sharing one study.
+
+    Optuna's picks a random unvisited point per trial (two workers may pick the
+    same one), repeats a visited point once the grid is done, and calls
+    ``study.stop()`` after a trial, which raises outside ``optimize`` (our
+    workers ask and tell). This one gives each trial the first point no other
+    trial holds (workers ask under the study's claim lock, so no two trials get
+    one point), gives a retried trial its own point back, and leaves stopping to
+    the budget (:data:`kubetune.budget.StopReason.GRID_EXHAUSTED`).
+    """
+    from optuna.samplers import GridSampler
+
+    class SharedGridSampler(GridSampler):
+        def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+            attrs = trial.system_attrs
+            if "grid_id" in attrs:
+                return
+            fixed = attrs.get("fixed_params")
+            point = self._point_of(fixed) if fixed is not None else None
+            if point is None and fixed is not None and set(self._param_names) <= set(fixed):
+                return  # a point off the grid, enqueued on purpose: it runs as given
+            if point is None:
+                taken = self._taken(study, trial._trial_id)
+                free = [i for i in range(len(self._all_grids)) if i not in taken]
+                # None free: the budget stops claims first; a trial asked anyway (a user's
+                # own ask) repeats the first point rather than fail.
+                point = free[0] if free else 0
+            study._storage.set_trial_system_attr(
+                trial._trial_id, "search_space", self._search_space
+            )
+            study._storage.set_trial_system_attr(trial._trial_id, "grid_id", point)
+
+        def after_trial(self, *_args: Any) -> None:
+            """No ``study.stop()``: the budget decides when the grid is done."""
+
+        def _point_of(self, params: dict[str, Any]) -> int | None:
+            if not set(self._param_names) <= set(params):
+                return None
+            values = tuple(params[name] for name in self._param_names)
+            for index, grid_point in enumerate(self._all_grids):
+                if grid_point == values:
+                    return index
+            return None
+
+        def _taken(self, study: optuna.Study, own_id: int) -> set[int]:
+            """Points held by the study's other trials, but for attempts that were
+            retried (their retry holds the point)."""
+            from kubetune.budget import was_retried
+
+            taken: set[int] = set()
+            for other in study._storage.get_all_trials(study._study_id, deepcopy=False):
+                if other._trial_id == own_id or was_retried(other):
+                    continue
+                attrs = other.system_attrs
+                if "grid_id" in attrs:
+                    if attrs.get("search_space") == self._search_space:
+                        taken.add(int(attrs["grid_id"]))
+                elif "fixed_params" in attrs:
+                    point = self._point_of(attrs["fixed_params"])
+                    if point is not None:
+                        taken.add(point)
+            return taken
+
+    # Users read Optuna's name in messages about its arguments.
+    SharedGridSampler.__name__ = SharedGridSampler.__qualname__ = "GridSampler"
+    return SharedGridSampler
+
+
 def _sampler_classes() -> dict[str, type[optuna.samplers.BaseSampler]]:
     import optuna.samplers as s
 
@@ -107,7 +200,7 @@ def _sampler_classes() -> dict[str, type[optuna.samplers.BaseSampler]]:
         "cmaes": s.CmaEsSampler,
         "gp": s.GPSampler,
         "qmc": s.QMCSampler,
-        "grid": s.GridSampler,
+        "grid": _grid_sampler_class(),
         "nsgaii": s.NSGAIISampler,
         "bruteforce": s.BruteForceSampler,
     }
@@ -219,21 +312,42 @@ def check_buildable(spec: StudySpec) -> None:
     build_pruner(spec)
 
 
+class StudyChanged(SpecError):
+    """A study that has finished trials exists with a different objective, search
+    space, sampler, pruner or objective code; ``fields`` names what changed."""
+
+    def __init__(self, problems: list[tuple[str, str]], fields: list[str]) -> None:
+        super().__init__(problems)
+        self.fields = fields
+
+
+def changed_fields(previous: StudySpec, spec: StudySpec) -> list[str]:
+    """The started fields (see ``StudySpec.started_fields``) that differ."""
+    before, after = previous.started_fields(), spec.started_fields()
+    return [key for key, value in after.items() if before.get(key) != value]
+
+
 def prepare_study(
     storage: optuna.storages.BaseStorage,
     study_name: str,
     spec: StudySpec,
     *,
     deadline: float | None = None,
+    on_message: Callable[[str], None] | None = None,
 ) -> optuna.Study:
     """Create the Optuna study, or load it if it exists, and store the spec in it.
 
     A study that exists with a different search space, objective, sampler or
-    objective code is refused: its trials would not mean the same thing.
+    objective code is refused (:class:`StudyChanged`) once it has a finished trial
+    (COMPLETE or PRUNED) or a running one: its trials would not mean the same
+    thing. Before that (every trial failed, or none ran: a typo in the objective,
+    the direction, the data) the study is started over with the new spec, and
+    ``on_message`` is told.
     """
     import optuna
 
     check_buildable(spec)
+    _start_over_if_unfinished(storage, study_name, spec, on_message or (lambda _m: None))
     directions = spec.objective.study_directions
     study = optuna.create_study(
         storage=storage,
@@ -244,23 +358,20 @@ def prepare_study(
         pruner=build_pruner(spec),
     )
     if [d.name.lower() for d in study.directions] != directions:
-        raise SpecError(
+        raise StudyChanged(
             [
                 (
                     "spec.objective",
                     f"study {study_name!r} already exists with directions "
                     f"{[d.name.lower() for d in study.directions]}",
                 )
-            ]
+            ],
+            ["objective"],
         )
     previous = stored_spec(storage, study._study_id)
-    if previous is not None and previous.started_fields() != spec.started_fields():
-        changed = [
-            key
-            for key, value in spec.started_fields().items()
-            if previous.started_fields().get(key) != value
-        ]
-        raise SpecError(
+    changed = changed_fields(previous, spec) if previous is not None else []
+    if changed:
+        raise StudyChanged(
             [
                 (
                     f"spec.{changed[0]}",
@@ -268,7 +379,8 @@ def prepare_study(
                     f"{' and '.join(changed)}; its trials would not be comparable. Use a new name "
                     "or delete the study first",
                 )
-            ]
+            ],
+            changed,
         )
     names = spec.objective.metric_names
     if names is not None and study.metric_names != names:
@@ -278,6 +390,39 @@ def prepare_study(
     store_spec(storage, study._study_id, spec)
     storage.set_study_system_attr(study._study_id, DEADLINE_ATTR, deadline)
     return study
+
+
+def _start_over_if_unfinished(
+    storage: optuna.storages.BaseStorage,
+    study_name: str,
+    spec: StudySpec,
+    say: Callable[[str], None],
+) -> None:
+    """Delete the study if its started fields changed and no trial of it finished
+    (COMPLETE or PRUNED) or runs: nothing of it is worth keeping."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return
+    previous = stored_spec(storage, study_id)
+    if previous is None:
+        return  # not kubetune's: never deleted here
+    changed = changed_fields(previous, spec)
+    if not changed:
+        return
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    held = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    if any(t.state in held for t in trials):
+        return
+    optuna.delete_study(study_name=study_name, storage=storage)
+    failed = sum(1 for t in trials if t.state == TrialState.FAIL)
+    say(
+        f"study {study_name!r} had no finished trial ({failed} failed) and its "
+        f"{' and '.join(changed)} changed: started it over with the new spec"
+    )
 
 
 def store_spec(storage: optuna.storages.BaseStorage, study_id: int, spec: StudySpec) -> None:

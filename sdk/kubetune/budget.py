@@ -25,6 +25,12 @@ from kubetune.spec import StudySpec
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
+#: With no ``maxFailedTrials`` in the spec, a study stops once this many trials
+#: failed the same way (numbers aside) before any trial succeeded: the same error
+#: would repeat through the whole budget. A spec's own ``maxFailedTrials`` replaces
+#: the rule.
+FIRST_FAILURES_LIMIT = 5
+
 #: A failed attempt that was retried carries this user attribute; it does not
 #: count against maxTrials or maxFailedTrials (its retry does). So does a trial a
 #: worker gave up before running it (see kubetune.recovery.give_up_trial).
@@ -38,6 +44,7 @@ class StopReason(str, enum.Enum):
     GOAL = "GoalReached"
     TIMEOUT = "Timeout"
     TOO_MANY_FAILURES = "TooManyFailedTrials"
+    GRID_EXHAUSTED = "GridExhausted"
 
     @property
     def is_failure(self) -> bool:
@@ -58,6 +65,11 @@ class Spending:
     """Failed trials that were not retried."""
     best_value: float | None
     """The best value of a single-objective study so far."""
+    uniform_failures: int = 0
+    """While no trial has succeeded (none COMPLETE or PRUNED) and every failure had the
+    same reason: how many failed; otherwise 0."""
+    failure_reason: str | None = None
+    """That one reason (its first line), when ``uniform_failures`` counts."""
 
 
 def stop_reason(
@@ -71,8 +83,13 @@ def stop_reason(
     budget = spec.budget
     if budget.max_failed_trials is not None and spent.failures > budget.max_failed_trials:
         return StopReason.TOO_MANY_FAILURES
+    if _first_trials_failed(spec, spent):
+        return StopReason.TOO_MANY_FAILURES
     if spec.objective.reached_goal(spent.best_value):
         return StopReason.GOAL
+    points = grid_points(spec)
+    if points is not None and points <= budget.max_trials and spent.trials >= points:
+        return StopReason.GRID_EXHAUSTED
     if spent.trials >= budget.max_trials:
         return StopReason.MAX_TRIALS
     if deadline is not None and now >= deadline:
@@ -80,8 +97,39 @@ def stop_reason(
     return None
 
 
+def _first_trials_failed(spec: StudySpec, spent: Spending) -> bool:
+    return spec.budget.max_failed_trials is None and spent.uniform_failures >= FIRST_FAILURES_LIMIT
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def grid_points(spec: StudySpec) -> int | None:
+    """How many points the grid sampler's grid has; None for other samplers.
+
+    Each trial that counts against the budget runs one point (the grid sampler
+    never repeats one, see :func:`kubetune.bridge.build_sampler`), so once this many
+    trials started the grid is done.
+    """
+    if spec.sampler.name != "grid":
+        return None
+    from kubetune.bridge import grid_size
+
+    return grid_size(spec)
+
+
 def describe(reason: StopReason, spec: StudySpec, spent: Spending) -> str:
     """A sentence for users about why the study stopped."""
+    if reason is StopReason.TOO_MANY_FAILURES and _first_trials_failed(spec, spent):
+        return (
+            f"the first {spent.uniform_failures} trials all failed the same way and none "
+            f"succeeded: {_shorten(spent.failure_reason or 'no reason recorded')} (with no "
+            f"maxFailedTrials in the spec, a study stops after {FIRST_FAILURES_LIMIT} such "
+            "failures; fix the cause and run again)"
+        )
+    if reason is StopReason.GRID_EXHAUSTED:
+        return f"the grid's {grid_points(spec)} points all ran"
     if reason is StopReason.TOO_MANY_FAILURES:
         return (
             f"{spent.failures} trials failed, more than maxFailedTrials "

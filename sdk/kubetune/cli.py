@@ -23,6 +23,7 @@ are in :mod:`kubetune.cli_cluster`; ``convert``, ``plot`` and ``dashboard`` in
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Annotated
@@ -133,24 +134,18 @@ def run(
     Running it again continues the study; Ctrl-C stops the workers and keeps every
     finished trial.
     """
-    import contextlib
-
     import optuna
 
-    from kubetune.embedded import embedded_postgres
+    from kubetune.errors import SpecChangeRefused
     from kubetune.local import LocalRun, LocalRunError
     from kubetune.spec import SpecError, Study
-    from kubetune.storage import StorageUnavailable, redact
+    from kubetune.storage import StorageUnavailable
 
     study = _load(path)
     assert isinstance(study, Study)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage or os.environ.get("KUBETUNE_STORAGE_URL") or study.spec.storage.url
     with contextlib.ExitStack() as stack:
-        if url is None:
-            console.print("[dim]starting the embedded PostgreSQL…[/]")
-            url = stack.enter_context(embedded_postgres())
-        console.print(f"[dim]storage: {redact(url)}[/]", soft_wrap=True)
+        url = _local_storage(study, storage, stack)
         reporter = _ProgressReporter(study.metadata.name)
         stack.enter_context(reporter)
         local = LocalRun(
@@ -159,6 +154,7 @@ def run(
             trials=trials,
             parallelism=parallelism,
             fresh=fresh,
+            source=path,
             on_progress=reporter.update,
             on_message=reporter.message,
         )
@@ -169,6 +165,10 @@ def run(
             for field, reason in error.problems:
                 print_error(f"{field}: {reason}")
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        except SpecChangeRefused as error:
+            reporter.close()
+            print_error(error)
+            raise typer.Exit(EXIT_REFUSED) from None
         except (LocalRunError, StorageUnavailable) as error:
             reporter.close()
             print_error(error)
@@ -178,6 +178,38 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.failed:
         raise typer.Exit(EXIT_STUDY_FAILED)
+
+
+def _local_storage(study: object, storage: str | None, stack: contextlib.ExitStack) -> str:
+    """A local study's storage URL: ``--storage``, ``$KUBETUNE_STORAGE_URL``,
+    ``spec.storage.url``, else the embedded PostgreSQL, started for as long as
+    ``stack`` lasts."""
+    from kubetune.embedded import embedded_postgres
+    from kubetune.spec import Study
+    from kubetune.storage import redact
+
+    assert isinstance(study, Study)
+    url = storage or os.environ.get("KUBETUNE_STORAGE_URL") or study.spec.storage.url
+    if url is None:
+        console.print("[dim]starting the embedded PostgreSQL…[/]")
+        url = stack.enter_context(embedded_postgres())
+    console.print(f"[dim]storage: {redact(url)}[/]", soft_wrap=True)
+    return url
+
+
+def delete_local(path: Path, storage: str | None) -> None:
+    """``kubetune delete STUDY.yaml``: delete a local study and its trials."""
+    from kubetune.cli_output import handled
+    from kubetune.local import delete_local_study
+    from kubetune.spec import Study
+
+    study = _load(path)
+    assert isinstance(study, Study)
+    with handled(), contextlib.ExitStack() as stack:
+        url = _local_storage(study, storage, stack)
+        count = delete_local_study(study, url, path)
+    name = study.spec.storage.study_name or study.metadata.name
+    console.print(f"study {name!r} deleted ({count} trials)", highlight=False)
 
 
 class _ProgressReporter:
@@ -253,7 +285,7 @@ def _report(result: object, output: Path, log_dir: Path) -> None:
         )
     elif result.stop is not None:
         style = "red" if result.failed else "green"
-        console.print(f"[{style}]{result.stop.value}[/]: {result.stop_message}")
+        console.print(f"[{style}]{result.stop.value}[/]: {escape(result.stop_message)}")
     if result.failures:
         _print_failures(result.failures)
     if result.best_trials:
@@ -269,9 +301,17 @@ def _report(result: object, output: Path, log_dir: Path) -> None:
             )
         console.print(table)
         if write_best_params(result, output):
-            console.print(f"best parameters written to [bold]{output}[/]")
+            console.print(f"best parameters written to [bold]{escape(str(output))}[/]")
     else:
         console.print("[yellow]no trial completed; no best parameters to write[/]")
+        if output.is_file():
+            # An older file would pass for this study's result (kubetune run && train.py).
+            output.unlink()
+            console.print(
+                f"[yellow]removed the earlier {escape(str(output))}[/]: it was not this "
+                "study's result",
+                highlight=False,
+            )
     console.print(f"[dim]worker logs: {log_dir}[/]")
 
 
@@ -305,4 +345,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # ``python -m kubetune.cli``: this module runs as __main__, a copy of kubetune.cli;
+    # the command modules registered their commands on kubetune.cli's app, not this one.
+    from kubetune.cli import main as registered_main
+
+    registered_main()

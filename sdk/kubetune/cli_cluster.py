@@ -489,17 +489,41 @@ def logs(
 
 @app.command()
 def delete(
-    name: NameArgument,
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="The Study's name, or a Study YAML file (a local study, kubetune run).",
+            show_default=False,
+        ),
+    ],
     namespace: NamespaceOption = None,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
     wait: Annotated[bool, typer.Option("--wait", help="Return once the Study is gone.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits.")] = 60.0,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="For a Study file: the Optuna storage URL (default $KUBETUNE_STORAGE_URL, "
+            "spec.storage.url or the embedded PostgreSQL).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Delete a Study; its pods stop and their running trials fail.
 
     Its trials stay in the database unless spec.storage.onDelete is delete.
+    For a Study file, delete the local study and its trials (kubetune run starts
+    it afresh).
     """
+    from kubetune.study_source import is_study_file
+
+    if is_study_file(name):
+        from kubetune.cli import delete_local
+
+        delete_local(Path(name), storage)
+        return
     with handled():
         connect(namespace, kubeconfig, context).delete(name, wait=wait, timeout=timeout)
         console.print(f"study.kubetune.io/{name} deleted", highlight=False)

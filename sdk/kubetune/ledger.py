@@ -18,11 +18,12 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kubetune.budget import Spending, was_retried
-from kubetune.recovery import WORKER_ATTR
+from kubetune.recovery import FAIL_REASON_ATTR, WORKER_ATTR
 from kubetune.spec import TrialCounts
 
 if TYPE_CHECKING:
@@ -63,6 +64,9 @@ class TrialLedger:
         self._front: list[FrozenTrial] = []
         self._open: list[FrozenTrial] = []
         self._finished_workers: set[str] = set()
+        # The first failure's reason, and whether every failure so far had it.
+        self._failure_reason: str | None = None
+        self._uniform_failures = True
 
     def update(self, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
         """Fold the trials that finished since the last update, remember the open ones;
@@ -105,6 +109,11 @@ class TrialLedger:
             self._started += 1
             if trial.state == TrialState.FAIL:
                 self._failures += 1
+                reason = failure_summary(trial)
+                if self._failure_reason is None:
+                    self._failure_reason = reason
+                elif reason_key(reason) != reason_key(self._failure_reason):
+                    self._uniform_failures = False
         values = trial.values
         if (
             trial.state != TrialState.COMPLETE
@@ -172,8 +181,14 @@ class TrialLedger:
             1 for t in self._open if t.state == TrialState.RUNNING and not was_retried(t)
         )
         best = self._best.values[0] if self._best is not None else None
+        succeeded = self._finished["COMPLETE"] + self._finished["PRUNED"]
+        uniform = self._failures if not succeeded and self._uniform_failures else 0
         return Spending(
-            trials=self._started + started_now, failures=self._failures, best_value=best
+            trials=self._started + started_now,
+            failures=self._failures,
+            best_value=best,
+            uniform_failures=uniform,
+            failure_reason=self._failure_reason if uniform else None,
         )
 
     @property
@@ -191,3 +206,18 @@ class TrialLedger:
         if len(self._maximize) == 1:
             return [self._best] if self._best is not None else []
         return sorted(self._front, key=lambda t: t.number)
+
+
+#: Numbers in a reason (a value, a size, a line, a process id) do not make it another reason.
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+
+
+def failure_summary(trial: FrozenTrial) -> str:
+    """The first line of a failed trial's reason."""
+    reason = str(trial.user_attrs.get(FAIL_REASON_ATTR) or "").strip()
+    return reason.splitlines()[0] if reason else "no reason recorded"
+
+
+def reason_key(reason: str) -> str:
+    """What two reasons share when they differ only in numbers."""
+    return _NUMBER.sub("#", reason)

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -31,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from kubetune import bridge
 from kubetune.budget import StopReason, describe, stop_reason
-from kubetune.ledger import TrialLedger
-from kubetune.recovery import FAIL_REASON_ATTR, WORKER_ATTR, fail_lost_trials
+from kubetune.errors import NotFound, SpecChangeRefused
+from kubetune.ledger import TrialLedger, failure_summary, reason_key
+from kubetune.recovery import WORKER_ATTR, fail_lost_trials
 from kubetune.spec import Study, StudySpec, TrialCounts
 from kubetune.storage import open_storage, scrub
 from kubetune.study_source import check_objective_code
@@ -46,7 +46,6 @@ from kubetune.worker import (
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.trial import FrozenTrial
 
 #: How often the supervisor looks at the workers and the storage.
 POLL_SECONDS = 0.5
@@ -58,6 +57,9 @@ MAX_CRASHES_WITHOUT_PROGRESS = 3
 #: database that is down gets an answer in seconds. (Once running, a lost
 #: connection is retried for much longer: see ``storage.RECONNECT_SECONDS``.)
 FIRST_CONNECT_SECONDS = 5.0
+#: The study system attribute naming the Study file (its absolute path) a local
+#: study was run from: another file with the same study name is refused.
+SOURCE_ATTR = "kubetune.source"
 
 
 class LocalRunError(RuntimeError):
@@ -92,7 +94,14 @@ class LocalResult:
 
     @property
     def failed(self) -> bool:
-        return self.stop is not None and self.stop.is_failure
+        """The study failed: it stopped for a failure, or no trial of it completed
+        while some failed."""
+        return (self.stop is not None and self.stop.is_failure) or self.no_success
+
+    @property
+    def no_success(self) -> bool:
+        """Trials failed and none completed: there are no best parameters."""
+        return self.counts.complete == 0 and self.counts.failed > 0
 
     @property
     def best_params(self) -> dict[str, Any] | list[dict[str, Any]] | None:
@@ -119,6 +128,11 @@ class LocalRun:
 
     ``trials`` runs that many more trials (the stored ``maxTrials`` is raised to
     what was spent plus ``trials``); ``parallelism`` overrides the spec's.
+
+    ``source`` is the Study file: the study records it, and a study of the same
+    name run from another file is refused (two projects' studies named alike must
+    not share trials), unless the spec names its study on purpose
+    (``spec.storage.studyName``) or ``fresh`` starts it over.
     """
 
     def __init__(
@@ -129,11 +143,13 @@ class LocalRun:
         trials: int | None = None,
         parallelism: int | None = None,
         fresh: bool = False,
+        source: Path | None = None,
         log_dir: Path | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         on_message: Callable[[str], None] | None = None,
     ) -> None:
         self.document = study
+        self.source = source.resolve() if source is not None else None
         self.url = storage_url
         self.study_name = study.spec.storage.study_name or study.metadata.name
         self.trials = trials
@@ -161,24 +177,59 @@ class LocalRun:
                 optuna.delete_study(study_name=self.study_name, storage=storage)
                 self.on_message(f"deleted the earlier study {self.study_name!r}")
         spec = self.document.spec
-        budget = spec.budget.model_copy(update={"parallelism": self.parallelism})
-        if self.trials is not None:
-            spent = 0
-            with contextlib.suppress(KeyError):
-                existing = optuna.load_study(study_name=self.study_name, storage=storage)
-                trials = existing.get_trials(deepcopy=False)
-                spent = TrialLedger.of(trials, spec.objective.study_directions).spending.trials
-            budget = budget.model_copy(update={"max_trials": spent + self.trials})
-        spec = spec.model_copy(update={"budget": budget})
+        with contextlib.suppress(KeyError):
+            existing = optuna.load_study(study_name=self.study_name, storage=storage)
+            check_source(existing, self.document, self.source)
+            # Before the spec is compared: a trial left running by a dead run is no
+            # reason to keep a study none of whose trials finished.
+            stored = bridge.stored_spec(storage, existing._study_id)
+            self._recover_abandoned(existing, stored or spec)
+        spec = spec.model_copy(
+            update={"budget": spec.budget.model_copy(update={"parallelism": self.parallelism})}
+        )
         timeout = spec.budget.timeout_seconds
         deadline = time.time() + timeout if timeout else None
-        study = bridge.prepare_study(storage, self.study_name, spec, deadline=deadline)
-        check_objective_code(study, self.document)
-        self._recover_abandoned(study, spec)
+        try:
+            study = bridge.prepare_study(
+                storage, self.study_name, spec, deadline=deadline, on_message=self.on_message
+            )
+        except bridge.StudyChanged as error:
+            raise self._refused(error, storage) from None
+        check_objective_code(study, self.document, self.source)
+        if self.trials is not None:
+            trials = study.get_trials(deepcopy=False)
+            spent = TrialLedger.of(trials, spec.objective.study_directions).spending.trials
+            budget = spec.budget.model_copy(update={"max_trials": spent + self.trials})
+            spec = spec.model_copy(update={"budget": budget})
+            bridge.store_spec(storage, study._study_id, spec)
+        if self.source is not None:
+            storage.set_study_system_attr(study._study_id, SOURCE_ATTR, str(self.source))
         self._trials_at_start = len(study.get_trials(deepcopy=False))
         self._ledger = TrialLedger(spec.objective.study_directions)
         self._ledger.update(study.get_trials(deepcopy=False))  # earlier runs' failures are old news
         return study, spec
+
+    def _refused(
+        self, error: bridge.StudyChanged, storage: optuna.storages.BaseStorage
+    ) -> SpecChangeRefused:
+        """The refusal of a changed started study, saying how to go on."""
+        trials = len(storage.get_all_trials(storage.get_study_id_from_name(self.study_name)))
+        if self.source is not None:
+            start_over = (
+                f"kubetune run {_shown(self.source)} --fresh (or kubetune delete "
+                f"{_shown(self.source)} first)"
+            )
+        else:
+            start_over = "delete the study (optuna.delete_study) or run it fresh"
+        field, reason = error.problems[0]
+        reason = reason.removesuffix(". Use a new name or delete the study first")
+        message = (
+            f"{field}: {reason}.\n"
+            f"  To start over, deleting its {trials} trials: {start_over}.\n"
+            "  To keep them and run the changed study beside them: give it a new name "
+            "(metadata.name)."
+        )
+        return SpecChangeRefused(self.study_name, error.fields, message)
 
     def _tally(self, study: optuna.Study) -> TrialLedger:
         """The ledger, brought up to date with the storage; a trial failing for a
@@ -187,7 +238,7 @@ class LocalRun:
             if trial.state.name != "FAIL":
                 continue
             reason = failure_summary(trial)
-            key = _NUMBER.sub("#", reason)
+            key = reason_key(reason)
             if key not in self._failures:
                 self.on_message(f"trial {trial.number} failed: {reason}")
                 self._failures[key] = (reason, [])
@@ -334,11 +385,17 @@ class LocalRun:
         ledger = self._tally(study)
         self.on_progress(self._progress(spec, ledger))
         reason = stop_reason(spec, ledger.spending, now=time.time(), deadline=deadline)
+        message = describe(reason, spec, ledger.spending) if reason else ""
+        counts = ledger.counts
+        if counts.complete == 0 and counts.failed and not (reason and reason.is_failure):
+            message = f"no trial completed ({counts.failed} failed): the study failed" + (
+                f"; {message}" if message else ""
+            )
         return LocalResult(
             study_name=self.study_name,
-            counts=ledger.counts,
+            counts=counts,
             stop=reason,
-            stop_message=describe(reason, spec, ledger.spending) if reason else "",
+            stop_message=message,
             interrupted=interrupted,
             best_trials=best_summaries(ledger),
             failures=sorted(self._failures.values(), key=lambda item: -len(item[1])),
@@ -355,14 +412,56 @@ class LocalRun:
         )
 
 
-#: Numbers in a reason (a value, a size, a line) do not make it another reason.
-_NUMBER = re.compile(r"\d+(\.\d+)?")
+def check_source(study: optuna.Study, document: Study, source: Path | None) -> None:
+    """Refuse ``study`` for the Study file ``source`` when another file ran it.
+
+    Studies are named by ``metadata.name``, and one storage (the embedded
+    PostgreSQL) holds every project's: two projects' ``sweep`` must not share
+    trials. A spec that sets ``spec.storage.studyName`` shares its study on purpose.
+    """
+    if source is None or document.spec.storage.study_name:
+        return
+    recorded = study._storage.get_study_system_attrs(study._study_id).get(SOURCE_ATTR)
+    if recorded is None or recorded == str(source):
+        return
+    name = study.study_name
+    raise SpecChangeRefused(
+        name,
+        ["source"],
+        f"study {name!r} in this storage was run from {recorded}, not from {source}; "
+        "two Study files with one name would share trials.\n"
+        "  To keep both: give this one a new name (metadata.name), or, to share the "
+        f"study on purpose, set spec.storage.studyName: {name}.\n"
+        f"  To delete the other file's {len(study.get_trials(deepcopy=False))} trials and "
+        f"start over from this one: kubetune run {_shown(source)} --fresh.",
+    )
 
 
-def failure_summary(trial: FrozenTrial) -> str:
-    """The first line of a failed trial's reason."""
-    reason = str(trial.user_attrs.get(FAIL_REASON_ATTR) or "").strip()
-    return reason.splitlines()[0] if reason else "no reason recorded"
+def delete_local_study(document: Study, url: str, source: Path | None) -> int:
+    """Delete the local study of the Study file ``source``; returns how many trials it had.
+
+    Raises :class:`~kubetune.errors.NotFound` when there is none and
+    :class:`~kubetune.errors.SpecChangeRefused` when another file ran it.
+    """
+    import optuna
+
+    name = document.spec.storage.study_name or document.metadata.name
+    storage = open_storage(url, retry_seconds=FIRST_CONNECT_SECONDS)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise NotFound("study", name, hint="nothing to delete") from None
+    check_source(study, document, source.resolve() if source is not None else None)
+    trials = len(study.get_trials(deepcopy=False))
+    optuna.delete_study(study_name=name, storage=storage)
+    return trials
+
+
+def _shown(path: Path) -> str:
+    """``path`` as a user would type it here: relative to the working folder if inside it."""
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
 
 
 def best_summaries(ledger: TrialLedger, limit: int = 10) -> list[dict[str, Any]]:

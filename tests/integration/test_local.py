@@ -114,10 +114,11 @@ def test_changed_search_space_is_refused_on_continue(
     changed = dict(SPEC, searchSpace={"x": {"type": "float", "low": 0, "high": 1}})
     study_file = write_study(tmp_path, changed)
     result = run_cli(cli_env, tmp_path, "run", str(study_file), "--storage", storage_url)
-    assert result.returncode == 2
+    assert result.returncode == 5  # refused
     assert (
         "spec.searchSpace: study 'local' already ran with a different searchSpace" in result.stderr
     )
+    assert "--fresh" in result.stderr
 
 
 def test_failed_trials_show_their_reasons(
