@@ -119,6 +119,12 @@ def grid_points(spec: StudySpec) -> int | None:
     return grid_size(spec)
 
 
+def trial_limit(spec: StudySpec) -> int:
+    """The most trials the study starts: ``maxTrials``, or the grid's size when smaller."""
+    points = grid_points(spec)
+    return spec.budget.max_trials if points is None else min(points, spec.budget.max_trials)
+
+
 def describe(reason: StopReason, spec: StudySpec, spent: Spending) -> str:
     """A sentence for users about why the study stopped."""
     if reason is StopReason.TOO_MANY_FAILURES and _first_trials_failed(spec, spent):

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubetune import bridge
-from kubetune.budget import StopReason, describe, stop_reason
+from kubetune.budget import StopReason, describe, stop_reason, trial_limit
 from kubetune.errors import NotFound, SpecChangeRefused
 from kubetune.ledger import TrialLedger, failure_summary, reason_key
 from kubetune.recovery import WORKER_ATTR, fail_lost_trials
@@ -406,7 +406,7 @@ class LocalRun:
         best = best_summaries(ledger, limit=1)
         return Progress(
             counts=ledger.counts,
-            max_trials=spec.budget.max_trials,
+            max_trials=trial_limit(spec),
             best_number=best[0]["number"] if best else None,
             best_values=best[0]["values"] if best else None,
         )

@@ -249,6 +249,7 @@ def test_a_grid_study_ends_when_its_grid_is_done(
     assert all(t.state == TrialState.COMPLETE for t in trials)
     out = flat(result.stdout)
     assert "GridExhausted: the grid's 6 points all ran" in out, out
+    assert "6/6" in out, "the progress bar counts to the grid's size, not maxTrials"
     assert "worker process" not in out, out  # no worker crashed
     logs = "".join(p.read_text() for p in (tmp_path / ".kubetune" / "logs").rglob("*.log"))
     assert "Traceback" not in logs, logs
