@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kubetune import bridge
-from kubetune.budget import StopReason, describe, stop_reason
+from kubetune.budget import StopReason, describe, stop_reason, trial_limit
 from kubetune.ledger import TrialLedger
 from kubetune.recovery import WORKER_ATTR, fail_lost_trials, lost_trials
 from kubetune.spec import SpecError, StudySpec, validate_metadata, validate_spec
@@ -467,7 +467,7 @@ class StudyReconciler:
         spent = ledger.spending.trials
         busy = {str(t.user_attrs.get(WORKER_ATTR)) for t in ledger.running}
         running = sum(1 for p in live if p["metadata"]["name"] in busy)
-        remaining = max(0, spec.budget.max_trials - spent)
+        remaining = max(0, trial_limit(spec) - spent)  # a grid's size when smaller
         wanted = min(spec.budget.parallelism, running + remaining)
         if len(live) < wanted:
             self._ensure_trial_service_account(meta, spec)
