@@ -152,6 +152,8 @@ class _Model(BaseModel):
         validate_by_name=True,
         validate_by_alias=True,
         alias_generator=to_camel,
+        # A field's docstring is its description in the CRD (kubectl explain shows it).
+        use_attribute_docstrings=True,
         validate_assignment=True,
     )
 
@@ -181,10 +183,16 @@ class Objective(_Model):
     """
 
     direction: Direction | None = None
+    """minimize or maximize: the study's one direction."""
     directions: list[Direction] | None = Field(default=None, min_length=1)
+    """One direction per objective, for a multi-objective study (not with direction)."""
     metric: str | None = Field(default=None, min_length=1)
+    """The value's name: the metric a command objective prints, or a built-in's
+    metric (auc, logloss, accuracy, f1, rmse, mae, r2)."""
     metrics: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
+    """One metric name per direction, for a multi-objective study."""
     goal: float | None = None
+    """Stop the study once the best value reaches this (single objective only)."""
 
     @model_validator(mode="after")
     def _one_way_to_say_it(self) -> Objective:
@@ -241,10 +249,15 @@ class FloatParam(_Model):
     """A float in ``[low, high]``, optionally log-scaled or on a ``step`` grid."""
 
     type: Literal["float"]
+    """float"""
     low: float
+    """The smallest value (> 0 when log is true)."""
     high: float
+    """The largest value (>= low)."""
     log: bool = False
+    """Sample on a log scale."""
     step: float | None = None
+    """Sample only low, low + step, ... (not with log)."""
 
     @model_validator(mode="after")
     def _check_range(self) -> FloatParam:
@@ -267,10 +280,15 @@ class IntParam(_Model):
     """An integer in ``[low, high]``, optionally log-scaled or on a ``step`` grid."""
 
     type: Literal["int"]
+    """int"""
     low: int
+    """The smallest value (>= 1 when log is true)."""
     high: int
+    """The largest value (>= low)."""
     log: bool = False
+    """Sample on a log scale."""
     step: int = 1
+    """Sample only low, low + step, ... (1 with log)."""
 
     @model_validator(mode="after")
     def _check_range(self) -> IntParam:
@@ -289,7 +307,9 @@ class CategoricalParam(_Model):
     """One of a list of ``choices`` (strings, numbers, booleans or null)."""
 
     type: Literal["categorical"]
+    """categorical"""
     choices: list[Choice]
+    """1 to 1000 distinct values: strings, numbers, booleans or null."""
 
     @field_validator("choices")
     @classmethod
@@ -319,8 +339,12 @@ class SamplerSpec(_Model):
     """Which Optuna sampler proposes parameters; ``args`` go to its constructor."""
 
     name: SamplerName = "tpe"
+    """The Optuna sampler: tpe, random, cmaes, gp, qmc, grid, nsgaii, bruteforce."""
     seed: int | None = None
+    """A seed: each worker gets seed + its index (qmc and grid coordinate through
+    the storage instead)."""
     args: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of the sampler's class, e.g. {multivariate: true}."""
 
 
 class PrunerSpec(_Model):
@@ -330,7 +354,10 @@ class PrunerSpec(_Model):
     """
 
     name: PrunerName = "median"
+    """The Optuna pruner: none, median, percentile, successive_halving, hyperband,
+    threshold, wilcoxon or patient."""
     args: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of the pruner's class, e.g. {n_warmup_steps: 5}."""
 
 
 # ------------------------------------------------------------------ budget
@@ -383,9 +410,13 @@ class Budget(_Model):
     """
 
     max_trials: int = Field(default=100, ge=1)
+    """Trials to run, whatever their end (a retried attempt counts once)."""
     parallelism: int = Field(default=1, ge=1, le=1000)
+    """Trials at once: trial pods in a cluster, worker processes locally."""
     max_failed_trials: int | None = Field(default=None, ge=0)
+    """Fail the study after this many failed trials (retried attempts not counted)."""
     timeout: str | int | None = None
+    """Stop starting trials after this long: seconds, or 90s, 30m, 2h, 1h30m, 1d."""
 
     @field_validator("timeout")
     @classmethod
@@ -412,9 +443,13 @@ class BuiltinData(_Model):
     """
 
     path: str | None = None
+    """A CSV or Parquet file the trial can read (a mounted volume, or a path in the image)."""
     dataset: str | None = None
+    """A packaged dataset: sklearn:breast_cancer, diabetes, digits, iris or wine."""
     target: str | None = None
+    """The column to predict (required with path)."""
     features: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
+    """The columns to learn from (default: every other column)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> BuiltinData:
@@ -434,8 +469,11 @@ class Validation(_Model):
     """
 
     kind: Literal["holdout", "kfold"] = "holdout"
+    """holdout (one split) or kfold (cross-validation; the pruner sees the fold mean)."""
     test_size: float = Field(default=0.2, gt=0, lt=1)
+    """The held-out fraction for holdout."""
     folds: int = Field(default=5, ge=2, le=50)
+    """Folds for kfold."""
 
 
 class SaveModel(_Model):
@@ -447,7 +485,9 @@ class SaveModel(_Model):
     """
 
     path: str | None = None
+    """A folder for the best model and best.json."""
     artifact_store: str | None = None
+    """A folder used as an Optuna FileSystemArtifactStore for the best model."""
 
     @model_validator(mode="after")
     def _one_target(self) -> SaveModel:
@@ -469,16 +509,26 @@ class BuiltinObjective(_Model):
     """
 
     model: Literal["lightgbm", "xgboost", "lightning"]
+    """lightgbm, xgboost or lightning."""
     tuner: Literal["default", "stepwise"] = "default"
+    """default, or stepwise (LightGBM's LightGBMTunerCV stages; parallelism 1)."""
     data: BuiltinData
     task: Literal["classification", "regression"] = "classification"
+    """classification or regression."""
     validation: Validation = Field(default_factory=Validation)
+    """How each trial is scored: holdout or k-fold."""
     seed: int = 0
+    """The model's and the split's random seed."""
     params: dict[str, Any] = Field(default_factory=dict)
+    """Model parameters fixed for every trial (not tuned)."""
     default_search_space: bool = True
+    """Tune the model's default search space (spec.searchSpace entries replace or add to it)."""
     max_epochs: int | None = Field(default=None, ge=1)
+    """Boosting rounds (LightGBM, XGBoost) or epochs (Lightning)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto (a GPU when the pod has one), cpu or cuda."""
     save_model: SaveModel | None = None
+    """Keep the best trial's model."""
 
     @model_validator(mode="after")
     def _stepwise_is_lightgbm(self) -> BuiltinObjective:
@@ -503,6 +553,7 @@ class Resources(_Model):
     model_config = ConfigDict(alias_generator=None)
 
     limits: dict[str, str | int | float] = Field(default_factory=dict)
+    """Limits, e.g. {nvidia.com/gpu: 1, memory: 16Gi}."""
     requests: dict[str, str | int | float] = Field(
         default_factory=dict,
         description=(
@@ -539,8 +590,11 @@ class EnvVar(_Model):
     model_config = ConfigDict(alias_generator=None)
 
     name: str = Field(min_length=1)
+    """The variable's name."""
     value: str | None = None
+    """Its value (or valueFrom, as in a pod)."""
     valueFrom: dict[str, Any] | None = None
+    """A secretKeyRef, configMapKeyRef or fieldRef, as in a pod."""
 
 
 class LocalObjectReference(_Model):
@@ -597,13 +651,21 @@ class TrialTemplate(_Model):
     """
 
     python: str | None = None
+    """An Optuna objective, package.module:function, taking an optuna.Trial."""
     command: list[str] | None = Field(default=None, min_length=1)
+    """A program's argv with {param} placeholders; metrics read from its standard output."""
     builtin: BuiltinObjective | None = None
+    """A ready-made LightGBM, XGBoost or Lightning objective."""
     image: str | None = None
+    """The trial pods' image (default: the operator's trial image)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """Always, IfNotPresent or Never."""
     resources: Resources = Field(default_factory=Resources)
+    """The trial container's requests and limits (GPUs: limits.nvidia.com/gpu)."""
     env: list[EnvVar] = Field(default_factory=list)
+    """Environment variables of the trial container."""
     working_dir: str | None = None
+    """The trial container's working directory (on sys.path for python objectives)."""
     image_pull_secrets: list[NamedReference] = Field(
         default_factory=list,
         description=(
@@ -633,14 +695,23 @@ class TrialTemplate(_Model):
         description=_context_doc("container", DEFAULT_CONTAINER_SECURITY_CONTEXT),
     )
     affinity: dict[str, Any] | None = None
+    """The trial pods' affinity."""
     volumes: list[dict[str, Any]] = Field(default_factory=list)
+    """Volumes of the trial pods."""
     volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
+    """Where the trial container mounts them."""
     service_account_name: str | None = None
+    """The trial pods' ServiceAccount (default: the operator's trial account)."""
     priority_class_name: str | None = None
+    """The trial pods' PriorityClass."""
     labels: dict[str, str] = Field(default_factory=dict)
+    """Labels added to the trial pods."""
     annotations: dict[str, str] = Field(default_factory=dict)
+    """Annotations added to the trial pods."""
     trials_per_pod: int = Field(default=1, ge=1)
+    """Trials one pod (or worker) runs in turn before it exits: raise it for short trials."""
     retries: int = Field(default=0, ge=0, le=10)
+    """Re-runs of a trial whose pod or worker died (same parameters)."""
 
     @field_validator("labels")
     @classmethod
@@ -737,7 +808,9 @@ class SecretKeyRef(_Model):
     """A key of a Secret in the Study's namespace."""
 
     name: str = Field(min_length=1)
+    """The Secret's name, in the Study's namespace."""
     key: str = "url"
+    """The key holding the SQLAlchemy URL."""
 
 
 class StorageSpec(_Model):
@@ -750,9 +823,13 @@ class StorageSpec(_Model):
     """
 
     secret_ref: SecretKeyRef | None = None
+    """A Secret holding the database URL (the way for URLs with a password)."""
     url: str | None = None
+    """A database URL with no password (local runs; in a cluster use secretRef)."""
     study_name: str | None = Field(default=None, min_length=1, max_length=512)
+    """The Optuna study's name (default: from the namespace, name and uid)."""
     on_delete: Literal["retain", "delete"] = "retain"
+    """retain keeps the Optuna study when the Study is deleted; delete drops it."""
 
     @field_validator("url")
     @classmethod
@@ -778,13 +855,21 @@ class StudySpec(_Model):
     """The ``spec`` of a Study."""
 
     objective: Objective = Field(default_factory=Objective)
+    """What to optimize."""
     search_space: dict[str, Param] = Field(default_factory=dict)
+    """Parameters suggested before the objective runs, by name."""
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    """How parameters are proposed."""
     pruner: PrunerSpec | None = None
+    """How unpromising trials are stopped (default: median; none for multi-objective)."""
     budget: Budget = Field(default_factory=Budget)
+    """How much to spend."""
     trial: TrialTemplate
+    """How one trial runs, and its pod."""
     storage: StorageSpec = Field(default_factory=StorageSpec)
+    """Where the Optuna study is kept."""
     suspend: bool = False
+    """true removes the trial pods (running trials are queued again); false carries on."""
 
     @field_validator("search_space")
     @classmethod
@@ -867,10 +952,15 @@ class TrialCounts(_Model):
     """How many trials are in each state (``waiting``: queued, not started)."""
 
     waiting: int = 0
+    """Trials queued."""
     running: int = 0
+    """Trials running."""
     complete: int = 0
+    """Trials that finished with a value."""
     pruned: int = 0
+    """Trials the pruner stopped."""
     failed: int = 0
+    """Trials that failed (each with its reason)."""
 
     @property
     def finished(self) -> int:
@@ -881,19 +971,28 @@ class TrialSummary(_Model):
     """One trial in the status: its number, value(s) and parameters."""
 
     number: int
+    """The trial's number in the study."""
     value: float | None = None
+    """Its value (single objective)."""
     values: list[float] | None = None
+    """Its values (multi-objective)."""
     params: dict[str, Any] = Field(default_factory=dict)
+    """Its parameters."""
 
 
 class Condition(_Model):
     """A Kubernetes-style condition, e.g. ``Unschedulable`` with a reason and message."""
 
     type: str
+    """StorageReady, PodsReady, SpecChangeRefused, Suspended, Running, Complete or Failed."""
     status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
     reason: str = ""
+    """A CamelCase word saying why."""
     message: str = ""
+    """The reason in words."""
     last_transition_time: str | None = None
+    """When status last changed."""
 
 
 class StudyStatus(_Model):
@@ -902,17 +1001,29 @@ class StudyStatus(_Model):
     model_config = ConfigDict(extra="ignore")
 
     phase: Phase | None = None
+    """Pending, Running, Suspended, Succeeded or Failed."""
     message: str | None = None
+    """Why the study ended."""
     study_name: str | None = None
+    """The Optuna study's name in the storage."""
     progress: str | None = None
+    """Finished trials / maxTrials."""
     trials: TrialCounts = Field(default_factory=TrialCounts)
+    """Trial counts by state."""
     best_trial: TrialSummary | None = None
+    """The best trial so far (single objective)."""
     pareto_front: list[TrialSummary] = Field(default_factory=list, max_length=MAX_PARETO_FRONT)
+    """The first trials of the Pareto front (multi-objective)."""
     conditions: list[Condition] = Field(default_factory=list)
+    """What is going on, one condition per aspect."""
     observed_generation: int | None = None
+    """The generation of the spec this status describes."""
     failed_pods_without_trials: int = 0
+    """Trial pods that failed in a row before running a trial (3 fail the study)."""
     start_time: str | None = None
+    """When the study started."""
     completion_time: str | None = None
+    """When the study ended."""
 
 
 # ---------------------------------------------------------------- document

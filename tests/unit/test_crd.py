@@ -173,3 +173,24 @@ def test_what_the_api_server_would_prune_kubetune_refuses() -> None:
     wire = {"apiVersion": "kubetune.io/v1alpha1", "kind": "Study", "metadata": {"name": "a"}}
     schema = _as_json_schema(study_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
     jsonschema.validate({**wire, "spec": spec}, schema)
+
+
+def _undescribed(node: dict[str, Any], path: str) -> list[str]:
+    found = [] if node.get("description") else [path]
+    for name, child in (node.get("properties") or {}).items():
+        found += _undescribed(child, f"{path}.{name}")
+    items = node.get("items")
+    if isinstance(items, dict) and items.get("properties"):
+        found += [p for p in _undescribed(items, f"{path}[]") if p != f"{path}[]"]
+    return found
+
+
+def test_every_field_has_a_description_for_kubectl_explain() -> None:
+    """`kubectl explain study.spec.budget` prints each field's description."""
+    schema = study_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    missing = [
+        path
+        for part in ("spec", "status")
+        for path in _undescribed(schema["properties"][part], part)
+    ]
+    assert not missing, f"fields with no description: {missing}"
