@@ -8,6 +8,7 @@ level runs once, in the user's process, and no worker starts a tune() of its own
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from tune_cluster import code_mount_turn
 #: and tune() at the top level. ``{options}`` are tune()'s other arguments.
 SCRIPT = """\
 import json
+import os
 import os
 
 import optuna
@@ -300,6 +302,7 @@ def test_a_worker_importing_a_module_that_calls_tune_refuses_instead_of_starting
 PACKAGE_SCRIPT = """\
 import functools
 import json
+import os
 
 from kubetune.shipping import ship
 
@@ -376,3 +379,32 @@ def test_a_name_set_only_under_the_main_guard_is_refused_when_tune_is_called(
     exec(compile(script.read_text(), str(script), "exec"), module.__dict__)
     with pytest.raises(ShippingError, match=r"'EPOCHS'.*only under if __name__"):
         ship(module.objective)
+
+
+def test_a_trial_is_inside_a_trial_while_it_imports_and_runs_and_not_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner marks the objective's import and each call as inside a trial (tune()
+    there raises TuneInsideTrial); a process that loads a worker in-process is not
+    marked afterwards."""
+    from kubetune.spec import validate_spec
+    from kubetune.tuning import IN_TRIAL_ENV, TuneInsideTrial
+    from kubetune_trial.objectives import load_objective
+
+    (tmp_path / "marks.py").write_text(
+        "import os\n"
+        "import kubetune\n"
+        f"AT_IMPORT = os.environ.get({IN_TRIAL_ENV!r})\n\n"
+        "def objective(trial):\n"
+        "    kubetune.Client().tune(objective, local=True)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(IN_TRIAL_ENV, raising=False)
+    spec = validate_spec({"trial": {"python": "marks:objective"}})
+    objective = load_objective(spec, "marked")
+    assert sys.modules["marks"].AT_IMPORT == "marked"
+    assert IN_TRIAL_ENV not in os.environ
+    with pytest.raises(TuneInsideTrial, match="inside a trial of study 'marked'"):
+        objective(None)
+    assert IN_TRIAL_ENV not in os.environ
+    sys.modules.pop("marks", None)

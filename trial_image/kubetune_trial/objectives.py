@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -23,7 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import optuna
@@ -54,12 +55,17 @@ class ObjectiveFailed(Exception):
 
 def load_objective(spec: StudySpec, study_name: str) -> Objective:
     """The objective the spec describes, checked as far as it can be before a trial."""
-    # Code run from here on (an imported module, a command) is inside a trial: tune()
-    # there refuses to start a study of its own instead of spawning workers.
-    os.environ.setdefault(IN_TRIAL_ENV, study_name)
     trial = spec.trial
     if trial.python is not None:
-        return _load_python(trial.python)
+        with inside_trial(study_name):
+            function = _load_python(trial.python)
+
+        @functools.wraps(function)
+        def objective(optuna_trial: optuna.Trial) -> Any:
+            with inside_trial(study_name):
+                return function(optuna_trial)
+
+        return objective
     if trial.command is not None:
         names = spec.objective.metric_names
         assert names is not None  # the spec requires metric names for commands
@@ -70,6 +76,23 @@ def load_objective(spec: StudySpec, study_name: str) -> Objective:
     except ImportError as error:  # the builtin package needs optional extras
         raise ObjectiveNotLoadable("spec.trial.builtin", f"not available here: {error}") from None
     return load_builtin(spec, study_name)
+
+
+@contextlib.contextmanager
+def inside_trial(study_name: str) -> Iterator[None]:
+    """While an objective's module is imported and while it runs, ``$KUBETUNE_IN_TRIAL``
+    names the study: tune() called there (a script's top level, the objective itself)
+    refuses to start a study of its own instead of spawning workers. Only then: a
+    process that runs a worker in-process (a test) is not a trial afterwards."""
+    previous = os.environ.get(IN_TRIAL_ENV)
+    os.environ[IN_TRIAL_ENV] = study_name
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(IN_TRIAL_ENV, None)
+        else:
+            os.environ[IN_TRIAL_ENV] = previous
 
 
 def _load_python(entry: str) -> Objective:
@@ -132,6 +155,7 @@ class CommandObjective:
         env = dict(os.environ)
         env["PATH"] = _search_path()
         env["KUBETUNE_PARAMS"] = json.dumps(trial.params)
+        env[IN_TRIAL_ENV] = self.study_name  # a tune() in the program refuses to start
         env["KUBETUNE_TRIAL_NUMBER"] = str(trial.number)
         try:
             process = subprocess.Popen(
