@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from kubetune.spec import MAX_PARETO_FRONT, StudySpec, TrialSummary
+from kubetune.trials import effective_params
 
 if TYPE_CHECKING:
     from kubetune.ledger import TrialLedger
@@ -31,7 +32,7 @@ def _summary(trial: FrozenTrial) -> dict[str, Any]:
         number=trial.number,
         value=values[0] if len(values) == 1 else None,
         values=values if len(values) > 1 else None,
-        params=dict(trial.params),
+        params=effective_params(trial),
     )
     return summary.to_dict()
 

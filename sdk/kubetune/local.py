@@ -36,6 +36,7 @@ from kubetune.recovery import WORKER_ATTR, fail_lost_trials
 from kubetune.spec import Study, StudySpec, TrialCounts
 from kubetune.storage import open_storage, scrub
 from kubetune.study_source import check_objective_code
+from kubetune.trials import effective_params
 from kubetune.worker import (
     EXIT_CONFIG_ERROR,
     EXIT_OK,
@@ -471,7 +472,7 @@ def best_summaries(ledger: TrialLedger, limit: int = 10) -> list[dict[str, Any]]
             "number": t.number,
             "value": t.values[0] if len(t.values) == 1 else None,
             "values": list(t.values),
-            "params": dict(t.params),
+            "params": effective_params(t),
         }
         for t in ledger.best[:limit]
     ]

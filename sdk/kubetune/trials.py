@@ -26,6 +26,25 @@ if TYPE_CHECKING:
 
 #: Trial states, as Optuna names them.
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+#: A trial's parameters beyond those Optuna suggested to it: an objective that carries
+#: values over from earlier trials (LightGBM's stepwise tuner tunes one group at a time)
+#: records here the whole set that produced its value.
+PARAMS_ATTR = "kubetune.params"
+
+
+def effective_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters that produced the trial's value: what ``best_params.json`` and the
+    status's best trial show.
+
+    >>> import optuna
+    >>> trial = optuna.trial.create_trial(params={"num_leaves": 31},
+    ...     distributions={"num_leaves": optuna.distributions.IntDistribution(2, 64)},
+    ...     value=0.1, user_attrs={PARAMS_ATTR: {"lambda_l1": 0.5, "num_leaves": 31}})
+    >>> effective_params(trial)
+    {'num_leaves': 31, 'lambda_l1': 0.5}
+    """
+    carried = trial.user_attrs.get(PARAMS_ATTR)
+    return {**trial.params, **carried} if isinstance(carried, dict) else dict(trial.params)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +76,7 @@ class TrialRecord:
             number=trial.number,
             state=trial.state.name,
             values=list(trial.values) if trial.values is not None else None,
-            params=dict(trial.params),
+            params=effective_params(trial),
             duration=duration,
             pod=str(worker) if worker is not None else None,
             fail_reason=str(reason) if reason is not None else None,

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import optuna
+import pytest
 from builtin_helpers import builtin_spec
+from kubetune.ledger import TrialLedger
+from kubetune.local import best_summaries
+from kubetune.trials import effective_params
+
+
+def ledger_of(study: optuna.Study) -> TrialLedger:
+    ledger = TrialLedger([d.name.lower() for d in study.directions])
+    ledger.update(study.get_trials(deepcopy=False))
+    return ledger
 
 
 def test_stepwise_runs_the_tuners_stages_as_kubetune_trials(run_builtin) -> None:
@@ -28,6 +39,16 @@ def test_stepwise_runs_the_tuners_stages_as_kubetune_trials(run_builtin) -> None
     fractions = sorted(round(t.params["feature_fraction"], 2) for t in trials[:7])
     assert fractions == [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     assert set(trials[8].params) == {"num_leaves"}
+    # best_params.json and the status show every parameter behind the value, not only
+    # the stage's own: the num_leaves stage keeps the best feature_fraction and the rest.
+    best_fraction = min(trials[:7], key=lambda t: t.value).params["feature_fraction"]
+    carried = effective_params(trials[8])
+    assert set(carried) >= {"num_leaves", "feature_fraction", "lambda_l1", "lambda_l2"}
+    assert carried["feature_fraction"] == pytest.approx(best_fraction)
+    assert carried["num_leaves"] == trials[8].params["num_leaves"]
+    assert best_summaries(ledger_of(run.study), limit=1)[0]["params"] == effective_params(
+        run.study.best_trial
+    )
 
 
 def test_stepwise_refuses_a_search_space_and_parallel_workers(run_builtin) -> None:

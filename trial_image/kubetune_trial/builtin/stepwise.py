@@ -38,6 +38,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import optuna
+from kubetune.trials import PARAMS_ATTR
 from optuna_integration.lightgbm import LightGBMTuner, LightGBMTunerCV
 
 from kubetune_trial.builtin import lightgbm_model
@@ -164,6 +165,14 @@ class StepwiseTrainer:
             tuner.lgbm_params.update(tuner.best_params)
             objective = tuner._create_objective(TUNED, tuner.train_set, JOINT_STEP, None)
             value = float(objective(trial))
+        # Each stage tunes one group and carries the others over from the best trial so
+        # far: the trial's value comes from all of them, so best_params.json must too.
+        lgbm_params = json.loads(
+            trial.storage.get_trial_system_attrs(trial._trial_id)[LGBM_PARAMS_KEY]
+        )
+        trial.set_user_attr(
+            PARAMS_ATTR, {name: lgbm_params[name] for name in TUNED if name in lgbm_params}
+        )
 
         def write(path: Path) -> None:
             attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
