@@ -70,7 +70,9 @@ def _load(path: Path) -> object:
     except SpecError as error:
         print_error(f"{path} is not a valid Study:")
         for field, reason in error.problems:
-            errors.print(f"  {field}: {reason}", markup=False, highlight=False)
+            # A problem with the whole document has no field to name.
+            line = f"  {field}: {reason}" if field else f"  {reason}"
+            errors.print(line, markup=False, highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 

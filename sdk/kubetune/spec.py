@@ -1226,7 +1226,29 @@ def load_study(source: Mapping[str, Any] | str | Path) -> Study:
         raise SpecError(
             [("", "a Study document must be a mapping with apiVersion, kind, metadata, spec")]
         )
+    convert = _other_tools_format(data)
+    if convert is not None:
+        tool, command = convert
+        raise SpecError(
+            [("", f"this is a {tool}, not a Study: convert it with `{command} FILE > study.yaml`")]
+        )
     try:
         return Study.model_validate(data)
     except ValidationError as error:
         raise SpecError(_format_problems(error, "", Study)) from None
+
+
+def _other_tools_format(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(what it is, the kubetune convert command) for a W&B sweep, a Hydra config or a
+    Katib Experiment given where a Study was expected; None otherwise."""
+    if str(data.get("apiVersion", "")).startswith("kubeflow.org/") and (
+        data.get("kind") == "Experiment"
+    ):
+        return "Katib Experiment", "kubetune convert katib"
+    if "apiVersion" in data or "kind" in data:
+        return None
+    if "parameters" in data and {"method", "program", "command", "metric"} & set(data):
+        return "W&B sweep", "kubetune convert wandb"
+    if "hydra" in data or "defaults" in data:
+        return "Hydra config", "kubetune convert hydra"
+    return None

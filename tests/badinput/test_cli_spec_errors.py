@@ -180,8 +180,20 @@ def test_the_largest_categorical_list_allowed_runs(
         ("kind: Study\nspec: [unclosed\n", "not valid YAML"),
         ("- just\n- a list\n", "must be a mapping"),
         ("", "must be a mapping"),
+        (
+            "program: train.py\nmethod: bayes\nparameters:\n  lr: {min: 0.001, max: 0.1}\n",
+            "this is a W&B sweep, not a Study: convert it with `kubetune convert wandb FILE",
+        ),
+        (
+            "defaults:\n  - override hydra/sweeper: optuna\nhydra:\n  sweeper: {params: {}}\n",
+            "this is a Hydra config, not a Study: convert it with `kubetune convert hydra FILE",
+        ),
+        (
+            "apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata: {name: x}\n",
+            "this is a Katib Experiment, not a Study: convert it with `kubetune convert katib",
+        ),
     ],
-    ids=["broken-yaml", "a-list", "empty"],
+    ids=["broken-yaml", "a-list", "empty", "wandb-sweep", "hydra-config", "katib-experiment"],
 )
 def test_files_that_are_not_a_study(tmp_path: Path, text: str, expected: str) -> None:
     path = tmp_path / "study.yaml"
