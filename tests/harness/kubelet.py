@@ -1070,23 +1070,10 @@ class FakeKubelet:
         if not cwd or not os.path.isdir(cwd):
             cwd = str(run.sandbox)
         try:
-            with open(run.log_path, "ab") as log:
-                proc = subprocess.Popen(
-                    argv,
-                    env=env,
-                    cwd=cwd,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+            proc = self._spawn(run, argv, cwd, env)
         except OSError as e:
             await self._start_failed(pod, run, f"exec: {argv[0]!r}: {e}")
             return
-        run.proc = proc
-        run.config_error = None
-        run.started_at = _now()
-        run.pod_started_at = run.pod_started_at or run.started_at
         self._debug(f"{meta['namespace']}/{meta['name']}: started pid {proc.pid}: {argv!r}")
         await self._patch_status(
             pod,
@@ -1482,22 +1469,10 @@ class FakeKubelet:
         run.killed_by_kubelet = False
         argv = self._container_argv(pod, run, container, env, defined, mounts, security)
         try:
-            with open(run.log_path, "ab") as log:
-                proc = subprocess.Popen(
-                    argv,
-                    cwd=str(run.sandbox),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+            proc = self._spawn(run, argv, str(run.sandbox))
         except OSError as e:
             await self._start_failed(pod, run, f"podman: {e}")
             return
-        run.proc = proc
-        run.config_error = None
-        run.started_at = _now()
-        run.pod_started_at = run.pod_started_at or run.started_at
         shown = [
             a if not a.startswith(tuple(f"{k}=" for k in env)) else a.split("=")[0] + "=..."
             for a in argv
@@ -1612,6 +1587,28 @@ class FakeKubelet:
             return f"podman://{cid or run.container_name}"
         assert run.proc is not None
         return f"fake://{run.proc.pid}"
+
+    @staticmethod
+    def _spawn(
+        run: _PodRun, argv: list[str], cwd: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start the container's process (or podman) in its own session, its output in
+        the pod's log, and mark the run started. OSError when it cannot start."""
+        with open(run.log_path, "ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        run.proc = proc
+        run.config_error = None
+        run.started_at = _now()
+        run.pod_started_at = run.pod_started_at or run.started_at
+        return proc
 
     async def _start_failed(self, pod: dict[str, Any], run: _PodRun, message: str) -> None:
         self._debug(f"{run.namespace}/{run.name}: StartError: {message}")
