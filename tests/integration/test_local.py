@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 import yaml
-from kubetune.recovery import FAIL_REASON_ATTR
+from kubetune.recovery import FAIL_REASON_ATTR, RETRY_OF_ATTR
 from optuna.trial import TrialState
 from runner_helpers import load
 
@@ -67,10 +67,15 @@ SPEC: dict[str, Any] = {
 
 
 def test_two_workers_run_the_budget_and_write_best_params(
-    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+    cli_env: dict[str, str],
+    storage_url: str,
+    url_with_password: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
     study_file = write_study(tmp_path, SPEC)
-    result = run_cli(cli_env, tmp_path, "run", str(study_file), "--storage", storage_url)
+    password = "Pa55-in-the-url"
+    url = url_with_password(password)
+    result = run_cli(cli_env, tmp_path, "run", str(study_file), "--storage", url)
     assert result.returncode == 0, result.stdout + result.stderr
     study = load(storage_url, "local")
     assert len(study.trials) == 12
@@ -82,7 +87,35 @@ def test_two_workers_run_the_budget_and_write_best_params(
     assert "12 complete" in result.stdout
     assert "Best trial" in result.stdout
     assert "MaxTrialsReached" in result.stdout
-    assert "postgres@" not in result.stdout or "***" not in storage_url  # no password to leak
+    assert password not in result.stdout + result.stderr
+
+
+def test_parallelism_option_runs_that_many_workers_within_the_budget(
+    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    """``kubetune run --parallelism 4`` overrides the spec's 1: four workers, whose first
+    trials end together so that all four reach for the last trial of the budget at once;
+    exactly one gets it."""
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    spec = dict(
+        SPEC,
+        searchSpace={},
+        budget={"maxTrials": 5, "parallelism": 1},
+        trial={"python": "kt_race_objectives:meets_the_others"},
+    )
+    env = {**cli_env, "KT_BARRIER_DIR": str(barrier), "KT_BARRIER_SIZE": "4"}
+    study_file = write_study(tmp_path, spec)
+    result = run_cli(
+        env, tmp_path, "run", str(study_file), "--storage", storage_url, "--parallelism", "4"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    study = load(storage_url, "local")
+    assert len(list(barrier.iterdir())) == 4, "four trials ran at once"
+    assert len(study.trials) == 5, [t.user_attrs for t in study.trials]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert len({t.user_attrs["kubetune.worker"] for t in study.trials}) == 4
+    assert "5 complete" in result.stdout
 
 
 def test_running_again_continues_the_study(
@@ -219,18 +252,27 @@ def test_ctrl_c_stops_cleanly_and_loses_no_finished_trial(
         return TrialState.COMPLETE in states and TrialState.RUNNING in states
 
     _wait_for(some_finished_and_some_running)
+    workers = _children(process.pid)
+    assert workers, "the worker processes were found"
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stdout + stderr
     assert "stopped by Ctrl-C" in stdout
+    leftover = [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    assert not leftover, f"workers still running after Ctrl-C: {leftover}"
     study = load(storage_url, "local")
     finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
     interrupted = [t for t in study.trials if t.state == TrialState.FAIL]
     assert finished
+    assert interrupted, "the trials running at Ctrl-C end FAIL"
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     assert all("stopped by SIGTERM" in t.user_attrs[FAIL_REASON_ATTR] for t in interrupted)
-    assert not _children(process.pid) if psutil.pid_exists(process.pid) else True
-    # The same command continues: the interrupted trials run again and the budget completes.
+    queued = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert sorted(t.user_attrs[RETRY_OF_ATTR] for t in queued) == [t.number for t in interrupted]
+    before = {t.number for t in study.trials if t.state != TrialState.WAITING}
+    # The same command continues: the interrupted trials run again first, with the same
+    # parameters (claims are one at a time, so start times give their order), and the
+    # budget completes.
     result = run_cli(
         {**env, "KT_SLEEP": "0"}, tmp_path, "run", str(study_file), "--storage", storage_url
     )
@@ -238,10 +280,17 @@ def test_ctrl_c_stops_cleanly_and_loses_no_finished_trial(
     study = load(storage_url, "local")
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 6
-    retried_params = [t.params for t in interrupted if t.params]  # not stopped before suggesting
-    assert all(p in [t.params for t in complete] for p in retried_params), [
-        (t.number, t.state, t.params, t.user_attrs) for t in study.trials
+    second_run = sorted(
+        (t for t in study.trials if t.number not in before), key=lambda t: t.datetime_start
+    )
+    retries = second_run[: len(queued)]
+    assert {t.number for t in retries} == {t.number for t in queued}, [
+        (t.number, t.datetime_start, t.user_attrs) for t in second_run
     ]
+    by_number = {t.number: t for t in interrupted}
+    for retry in retries:
+        assert retry.state == TrialState.COMPLETE
+        assert retry.params == by_number[retry.user_attrs[RETRY_OF_ATTR]].params
 
 
 def test_a_killed_worker_is_recovered_and_replaced(
