@@ -1,29 +1,48 @@
 """The Hydra Optuna sweeper's configuration to a Study.
 
 The input is a Hydra config with a ``hydra.sweeper`` block, or the sweeper
-block alone. ``params`` use Hydra's override grammar, mapped as the sweeper
-plugin maps them to Optuna distributions:
+block alone. ``params`` use Hydra's override grammar; each value is evaluated
+as Hydra 1.3 evaluates it and mapped as hydra-optuna-sweeper 1.3 maps it to an
+Optuna distribution, so the Study searches exactly what the sweeper would
+(checked against both libraries):
 
-==============================  =============================================
-Hydra                           Study parameter
-==============================  =============================================
-choice(a, b, c) / a,b,c         categorical
-range(start, stop, step=1)      int (float when any bound or step is a float),
-                                stop included, as the plugin does
-interval(low, high)             float (int when both are ints)
-tag(log, interval(low, high))   the same with log: true
-shuffle(range/choice), sort()   categorical of the values / the inner sweep
-a plain value (lr: 0.1)         passed to every trial as ``key=value``
-==============================  =============================================
+===================================  ==========================================
+Hydra                                Study parameter
+===================================  ==========================================
+choice(a, b, c) / a,b,c              categorical (lists and dicts as Hydra
+                                     writes them: ``"[1,2]"``)
+range(start, stop, step=1)           int (float when any bound or step is a
+                                     float), **stop included**: the sweeper
+                                     hands ``stop`` to Optuna as ``high``
+interval(low, high)                  float, even with whole bounds (Hydra makes
+                                     interval bounds floats)
+int(interval(low, high))             int
+tag(log, interval(...))              the same with log: true (tags on a range
+                                     or choice are ignored, as the sweeper does)
+shuffle(range(...))                  categorical of the range's values, **stop
+                                     excluded** (Hydra enumerates the range)
+shuffle(choice(...)), sort(...)      the choice or range they wrap
+int(), float(), str(), bool()        cast as Hydra casts
+a plain value (lr: 0.1)              passed to every trial as ``key=value``
+===================================  ==========================================
+
+With the grid sampler the sweeper builds its grid itself: a range's or an int
+interval's ``stop`` is excluded there, a float range gives ``low + i*step``
+below ``stop``, a continuous interval is refused, and ``n_trials`` is capped at
+the grid's size; the Study gets the same points and budget.
 
 The older ``search_space:`` form (``{type: float, low, high, log, step}``)
-maps one to one. ``sampler`` (``_target_: optuna.samplers.TPESampler`` and its
-arguments, or ``override hydra/sweeper/sampler: tpe`` in ``defaults``) →
-``sampler`` (``seed`` kept, other arguments checked against the class);
-``direction`` (one or a list) → ``objective``; ``n_trials`` → ``maxTrials``;
-``n_jobs`` → ``parallelism``; ``max_failure_rate`` → ``maxFailedTrials`` (rate x
-n_trials: warning); ``study_name`` → ``storage.studyName``. ``storage`` and
-``custom_search_space`` do not carry over (warnings).
+maps one to one (ignored, as by the sweeper, when ``params`` is given).
+``sampler`` (``_target_: optuna.samplers.TPESampler`` and its arguments, or
+``override hydra/sweeper/sampler: tpe`` in ``defaults``) → ``sampler``
+(``seed`` kept, other arguments checked against the class); ``direction`` (one
+or a list) → ``objective``; ``n_trials`` (default 20) → ``maxTrials``;
+``n_jobs`` (default 2) → ``parallelism``; ``max_failure_rate`` →
+``maxFailedTrials`` (rate x n_trials: warning); ``study_name`` →
+``storage.studyName``. The sweeper never prunes, so neither does the Study
+(``pruner: none``). ``storage`` and ``custom_search_space`` do not carry over
+(warnings). A value the sweeper would refuse (``glob()``, ``choice(null)``,
+``range(5, 1)``, a log interval from 0) is refused, naming the parameter.
 
 Trials run ``python <program> key={key} ...`` (``--program``, default
 ``main.py``); the sweeper takes the value the task function returns, kubetune
@@ -37,11 +56,14 @@ Example:
 
 from __future__ import annotations
 
+import builtins
+import decimal
 import inspect
 import math
+import random
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubetune.convert import Conversion, ConversionError, document, number, study_name
@@ -81,6 +103,9 @@ _KNOWN_KEYS = {
     "search_space",
     "custom_search_space",
 }
+#: The sweeper's defaults (hydra_plugins.hydra_optuna_sweeper.config.OptunaSweeperConf).
+_DEFAULT_N_TRIALS = 20
+_DEFAULT_N_JOBS = 2
 
 
 def convert_sweeper(
@@ -104,12 +129,35 @@ def convert_sweeper(
     if target and "optuna" not in target.lower():
         raise ConversionError(f"hydra.sweeper._target_: {target} is not the Optuna sweeper")
 
-    space: dict[str, dict[str, Any]] = {}
+    space: dict[str, Distribution] = {}
     fixed: dict[str, str] = {}
-    for key, value in (sweeper.get("params") or {}).items():
-        _param(str(key), value, space, fixed, warn)
-    for key, value in (sweeper.get("search_space") or {}).items():
-        _legacy_param(str(key), value, space, warn)
+    params = sweeper.get("params")
+    if params is not None and not isinstance(params, Mapping):
+        raise ConversionError("hydra.sweeper.params: must be a mapping of name: override")
+    if params is not None and sweeper.get("search_space"):
+        warn(
+            "hydra.sweeper.search_space: ignored because params is given (the sweeper uses "
+            "params alone then)"
+        )
+    elif sweeper.get("search_space"):
+        for key, value in sweeper["search_space"].items():
+            space[str(key)] = _legacy_param(str(key), value)
+    for key, value in (params or {}).items():
+        where = f"hydra.sweeper.params.{key}"
+        try:
+            result = translate(value, warn=lambda text, w=where: warn(f"{w}: {text}"))
+        except ConversionError as error:
+            raise ConversionError(f"{where}: {error}") from None
+        if isinstance(result, Distribution):
+            space[str(key)] = result
+        else:
+            if "${" in result:
+                warn(
+                    f"{where}: the interpolation in {result!r} is resolved by Hydra in each "
+                    "trial's own config, not in the sweeper's"
+                )
+            fixed[str(key)] = result
+            space.pop(str(key), None)  # a fixed value overrides search_space, as in the sweeper
     if sweeper.get("custom_search_space"):
         warn(
             "hydra.sweeper.custom_search_space: a Python function cannot be converted; "
@@ -133,10 +181,22 @@ def convert_sweeper(
     )
 
     sampler = _sampler(sweeper.get("sampler"), _defaults_sampler(data), warn)
-    budget: dict[str, Any] = {}
-    n_trials = int(number(sweeper.get("n_trials", 20), "hydra.sweeper.n_trials"))
-    budget["maxTrials"] = n_trials
-    budget["parallelism"] = int(number(sweeper.get("n_jobs", 1), "hydra.sweeper.n_jobs"))
+    n_trials = int(number(sweeper.get("n_trials", _DEFAULT_N_TRIALS), "hydra.sweeper.n_trials"))
+    search_space: dict[str, dict[str, Any]]
+    if sampler["name"] == "grid":
+        search_space, size = _grid(space)
+        if size < n_trials:
+            warn(
+                f"hydra.sweeper.n_trials: {n_trials} capped at the grid's {size} points, as the "
+                "sweeper does"
+            )
+            n_trials = size
+    else:
+        search_space = {key: param.to_dict() for key, param in space.items()}
+    budget: dict[str, Any] = {"maxTrials": n_trials}
+    budget["parallelism"] = int(
+        number(sweeper.get("n_jobs", _DEFAULT_N_JOBS), "hydra.sweeper.n_jobs")
+    )
     rate = sweeper.get("max_failure_rate")
     if rate is not None:
         budget["maxFailedTrials"] = math.floor(float(number(rate, "max_failure_rate")) * n_trials)
@@ -156,15 +216,17 @@ def convert_sweeper(
     if not program:
         warn("program: not given (--program); the trials run main.py")
     argv = ["python", program or "main.py"]
-    argv += [f"{key}={{{key}}}" for key in space]
+    argv += [f"{key}={{{key}}}" for key in search_space]
     argv += [f"{key}={value}" for key, value in fixed.items()]
     trial: dict[str, Any] = {"command": argv}
     if image:
         trial["image"] = image
     spec: dict[str, Any] = {
         "objective": objective,
-        "searchSpace": space,
+        "searchSpace": search_space,
         "sampler": sampler,
+        # The sweeper reports only each trial's final value: nothing is ever pruned.
+        "pruner": {"name": "none"},
         "budget": budget,
         "trial": trial,
     }
@@ -215,14 +277,13 @@ def _sampler(config: Any, from_defaults: str | None, warn: Callable[[str], None]
     accepted = _accepted_arguments(name)
     args: dict[str, Any] = {}
     for key, value in config.items():
-        if key == "_target_" or value is None:
-            continue  # None is the class's default
+        if key in ("_target_", "_partial_") or value is None:
+            continue  # None is the class's default; _partial_ is Hydra's, not the sampler's
         if key == "seed":
-            if value is not None:
-                sampler["seed"] = int(value)
+            sampler["seed"] = int(value)
         elif key == "search_space" and name == "grid":
             continue  # the grid comes from the search space
-        elif value is not None and isinstance(value, str | int | float | bool) and key in accepted:
+        elif isinstance(value, str | int | float | bool) and key in accepted:
             args[key] = value
         else:
             warn(f"hydra.sweeper.sampler.{key}: {value!r} cannot be carried over; ignored")
@@ -247,58 +308,144 @@ def _accepted_arguments(name: str) -> set[str]:
     return set(inspect.signature(classes[name]).parameters)
 
 
-# --------------------------------------------------------------- parameters
+# ------------------------------------------------- distributions (as the sweeper)
 
 
-def _param(
-    key: str,
-    value: Any,
-    space: dict[str, dict[str, Any]],
-    fixed: dict[str, str],
-    warn: Callable[[str], None],
-) -> None:
-    where = f"hydra.sweeper.params.{key}"
-    if not isinstance(value, str):
-        fixed[key] = _format_fixed(value)
-        return
-    try:
-        parsed = parse_override(value)
-    except ConversionError as error:
-        warn(f"{where}: {error}; ignored")
-        return
-    try:
-        param = _distribution(parsed, warn, where)
-    except ConversionError as error:
-        warn(f"{where}: {error}; ignored")
-        return
-    if param is None:
-        fixed[key] = value
-    else:
-        space[key] = param
+@dataclass
+class Distribution:
+    """An Optuna distribution as the sweeper builds it: ``kind`` is ``categorical``,
+    ``int``, ``float`` (uniform) or ``discrete`` (float with a step)."""
+
+    kind: str
+    low: float = 0
+    high: float = 0
+    step: float | None = None
+    log: bool = False
+    choices: list[Any] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Study's search-space entry."""
+        if self.kind == "categorical":
+            return {"type": "categorical", "choices": list(self.choices)}
+        if self.kind == "int":
+            param: dict[str, Any] = {"type": "int", "low": int(self.low), "high": int(self.high)}
+            if self.log:
+                param["log"] = True
+            elif self.step not in (None, 1):
+                param["step"] = int(self.step)  # type: ignore[arg-type]
+            return param
+        param = {"type": "float", "low": float(self.low), "high": float(self.high)}
+        if self.log:
+            param["log"] = True
+        elif self.step is not None:
+            param["step"] = float(self.step)
+        return param
 
 
-def _format_fixed(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    return str(value)
+def _int_distribution(low: Any, high: Any, step: Any = 1, *, log: bool = False) -> Distribution:
+    """Optuna's IntUniform/IntLogUniform checks; ``high`` moved down onto the step grid."""
+    low, high, step = int(low), int(high), int(step)
+    if low > high:
+        raise ConversionError(f"low {low} is greater than high {high} (Optuna refuses it)")
+    if step <= 0:
+        raise ConversionError(f"step {step} must be > 0 (Optuna refuses it)")
+    if log and low < 1:
+        raise ConversionError(f"a log int needs low >= 1, not {low} (Optuna refuses it)")
+    high = (high - low) // step * step + low
+    return Distribution("int", low, high, None if log else step, log)
 
 
-def _legacy_param(
-    key: str, config: Any, space: dict[str, dict[str, Any]], warn: Callable[[str], None]
-) -> None:
-    """The sweeper's older ``search_space: {x: {type: float, low, high, ...}}`` form."""
+def _float_distribution(
+    low: Any, high: Any, step: Any = None, *, log: bool = False
+) -> Distribution:
+    """Optuna's Uniform/LogUniform/DiscreteUniform checks; ``high`` moved onto the step
+    grid with decimals, as Optuna does."""
+    low, high = float(low), float(high)
+    if low > high:
+        raise ConversionError(f"low {low:g} is greater than high {high:g} (Optuna refuses it)")
+    if log and low <= 0:
+        raise ConversionError(f"a log float needs low > 0, not {low:g} (Optuna refuses it)")
+    if step is None or log:
+        return Distribution("float", low, high, None, log)
+    step = float(step)
+    if step <= 0:
+        raise ConversionError(f"step {step:g} must be > 0 (Optuna refuses it)")
+    d_low, d_step = decimal.Decimal(str(low)), decimal.Decimal(str(step))
+    span = decimal.Decimal(str(high)) - d_low
+    if span % d_step != 0:
+        high = float((span // d_step) * d_step + d_low)
+    return Distribution("discrete", low, high, step)
+
+
+def _legacy_param(key: str, config: Any) -> Distribution:
+    """The sweeper's older ``search_space: {x: {type: float, low, high, ...}}`` form,
+    as ``create_optuna_distribution_from_config`` builds it."""
     where = f"hydra.sweeper.search_space.{key}"
     if not isinstance(config, Mapping) or config.get("type") not in ("float", "int", "categorical"):
-        warn(f"{where}: needs type float, int or categorical; ignored")
-        return
-    param = {
-        k: v for k, v in config.items() if k in ("type", "low", "high", "log", "step", "choices")
-    }
-    if param["type"] == "float" and param.get("step") == 1 and not param.get("log"):
-        param.pop("step")  # the plugin's default step of 1 meant "no step" for floats
-    space[key] = param
+        raise ConversionError(f"{where}: needs type float, int or categorical")
+    try:
+        if config["type"] == "categorical":
+            return _categorical(list(config["choices"]))
+        low = number(config["low"], f"{where}.low")
+        high = number(config["high"], f"{where}.high")
+        log = bool(config.get("log", False))
+        step = config.get("step")
+        if config["type"] == "int":
+            return _int_distribution(low, high, 1 if step is None else step, log=log)
+        return _float_distribution(low, high, step, log=log)
+    except KeyError as error:
+        raise ConversionError(f"{where}: needs {error.args[0]}") from None
+    except ConversionError as error:
+        raise ConversionError(f"{where}: {error}") from None
+
+
+def _categorical(choices: list[Any]) -> Distribution:
+    for choice in choices:
+        if isinstance(choice, float) and not math.isfinite(choice):
+            raise ConversionError(f"choice {choice!r} is not a finite number")
+    return Distribution("categorical", choices=choices)
+
+
+def _grid(space: Mapping[str, Distribution]) -> tuple[dict[str, dict[str, Any]], int]:
+    """The search space the sweeper gives Optuna's GridSampler
+    (``OptunaSweeperImpl._to_grid_sampler_choices``), and its size."""
+    result: dict[str, dict[str, Any]] = {}
+    size = 1
+    for key, param in space.items():
+        where = f"hydra.sweeper.params.{key}"
+        if param.kind == "categorical":
+            result[key] = param.to_dict()
+            size *= len(param.choices)
+            continue
+        if param.kind == "int" and not param.log:
+            step = int(param.step or 1)
+            count = (int(param.high) - int(param.low)) // step  # stop excluded, as the sweeper
+            if count < 1:
+                raise ConversionError(f"{where}: the sweeper's grid of this range is empty")
+            result[key] = {
+                "type": "int",
+                "low": int(param.low),
+                "high": int(param.low) + (count - 1) * step,
+            }
+            if step != 1:
+                result[key]["step"] = step
+        elif param.kind == "discrete":
+            assert param.step is not None
+            count = int((param.high - param.low) // param.step)
+            if count < 1:
+                raise ConversionError(f"{where}: the sweeper's grid of this range is empty")
+            # The sweeper's own float arithmetic, so trials get the very same values.
+            result[key] = {
+                "type": "categorical",
+                "choices": [param.low + i * param.step for i in range(count)],
+            }
+        else:
+            raise ConversionError(
+                f"{where}: the grid sampler needs a choice or a range; the sweeper refuses "
+                "an interval with it"
+            )
+        size *= count
+    return result, size
 
 
 # ------------------------------------------------------------ override grammar
@@ -306,7 +453,7 @@ def _legacy_param(
 
 @dataclass
 class Call:
-    """A grammar function: ``interval(0, 1)``, ``tag(log, ...)``, ``choice(...)``."""
+    """A grammar function as written: ``interval(0, 1)``, ``tag(log, ...)``."""
 
     name: str
     args: list[Any] = field(default_factory=list)
@@ -315,16 +462,75 @@ class Call:
 
 @dataclass
 class Bare:
-    """An unquoted word (a tag such as ``log``, or a string value)."""
+    """An unquoted string as written (Hydra escapes kept: ``a\\,b``)."""
 
     text: str
 
 
+@dataclass
+class Quoted:
+    """A quoted string: its text, and how it was written."""
+
+    text: str
+    written: str
+
+
+@dataclass
+class Raw:
+    """A dict value (``{a: 1}``) kept as written."""
+
+    text: str
+
+
+@dataclass
+class ChoiceSweep:
+    """Hydra's ChoiceSweep: ``simple`` for the bare ``a,b`` form."""
+
+    values: list[Any]
+    simple: bool = False
+    shuffle: bool = False
+    tags: set[str] = field(default_factory=set)
+
+
+@dataclass
+class RangeSweep:
+    """Hydra's RangeSweep: start, stop (excluded when enumerated) and step."""
+
+    start: int | float
+    stop: int | float
+    step: int | float = 1
+    shuffle: bool = False
+    tags: set[str] = field(default_factory=set)
+
+    def values(self) -> list[int | float]:
+        """The values Hydra enumerates (stop excluded; floats summed as decimals)."""
+        if all(isinstance(v, int) for v in (self.start, self.stop, self.step)):
+            return list(builtins.range(int(self.start), int(self.stop), int(self.step)))
+        start, stop, step = (decimal.Decimal(v) for v in (self.start, self.stop, self.step))
+        values: list[int | float] = []
+        while (step > 0 and start < stop) or (step < 0 and start > stop):
+            values.append(float(start))
+            start += step
+        return values
+
+
+@dataclass
+class IntervalSweep:
+    """Hydra's IntervalSweep: floats unless cast with int()."""
+
+    start: int | float
+    end: int | float
+    tags: set[str] = field(default_factory=set)
+
+
+Sweep = ChoiceSweep | RangeSweep | IntervalSweep
+
+_WORD = r"(?:\$\{[^}]*\}|\\.|[^\s(),=\[\]{}'\"\\])+"
 _TOKEN = re.compile(
-    r"""\s*(?:
+    rf"""\s*(?:
         (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
       | (?P<punct>[(),=\[\]])
-      | (?P<word>[^\s(),=\[\]'"]+)
+      | (?P<word>{_WORD}(?:[ \t]+{_WORD})*)
     )""",
     re.VERBOSE,
 )
@@ -336,6 +542,13 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     position = 0
     text = text.strip()
     while position < len(text):
+        while text[position].isspace():
+            position += 1
+        if text[position] == "{":
+            end = _closing_brace(text, position)
+            tokens.append(("raw", text[position : end + 1]))
+            position = end + 1
+            continue
         match = _TOKEN.match(text, position)
         if match is None or match.end() == position:
             raise ConversionError(f"cannot parse {text!r} at {text[position:]!r}")
@@ -345,11 +558,27 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return tokens
 
 
-def parse_override(text: str) -> Any:
-    """Parse a Hydra override value: a primitive, a list, or a sweep function.
+def _closing_brace(text: str, start: int) -> int:
+    depth, quote = 0, ""
+    for index in builtins.range(start, len(text)):
+        char = text[index]
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+    raise ConversionError(f"cannot parse {text!r}: unclosed '{{'")
 
-    A top-level comma list (``a,b,c``) is a choice sweep, as in Hydra.
-    """
+
+def parse_override(text: str) -> Any:
+    """Parse a Hydra override value as written: a primitive, a list, a dict
+    (:class:`Raw`), a function call (:class:`Call`) or a bare ``a,b,c`` choice
+    (``Call("choice", ..., simple)``)."""
     tokens = _tokens(text)
     position = 0
 
@@ -367,7 +596,9 @@ def parse_override(text: str) -> Any:
     def value() -> Any:
         kind, raw = take()
         if kind == "string":
-            return raw[1:-1]
+            return Quoted(re.sub(r"\\(.)", r"\1", raw[1:-1]), raw)
+        if kind == "raw":
+            return Raw(raw)
         if raw == "[":
             items = []
             if peek() != ("punct", "]"):
@@ -402,6 +633,8 @@ def parse_override(text: str) -> Any:
         ):
             position += 2
             call.kwargs[token[1]] = value()
+        elif call.kwargs:
+            raise ConversionError(f"cannot parse {text!r}: a positional argument after a named one")
         else:
             call.args.append(value())
 
@@ -411,7 +644,7 @@ def parse_override(text: str) -> Any:
         while peek() == ("punct", ","):
             take(",")
             items.append(value())
-        first = Call("choice", items)
+        first = Call("choice", items, {"_simple": True})
     if peek() is not None:
         raise ConversionError(f"cannot parse {text!r}: unexpected {peek()[1]!r}")  # type: ignore[index]
     return first
@@ -433,72 +666,287 @@ def _primitive(raw: str) -> Any:
     return Bare(raw)
 
 
-def _plain(value: Any) -> Any:
-    return value.text if isinstance(value, Bare) else value
+# ----------------------------------------------------- Hydra's grammar functions
 
 
-def _distribution(parsed: Any, warn: Callable[[str], None], where: str) -> dict[str, Any] | None:
-    """The search-space entry of a parsed override; None for a plain value."""
-    if not isinstance(parsed, Call):
-        return None
-    name, args, kwargs = parsed.name, parsed.args, parsed.kwargs
-    if name == "choice":
-        choices = [_plain(a) for a in args]
-        if any(isinstance(c, Call | list) for c in choices):
-            raise ConversionError("a choice of sweeps or lists has no Optuna counterpart")
-        return {"type": "categorical", "choices": choices}
-    if name == "range":
-        start, stop, step = _range_arguments(args, kwargs)
-        if any(isinstance(v, float) for v in (start, stop, step)):
-            return {"type": "float", "low": float(start), "high": float(stop), "step": float(step)}
-        return {"type": "int", "low": int(start), "high": int(stop), "step": int(step)}
-    if name == "interval":
-        low = kwargs.get("start", args[0] if args else None)
-        high = kwargs.get("end", args[1] if len(args) > 1 else None)
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
-            raise ConversionError("interval needs two numbers")
-        if isinstance(low, int) and isinstance(high, int):
-            return {"type": "int", "low": low, "high": high}
-        return {"type": "float", "low": float(low), "high": float(high)}
-    if name == "tag":
-        tags = [_plain(a) for a in args if isinstance(a, Bare | str)]
-        inner = next((a for a in args if isinstance(a, Call)), kwargs.get("sweep"))
-        result = _distribution(inner, warn, where)
-        if result is None:
-            raise ConversionError("tag() needs a sweep")
-        for tag in tags:
-            if tag == "log" and result["type"] in ("int", "float"):
-                result["log"] = True
-                result.pop("step", None)
-            else:
-                warn(f"{where}: tag {tag!r} has no counterpart; ignored")
-        return result
-    if name == "shuffle":
-        inner = _distribution(args[0] if args else None, warn, where)
-        if inner is not None and inner["type"] != "categorical":
-            return {"type": "categorical", "choices": _values(inner)}
-        return inner
-    if name == "sort":
-        return _distribution(args[0] if args else None, warn, where)
-    raise ConversionError(f"{name}() has no Optuna counterpart")
+def evaluate(node: Any) -> Any:
+    """Evaluate a parsed override as Hydra's grammar functions do: sweeps become
+    :class:`ChoiceSweep`, :class:`RangeSweep` or :class:`IntervalSweep`."""
+    if isinstance(node, list):
+        return _elements([evaluate(item) for item in node], "a list")
+    if not isinstance(node, Call):
+        return node
+    args = [evaluate(a) for a in node.args]
+    kwargs = {k: evaluate(v) for k, v in node.kwargs.items() if k != "_simple"}
+    if node.kwargs.get("_simple"):
+        return ChoiceSweep(_elements(args, "a,b"), simple=True)
+    function = _FUNCTIONS.get(node.name)
+    if function is None:
+        if node.name == "glob":
+            raise ConversionError(
+                "glob() selects options of a config group, which a Study cannot list: "
+                "name them with choice()"
+            )
+        raise ConversionError(f"{node.name}() is not a function of Hydra's override grammar")
+    try:
+        return function(*args, **kwargs)
+    except TypeError as error:
+        raise ConversionError(f"{node.name}(): {error}") from None
 
 
-def _range_arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[Any, Any, Any]:
-    values = list(args)
-    if len(values) == 1 and "stop" not in kwargs:
-        values = [0, values[0]]
-    start = kwargs.get("start", values[0] if values else 0)
-    stop = kwargs.get("stop", values[1] if len(values) > 1 else None)
-    step = kwargs.get("step", values[2] if len(values) > 2 else 1)
-    for item in (start, stop, step):
-        if isinstance(item, bool) or not isinstance(item, int | float):
-            raise ConversionError("range needs numbers")
-    return start, stop, step
+def _is_sweep(value: Any) -> bool:
+    return isinstance(value, ChoiceSweep | RangeSweep | IntervalSweep)
 
 
-def _values(param: Mapping[str, Any]) -> list[Any]:
-    low, high, step = param["low"], param["high"], param.get("step", 1)
-    count = round((high - low) / step) + 1
-    if param["type"] == "int":
-        return [int(low + i * step) for i in range(count)]
-    return [round(low + i * step, 12) for i in range(count)]
+def _elements(values: list[Any], where: str) -> list[Any]:
+    for item in values:
+        if _is_sweep(item):
+            raise ConversionError(
+                f"{where}: a sweep inside a sweep is not allowed (Hydra refuses it)"
+            )
+    return values
+
+
+def _number_argument(value: Any, function: str) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConversionError(f"{function}() takes numbers, not {_element_str(value)!r}")
+    return value
+
+
+def _choice(*args: Any) -> ChoiceSweep:
+    if not args:
+        raise ConversionError("choice() needs at least one value")
+    if len(args) == 1 and isinstance(args[0], ChoiceSweep):
+        if not args[0].simple:
+            raise ConversionError("choice(choice(...)): nesting choices is not supported")
+        return replace(args[0], simple=False)
+    for item in args:
+        if item is None:
+            raise ConversionError("choice() cannot hold null (Hydra refuses it)")
+    return ChoiceSweep(_elements(list(args), "choice()"))
+
+
+def _range(start: Any, stop: Any = None, step: Any = 1) -> RangeSweep:
+    if stop is None:
+        start, stop = 0, start
+    return RangeSweep(
+        _number_argument(start, "range"),
+        _number_argument(stop, "range"),
+        _number_argument(step, "range"),
+    )
+
+
+def _interval(start: Any, end: Any) -> IntervalSweep:
+    return IntervalSweep(
+        float(_number_argument(start, "interval")), float(_number_argument(end, "interval"))
+    )
+
+
+def _tag(*args: Any, sweep: Any = None) -> Any:
+    if sweep is not None:
+        args = (*args, sweep)
+    if not args or not _is_sweep(args[-1]):
+        raise ConversionError("tag(): the last argument must be a choice, range or interval")
+    tags = set()
+    for tag in args[:-1]:
+        if not isinstance(tag, Bare | Quoted):
+            raise ConversionError(f"tag(): tags must be strings, not {_element_str(tag)!r}")
+        tags.add(tag.text)
+    return replace(args[-1], tags=tags)
+
+
+def _shuffle(*args: Any, sweep: Any = None, list: Any = None) -> Any:  # Hydra's argument names
+    if list is not None:
+        args = (list,)
+    elif sweep is not None:
+        args = (sweep,)
+    if len(args) == 1:
+        if isinstance(args[0], ChoiceSweep | RangeSweep):
+            return replace(args[0], shuffle=True)
+        if isinstance(args[0], IntervalSweep):
+            raise ConversionError("shuffle() takes a choice or a range, not an interval")
+        if isinstance(args[0], builtins.list):
+            shuffled = builtins.list(args[0])
+            random.shuffle(shuffled)
+            return shuffled
+        return [args[0]]
+    return ChoiceSweep(_elements(builtins.list(args), "shuffle()"), simple=True, shuffle=True)
+
+
+def _sort(*args: Any, sweep: Any = None, list: Any = None, reverse: Any = False) -> Any:
+    if list is not None:
+        args = (list,)
+    elif sweep is not None:
+        args = (sweep,)
+    if not args:
+        raise ConversionError("sort() needs a value")
+    if len(args) > 1:
+        args = (ChoiceSweep(_elements(builtins.list(args), "sort()"), simple=True),)
+    value = args[0]
+    if isinstance(value, ChoiceSweep):
+        try:
+            return replace(value, values=sorted(value.values, key=_sort_key, reverse=reverse))
+        except TypeError:
+            raise ConversionError("sort(): the values cannot be compared") from None
+    if isinstance(value, RangeSweep):
+        start, stop, step = value.start, value.stop, value.step
+        if not reverse and start > stop:
+            start, stop, step = stop + abs(step), start + abs(step), -step
+        elif reverse and start < stop:
+            start, stop, step = stop - abs(step), start - abs(step), -step
+        return replace(value, start=start, stop=stop, step=step)
+    if isinstance(value, IntervalSweep):
+        raise ConversionError("sort() takes a choice or a range, not an interval")
+    if isinstance(value, builtins.list):
+        return sorted(value, key=_sort_key, reverse=reverse)
+    return value
+
+
+def _sort_key(value: Any) -> Any:
+    return value.text if isinstance(value, Bare | Quoted) else value
+
+
+def _caster(kind: type) -> Callable[..., Any]:
+    def cast(*args: Any, value: Any = None) -> Any:
+        if args and value is not None:
+            raise ConversionError("cannot use both position and named arguments")
+        if value is None:
+            if not args:
+                raise ConversionError(f"{kind.__name__}() needs a value")
+            value = args[0] if len(args) == 1 else ChoiceSweep(builtins.list(args), simple=True)
+        return _cast(kind, value)
+
+    return cast
+
+
+def _cast(kind: type, value: Any) -> Any:
+    if isinstance(value, ChoiceSweep):
+        return replace(value, values=[_cast(kind, v) for v in value.values])
+    if isinstance(value, RangeSweep):
+        if kind not in (int, float):
+            raise ConversionError("a range can only be cast to int or float")
+        return replace(value, start=kind(value.start), stop=kind(value.stop), step=kind(value.step))
+    if isinstance(value, IntervalSweep):
+        if kind not in (int, float):
+            raise ConversionError(f"an interval cannot be cast to {kind.__name__}")
+        return replace(value, start=kind(value.start), end=kind(value.end))
+    if isinstance(value, builtins.list):
+        return [_cast(kind, v) for v in value]
+    if isinstance(value, Raw):
+        raise ConversionError(f"{kind.__name__}() of a dict cannot be converted")
+    if isinstance(value, Bare | Quoted):
+        value = value.text
+    if value is None:
+        raise ConversionError(f"{kind.__name__}(null) is not allowed (Hydra refuses it)")
+    try:
+        if kind is bool and isinstance(value, str):
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"cannot cast {value!r} to bool")
+            return value.lower() == "true"
+        if kind is str:
+            return str(value).lower() if isinstance(value, bool) else str(value)
+        if kind is int and isinstance(value, str):
+            return int(value)
+        return kind(value)
+    except ValueError as error:
+        raise ConversionError(f"{kind.__name__}(): {error}") from None
+
+
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "choice": _choice,
+    "range": _range,
+    "interval": _interval,
+    "tag": _tag,
+    "shuffle": _shuffle,
+    "sort": _sort,
+    "int": _caster(int),
+    "float": _caster(float),
+    "str": _caster(str),
+    "bool": _caster(bool),
+}
+
+
+# ---------------------------------------------- the sweeper's translation
+
+
+def _escape(text: str) -> str:
+    r"""Hydra's ``escape_special_characters``: ``\()[]{}:=, \t`` get a backslash."""
+    return re.sub(r"([\\()\[\]{}:=, \t])", r"\\\1", text)
+
+
+def _element_str(value: Any) -> str:
+    """Hydra's ``Override._get_value_element_as_str``: how the sweeper writes a
+    value back into an override."""
+    if value is None:
+        return "null"
+    if isinstance(value, Quoted):
+        return value.written
+    if isinstance(value, Bare):
+        return value.text
+    if isinstance(value, Raw):
+        return re.sub(r"([:,])\s+", r"\1", value.text)
+    if isinstance(value, list):
+        return "[" + ",".join(_element_str(v) for v in value) + "]"
+    if isinstance(value, str):
+        return _escape(value)
+    return str(value)
+
+
+def _encode(value: Any) -> Any:
+    """``Transformer.encode``: strings and numbers stay, the rest become Hydra text."""
+    if isinstance(value, Bare | Quoted):
+        return re.sub(r"\\(.)", r"\1", value.text) if isinstance(value, Bare) else value.text
+    if isinstance(value, str | int | float | bool):
+        return value
+    return _element_str(value)
+
+
+def _omegaconf_text(value: Any) -> str:
+    """What ``f"{k}={v}"`` writes for a YAML value in ``params`` (the sweeper's
+    ``_parse_sweeper_params_config``)."""
+    return str(value)
+
+
+def translate(value: Any, warn: Callable[[str], None] = lambda _: None) -> Distribution | str:
+    """A ``params`` value as the sweeper takes it: a :class:`Distribution`, or the
+    text of a fixed value passed to every trial."""
+    text = value if isinstance(value, str) else _omegaconf_text(value)
+    evaluated = evaluate(parse_override(text))
+    if isinstance(evaluated, ChoiceSweep):
+        ignored = evaluated.tags
+        choices: list[Any] = []
+        for choice in (_encode(v) for v in evaluated.values):
+            if any(type(c) is type(choice) and c == choice for c in choices):
+                warn(
+                    f"{choice!r} is listed twice; Optuna's sampler picked it twice as often, "
+                    "the Study lists it once"
+                )
+                continue
+            choices.append(choice)
+        result = _categorical(choices)
+    elif isinstance(evaluated, RangeSweep):
+        ignored = evaluated.tags
+        if evaluated.shuffle:
+            values = evaluated.values()
+            if not values:
+                raise ConversionError(f"{text}: the range is empty")
+            result = _categorical(values)  # type: ignore[arg-type]
+        elif any(isinstance(v, float) for v in (evaluated.start, evaluated.stop, evaluated.step)):
+            result = _float_distribution(evaluated.start, evaluated.stop, evaluated.step)
+        else:
+            result = _int_distribution(evaluated.start, evaluated.stop, evaluated.step)
+    elif isinstance(evaluated, IntervalSweep):
+        log = "log" in evaluated.tags
+        ignored = evaluated.tags - {"log"}
+        if isinstance(evaluated.start, int) and isinstance(evaluated.end, int):
+            result = _int_distribution(evaluated.start, evaluated.end, log=log)
+        else:
+            result = _float_distribution(evaluated.start, evaluated.end, log=log)
+    else:
+        return _element_str(evaluated)
+    for tag in sorted(ignored):
+        warn(
+            f"tag {tag!r} is ignored, as the sweeper ignores it"
+            + (" (it reads log only on an interval)" if tag == "log" else "")
+        )
+    return result

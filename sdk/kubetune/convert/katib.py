@@ -22,7 +22,8 @@ with ``multivariate: true``, ``grid`` → grid, ``cmaes`` → cmaes (``sigma`` �
 sampler's seed everywhere. ``pbt``, ``enas``, ``darts`` have no Optuna
 counterpart (warning; tpe). ``earlyStopping: medianstop`` → the median pruner
 (``min_trials_required`` → ``n_startup_trials``, ``start_step`` →
-``n_warmup_steps``).
+``n_warmup_steps``); no early stopping → ``pruner: none``, as Katib stops no
+trial then.
 
 ``objective`` (type, goal, objectiveMetricName) → ``objective``;
 ``maxTrialCount``/``parallelTrialCount``/``maxFailedTrialCount`` → ``budget``;
@@ -171,8 +172,9 @@ def convert_experiment(
         "budget": budget,
         "trial": trial,
     }
-    if pruner is not None:
-        study_spec["pruner"] = pruner
+    # Without earlyStopping Katib stops no trial early: no pruner (a Study's default is
+    # Optuna's median pruner).
+    study_spec["pruner"] = pruner or {"name": "none"}
     return Conversion(
         document(study_name(name, meta.get("name"), default_name), study_spec), warnings
     )

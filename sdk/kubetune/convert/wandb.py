@@ -1,20 +1,20 @@
 """W&B sweep configurations to Studies.
 
-Methods: ``grid`` → grid sampler (every parameter must be discrete, as W&B
-requires; the budget defaults to the grid's size), ``random`` → random,
-``bayes`` (a Gaussian process) → ``gp``.
-
-Distributions (W&B's ``log_uniform`` and ``q_log_uniform`` take ``min``/``max``
-as natural-log exponents, the ``*_values`` forms take the values):
+Methods: ``grid`` → grid sampler, ``random`` → random, ``bayes`` (a Gaussian
+process) → ``gp``. Each parameter is read as the W&B sweep controller
+(wandb/sweeps) reads it, so the Study searches what the sweep would:
 
 ===========================  ==================================================
 W&B                          Study parameter
 ===========================  ==================================================
 constant (``value``)         categorical with one choice
-categorical (``values``)     categorical (``probabilities``: warning, ignored)
+categorical (``values``)     categorical (``probabilities``: warning, ignored;
+                             a value listed twice: warning, listed once)
 int_uniform                  int [min, max]
 uniform                      float [min, max]
-q_uniform                    float [min, max], step q
+q_uniform                    the multiples of q W&B rounds to:
+                             [round(min/q)*q, round(max/q)*q], step q; int
+                             when q is an int, as W&B returns ints then
 log_uniform                  float log [e^min, e^max]
 log_uniform_values           float log [min, max]
 q_log_uniform(_values)       int log when q is whole (q > 1: warning), else
@@ -26,8 +26,17 @@ log_normal, q_log_normal     float log [e^(mu - 3 sigma), e^(mu + 3 sigma)]: war
 beta, q_beta                 float [0, 1] (+ step q): warning (the prior is lost)
 ===========================  ==================================================
 
+A grid sweep takes, as W&B does, only constant, categorical (no
+probabilities), int_uniform (every int from min to max) and q_uniform (W&B's
+``numpy.arange(min, max, q)``: **max excluded**) parameters; any other is
+refused, naming it. Its budget is the grid's size (or ``run_cap`` when
+smaller), so every point runs once. A parameter that cannot be represented
+(an unknown distribution, a list or mapping among the values, min >= max) is
+refused with its name: it is never dropped from the search.
+
 ``metric`` (name, goal, target) → ``objective`` (metric, direction, goal);
-``early_terminate: {type: hyperband}`` → the Hyperband pruner (``min_iter`` →
+no ``early_terminate`` → no pruner (W&B stops no run early; Optuna's default
+median pruner would); ``early_terminate: {type: hyperband}`` → the Hyperband pruner (``min_iter`` →
 ``min_resource``, ``max_iter`` → ``max_resource``, ``eta`` →
 ``reduction_factor``; ``max_iter`` with ``s`` → ``min_resource = max_iter /
 eta^s``); ``run_cap`` → ``maxTrials``; ``program`` and ``command`` macros →
@@ -90,23 +99,9 @@ def convert_sweep(
         sampler_name = "tpe"
 
     space: dict[str, dict[str, Any]] = {}
-    _parameters(data["parameters"], "", space, warn)
+    _parameters(data["parameters"], "", space, warn, grid=sampler_name == "grid")
     if not space:
         raise ConversionError("parameters: nothing could be converted")
-
-    if sampler_name == "grid":
-        continuous = [
-            n
-            for n, p in space.items()
-            if p["type"] == "float" and ("step" not in p or p.get("log"))
-        ]
-        continuous += [n for n, p in space.items() if p["type"] == "int" and p.get("log")]
-        if continuous:
-            warn(
-                f"method: grid needs discrete parameters, and {', '.join(continuous)} "
-                "is continuous (W&B refuses this too); using the random sampler"
-            )
-            sampler_name = "random"
 
     metric = data.get("metric") or {}
     objective: dict[str, Any] = {}
@@ -130,10 +125,13 @@ def convert_sweep(
     )
 
     budget: dict[str, Any] = {}
-    if data.get("run_cap") is not None:
-        budget["maxTrials"] = int(number(data["run_cap"], "run_cap"))
-    elif sampler_name == "grid":
+    if sampler_name == "grid":
+        # W&B runs each point of the grid once, then the sweep is done.
         budget["maxTrials"] = _grid_size(space)
+        if data.get("run_cap") is not None:
+            budget["maxTrials"] = min(budget["maxTrials"], int(number(data["run_cap"], "run_cap")))
+    elif data.get("run_cap") is not None:
+        budget["maxTrials"] = int(number(data["run_cap"], "run_cap"))
     else:
         budget["maxTrials"] = 100
         warn("run_cap: not set (W&B runs until stopped); maxTrials is 100")
@@ -144,9 +142,9 @@ def convert_sweep(
         "sampler": {"name": sampler_name},
         "budget": budget,
     }
-    pruner = _early_terminate(data.get("early_terminate"), warn)
-    if pruner is not None:
-        spec["pruner"] = pruner
+    # Without early_terminate W&B lets every run finish: no pruner (a Study's default is
+    # Optuna's median pruner, which would stop runs W&B keeps, and grid points with them).
+    spec["pruner"] = _early_terminate(data.get("early_terminate"), warn) or {"name": "none"}
 
     trial: dict[str, Any] = {"command": _command(data, list(space), warn)}
     if image:
@@ -175,27 +173,27 @@ def _parameters(
     prefix: str,
     space: dict[str, dict[str, Any]],
     warn: Callable[[str], None],
+    *,
+    grid: bool = False,
 ) -> None:
     for key, config in params.items():
         name = f"{prefix}{key}"
+        where = f"parameters.{name}"
         if not isinstance(config, Mapping):
-            warn(f"parameters.{name}: {config!r} is not a mapping; ignored")
-            continue
+            raise ConversionError(f"{where}: {config!r} is not a mapping (value, values, min/max)")
         if "parameters" in config and isinstance(config["parameters"], Mapping):
             warn(
-                f"parameters.{name}: nested parameters become dotted names ({name}.<key>); "
+                f"{where}: nested parameters become dotted names ({name}.<key>); "
                 "W&B passes them to the program as one nested value"
             )
-            _parameters(config["parameters"], f"{name}.", space, warn)
+            _parameters(config["parameters"], f"{name}.", space, warn, grid=grid)
             continue
         try:
-            param = _parameter(name, config, warn)
-        except (ConversionError, KeyError, TypeError, ValueError) as error:
-            detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
-            warn(f"parameters.{name}: cannot be converted ({detail}); ignored")
-            continue
-        if param is not None:
-            space[name] = param
+            space[name] = _parameter(where, config, warn, grid=grid)
+        except KeyError as error:
+            raise ConversionError(f"{where}: needs {error.args[0]}") from None
+        except (TypeError, ValueError) as error:
+            raise ConversionError(f"{where}: {error}") from None
 
 
 def _distribution(config: Mapping[str, Any]) -> str:
@@ -212,43 +210,71 @@ def _distribution(config: Mapping[str, Any]) -> str:
             isinstance(config[k], int) and not isinstance(config[k], bool) for k in ("min", "max")
         )
         return "int_uniform" if both_int else "uniform"
-    raise ConversionError("no distribution, value, values or min/max")
+    raise ConversionError("has no distribution, value, values or min/max")
+
+
+#: What W&B's grid search accepts (sweeps.grid_search: categorical without
+#: probabilities, constant, int_uniform, q_uniform).
+_GRID_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "q_uniform")
 
 
 def _parameter(
-    name: str, config: Mapping[str, Any], warn: Callable[[str], None]
-) -> dict[str, Any] | None:
-    where = f"parameters.{name}"
+    where: str, config: Mapping[str, Any], warn: Callable[[str], None], *, grid: bool = False
+) -> dict[str, Any]:
     dist = _distribution(config)
+    if dist == "categorical" and "probabilities" in config:
+        dist = "categorical_w_probabilities"
+    if grid and dist not in _GRID_DISTRIBUTIONS:
+        raise ConversionError(
+            f"{where}: a grid takes constant, categorical (without probabilities), int_uniform "
+            f"or q_uniform parameters, not {dist} (W&B refuses this sweep too); use method "
+            "random or bayes, or list the values"
+        )
 
     def bound(key: str) -> float:
         return float(number(config[key], f"{where}.{key}"))
 
-    q = float(number(config.get("q", 1), f"{where}.q"))
+    if "min" in config and "max" in config and not bound("min") < bound("max"):
+        raise ConversionError(f"{where}: min {config['min']} is not less than max {config['max']}")
+    # W&B's schema default for q is 1.0, a float: quantized values stay floats then.
+    raw_q = config.get("q", 1.0)
+    q = float(number(raw_q, f"{where}.q"))
+    if not q > 0:
+        raise ConversionError(f"{where}.q: must be > 0")
+    int_q = isinstance(raw_q, int) and not isinstance(raw_q, bool)
     mu = float(number(config.get("mu", 0), f"{where}.mu"))
     sigma = float(number(config.get("sigma", 1), f"{where}.sigma"))
 
     if dist == "constant":
-        return {"type": "categorical", "choices": [config["value"]]}
-    if dist == "categorical":
-        if "probabilities" in config:
+        return {"type": "categorical", "choices": _choices(where, [config["value"]], warn)}
+    if dist in ("categorical", "categorical_w_probabilities"):
+        if dist == "categorical_w_probabilities":
             warn(f"{where}.probabilities: Optuna samplers do not weight choices; ignored")
-        return {"type": "categorical", "choices": list(config["values"])}
+        return {"type": "categorical", "choices": _choices(where, list(config["values"]), warn)}
     if dist == "int_uniform":
-        return {"type": "int", "low": int(bound("min")), "high": int(bound("max"))}
+        low, high = config["min"], config["max"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
+            raise ConversionError(f"{where}: int_uniform needs integer min and max")
+        return {"type": "int", "low": low, "high": high}
     if dist == "uniform":
         return {"type": "float", "low": bound("min"), "high": bound("max")}
     if dist == "q_uniform":
-        return {"type": "float", "low": bound("min"), "high": bound("max"), "step": q}
+        if grid:
+            return _arange(where, config["min"], config["max"], raw_q)
+        return _quantized(where, bound("min"), bound("max"), q, int_q)
     if dist in ("log_uniform", "q_log_uniform"):
         low, high = math.exp(bound("min")), math.exp(bound("max"))
         return _log(where, low, high, q if dist.startswith("q_") else None, warn)
     if dist in ("log_uniform_values", "q_log_uniform_values"):
+        if not bound("min") > 0:
+            raise ConversionError(f"{where}.min: must be > 0 for {dist}")
         return _log(where, bound("min"), bound("max"), q if dist.startswith("q_") else None, warn)
     if dist == "inv_log_uniform":
         # X with log(1/X) uniform in [min, max]: log X uniform in [-max, -min].
         return _log(where, math.exp(-bound("max")), math.exp(-bound("min")), None, warn)
     if dist == "inv_log_uniform_values":
+        if not bound("min") > 0:
+            raise ConversionError(f"{where}.min: must be > 0 for {dist}")
         return _log(where, bound("min"), bound("max"), None, warn)
     if dist in ("normal", "q_normal"):
         warn(
@@ -281,20 +307,61 @@ def _parameter(
         if dist == "q_beta":
             param["step"] = q
         return param
-    warn(f"{where}: distribution {dist!r} is unknown; ignored")
-    return None
+    raise ConversionError(
+        f"{where}: distribution {dist!r} is not one W&B documents, and has no Optuna counterpart"
+    )
+
+
+def _choices(where: str, values: list[Any], warn: Callable[[str], None]) -> list[Any]:
+    """Values a Study can hold (scalars), each once."""
+    choices: list[Any] = []
+    for value in values:
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise ConversionError(
+                f"{where}: the value {value!r} is a list or mapping; a Study's choices are "
+                "strings, numbers, booleans or null"
+            )
+        if any(type(c) is type(value) and c == value for c in choices):
+            warn(f"{where}: {value!r} is listed twice; the Study lists it once")
+            continue
+        choices.append(value)
+    return choices
+
+
+def _quantized(where: str, low: float, high: float, q: float, int_q: bool) -> dict[str, Any]:
+    """q_uniform outside a grid: W&B samples uniformly and rounds to a multiple of q,
+    an int when q is one."""
+    first, last = round(low / q), round(high / q)
+    if int_q:
+        step = int(q)
+        return {"type": "int", "low": first * step, "high": last * step, "step": step}
+    return {"type": "float", "low": round(first * q, 12), "high": round(last * q, 12), "step": q}
+
+
+def _arange(where: str, low: Any, high: Any, q: Any) -> dict[str, Any]:
+    """q_uniform in a grid: W&B's very points, ``numpy.arange(min, max, q)`` (max excluded)."""
+    import numpy
+
+    values = numpy.arange(low, high, q).tolist()
+    if not values:
+        raise ConversionError(f"{where}: the grid's numpy.arange(min, max, q) is empty")
+    return {"type": "categorical", "choices": values}
 
 
 def _log(
     where: str, low: float, high: float, q: float | None, warn: Callable[[str], None]
 ) -> dict[str, Any]:
-    """A log-scaled parameter; a quantized one is an int when q is whole."""
+    """A log-scaled parameter; a quantized one is an int when q is whole (W&B rounds
+    to the nearest multiple of q)."""
     if q is None:
         return {"type": "float", "low": low, "high": high, "log": True}
-    if q.is_integer() and q >= 1 and math.floor(high) >= max(1, math.ceil(low)):
+    first, last = round(low / q) * q, round(high / q) * q
+    if q.is_integer() and last >= max(1, first):
         if q != 1:
             warn(f"{where}.q: {q:g} dropped (Optuna cannot combine log and step); whole numbers")
-        return {"type": "int", "low": max(1, math.ceil(low)), "high": math.floor(high), "log": True}
+        if first < 1:
+            warn(f"{where}: W&B can round to 0 here; Optuna's log scale starts at 1")
+        return {"type": "int", "low": max(1, int(first)), "high": int(last), "log": True}
     warn(f"{where}.q: {q:g} dropped (Optuna cannot combine log and step)")
     return {"type": "float", "low": low, "high": high, "log": True}
 
@@ -304,10 +371,8 @@ def _grid_size(space: Mapping[str, Mapping[str, Any]]) -> int:
     for param in space.values():
         if param["type"] == "categorical":
             size *= len(param["choices"])
-        elif param["type"] == "int":
-            size *= (param["high"] - param["low"]) // param.get("step", 1) + 1
         else:
-            size *= round((param["high"] - param["low"]) / param["step"]) + 1
+            size *= (param["high"] - param["low"]) // param.get("step", 1) + 1
     return max(1, size)
 
 
