@@ -6,6 +6,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -729,3 +730,68 @@ def test_convert_command_prints_yaml_and_warnings(tmp_path: Path) -> None:
     converted = tmp_path / "study.yaml"
     converted.write_text(result.stdout)
     assert runner.invoke(app, ["validate", str(converted)]).exit_code == 0
+
+
+# ------------------------------------------------------------- end to end
+
+RECORDER = """
+import json, sys
+from pathlib import Path
+
+args = dict(arg.lstrip("-").split("=", 1) for arg in sys.argv[1:])
+with open(Path(__file__).parent / "points.jsonl", "a", encoding="utf-8") as points:
+    points.write(json.dumps(args) + "\\n")
+for step in range(3):
+    print(f"accuracy={int(args['layers']) / 10 + step / 100} step={step}", flush=True)
+"""
+
+
+@pytest.mark.timeout(240)
+def test_converted_wandb_grid_runs_every_point_once(
+    worker_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    """convert, then run, as a user types them: the trials are W&B's grid, each point
+    once (q_uniform's max is not a point in W&B's grid), and none is pruned."""
+    (tmp_path / "record.py").write_text(RECORDER, encoding="utf-8")
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(
+        yaml.safe_dump(
+            {
+                "program": "record.py",
+                "method": "grid",
+                "metric": {"name": "accuracy", "goal": "maximize"},
+                "parameters": {
+                    "layers": {"distribution": "int_uniform", "min": 1, "max": 3},
+                    "dropout": {"distribution": "q_uniform", "min": 0.0, "max": 0.5, "q": 0.25},
+                    "act": {"value": "relu"},
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
+    env = dict(worker_env)
+    env.pop("KUBETUNE_STORAGE_URL")
+    env["COLUMNS"] = "160"
+
+    def kubetune(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kubetune.cli", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=200,
+        )
+
+    converted = kubetune("convert", "wandb", "sweep.yaml")
+    assert converted.returncode == 0, converted.stderr
+    (tmp_path / "study.yaml").write_text(converted.stdout, encoding="utf-8")
+    ran = kubetune("run", "study.yaml", "--storage", storage_url)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    lines = (tmp_path / "points.jsonl").read_text(encoding="utf-8").splitlines()
+    points = [(p["layers"], p["dropout"], p["act"]) for p in map(json.loads, lines)]
+    assert sorted(points) == [
+        (layers, dropout, "relu") for layers in ("1", "2", "3") for dropout in ("0.0", "0.25")
+    ]
+    # All six complete: none pruned (no early_terminate), none failed.
+    assert "6 complete" in ran.stdout, ran.stdout
