@@ -746,6 +746,37 @@ for step in range(3):
 """
 
 
+def convert_and_run(
+    env: dict[str, str], storage_url: str, cwd: Path, *convert_args: str
+) -> subprocess.CompletedProcess[str]:
+    """``kubetune convert ... > study.yaml && kubetune run study.yaml`` as subprocesses."""
+    env = dict(env)
+    env.pop("KUBETUNE_STORAGE_URL")  # the CLI takes --storage, as a user would pass it
+    env["COLUMNS"] = "160"
+
+    def kubetune(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kubetune.cli", *args],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=200,
+        )
+
+    converted = kubetune("convert", *convert_args)
+    assert converted.returncode == 0, converted.stderr
+    (cwd / "study.yaml").write_text(converted.stdout, encoding="utf-8")
+    ran = kubetune("run", "study.yaml", "--storage", storage_url)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    return ran
+
+
+def recorded_points(cwd: Path) -> list[dict[str, str]]:
+    lines = (cwd / "points.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
 @pytest.mark.timeout(240)
 def test_converted_wandb_grid_runs_every_point_once(
     worker_env: dict[str, str], storage_url: str, tmp_path: Path
@@ -769,29 +800,42 @@ def test_converted_wandb_grid_runs_every_point_once(
         ),
         encoding="utf-8",
     )
-    env = dict(worker_env)
-    env.pop("KUBETUNE_STORAGE_URL")
-    env["COLUMNS"] = "160"
-
-    def kubetune(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "kubetune.cli", *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=200,
-        )
-
-    converted = kubetune("convert", "wandb", "sweep.yaml")
-    assert converted.returncode == 0, converted.stderr
-    (tmp_path / "study.yaml").write_text(converted.stdout, encoding="utf-8")
-    ran = kubetune("run", "study.yaml", "--storage", storage_url)
-    assert ran.returncode == 0, ran.stdout + ran.stderr
-    lines = (tmp_path / "points.jsonl").read_text(encoding="utf-8").splitlines()
-    points = [(p["layers"], p["dropout"], p["act"]) for p in map(json.loads, lines)]
+    ran = convert_and_run(worker_env, storage_url, tmp_path, "wandb", "sweep.yaml")
+    points = [(p["layers"], p["dropout"], p["act"]) for p in recorded_points(tmp_path)]
     assert sorted(points) == [
         (layers, dropout, "relu") for layers in ("1", "2", "3") for dropout in ("0.0", "0.25")
     ]
     # All six complete: none pruned (no early_terminate), none failed.
+    assert "6 complete" in ran.stdout, ran.stdout
+
+
+@pytest.mark.timeout(240)
+def test_converted_hydra_grid_runs_the_sweepers_grid(
+    worker_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    """The Optuna sweeper's grid sampler over range(1, 4) runs 1, 2 and 3 (its grid
+    leaves out the stop), with the fixed value passed to every trial; n_trials 20 is
+    capped at the grid's 6 points, as the sweeper caps it."""
+    (tmp_path / "record.py").write_text(
+        RECORDER.replace("accuracy=", "objective="), encoding="utf-8"
+    )
+    config = {
+        "defaults": [{"override hydra/sweeper": "optuna"}],
+        "hydra": {
+            "sweeper": {
+                "sampler": {"_target_": "optuna.samplers.GridSampler"},
+                "direction": "maximize",
+                "n_trials": 20,
+                "params": {"layers": "range(1, 4)", "act": "relu,tanh", "lr": 0.001},
+            }
+        },
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    ran = convert_and_run(
+        worker_env, storage_url, tmp_path, "hydra", "config.yaml", "--program", "record.py"
+    )
+    points = [(p["layers"], p["act"], p["lr"]) for p in recorded_points(tmp_path)]
+    assert sorted(points) == [
+        (layers, act, "0.001") for layers in ("1", "2", "3") for act in ("relu", "tanh")
+    ]
     assert "6 complete" in ran.stdout, ran.stdout
