@@ -233,7 +233,7 @@ def test_wandb_grid_over_a_distribution_is_refused_naming_the_parameter(
 ) -> None:
     """W&B's grid search raises for these ("a disallowed type with grid search"); a
     random sampler instead would run another search."""
-    with pytest.raises(ConversionError, match=r"parameters\.opt\.lr: a grid takes"):
+    with pytest.raises(ConversionError, match=r"^parameters\.opt\.lr: a grid takes"):
         convert("wandb", sweep({"opt": {"parameters": {"lr": parameter}}}, method="grid"))
 
 
@@ -254,6 +254,7 @@ def test_wandb_parameter_that_cannot_be_represented_is_refused(parameter: Any, r
     with pytest.raises(ConversionError) as error:
         convert("wandb", sweep({"lr": {"value": 1}, "bad": parameter}))
     assert str(error.value).startswith("parameters.bad: ")
+    assert str(error.value).count("parameters.bad") == 1
     assert reason in str(error.value)
 
 

@@ -121,7 +121,9 @@ def convert_sweep(
     warn(
         f"metric: W&B reads {objective['metric']!r} from wandb.log; kubetune reads it from the "
         f"program's standard output: print '{objective['metric']}=<value>' (with "
-        "'step=<n>' on the same line for each epoch, so the pruner can stop it) or a JSON line"
+        "'step=<n>' on the same line for each epoch"
+        + (", so the pruner can stop it" if data.get("early_terminate") else "")
+        + ") or a JSON line"
     )
 
     budget: dict[str, Any] = {}
@@ -190,6 +192,10 @@ def _parameters(
             continue
         try:
             space[name] = _parameter(where, config, warn, grid=grid)
+        except ConversionError as error:
+            if str(error).startswith(where):
+                raise
+            raise ConversionError(f"{where}: {error}") from None
         except KeyError as error:
             raise ConversionError(f"{where}: needs {error.args[0]}") from None
         except (TypeError, ValueError) as error:
