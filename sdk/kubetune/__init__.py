@@ -7,6 +7,9 @@ imports neither kubernetes, optuna, plotly nor pandas):
   a Python function there or locally;
 - :class:`Study`, :class:`StudySpec`, :func:`load_study`, :class:`SpecError` —
   the Study model, validated exactly as the CRD is;
+- :func:`local_storage` — the storage URL of local studies (``kubetune run``),
+  the embedded PostgreSQL running while the ``with`` block does, for
+  ``optuna.load_study``;
 - :mod:`kubetune.space` — search-space helpers (``space.Float(1e-4, 0.1, log=True)``);
 - the errors :class:`StudyFailed`, :class:`NotFound`, :class:`SpecChangeRefused`,
   :class:`WaitTimeout`.
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kubetune import space
     from kubetune.client import Client
+    from kubetune.embedded import local_storage
     from kubetune.errors import (
         ClusterUnavailable,
         KubetuneError,
@@ -47,6 +51,7 @@ _LAZY = {
     "ObjectMeta": "kubetune.spec",
     "SpecError": "kubetune.spec",
     "load_study": "kubetune.spec",
+    "local_storage": "kubetune.embedded",
     "TrialRecord": "kubetune.trials",
     "KubetuneError": "kubetune.errors",
     "ClusterUnavailable": "kubetune.errors",
@@ -74,6 +79,7 @@ __all__ = [
     "TrialRecord",
     "WaitTimeout",
     "load_study",
+    "local_storage",
     "space",
 ]
 

@@ -24,7 +24,6 @@ are in :mod:`kubetune.cli_cluster`; ``convert``, ``plot`` and ``dashboard`` in
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -186,16 +185,25 @@ def _local_storage(study: object, storage: str | None, stack: contextlib.ExitSta
     """A local study's storage URL: ``--storage``, ``$KUBETUNE_STORAGE_URL``,
     ``spec.storage.url``, else the embedded PostgreSQL, started for as long as
     ``stack`` lasts."""
-    from kubetune.embedded import embedded_postgres
+    from kubetune.embedded import configured_storage, data_home, local_storage
     from kubetune.spec import Study
     from kubetune.storage import redact
 
     assert isinstance(study, Study)
-    url = storage or os.environ.get("KUBETUNE_STORAGE_URL") or study.spec.storage.url
-    if url is None:
+    if configured_storage(storage, study) is None:
         console.print("[dim]starting the embedded PostgreSQL…[/]")
-        url = stack.enter_context(embedded_postgres())
-    console.print(f"[dim]storage: {redact(url)}[/]", soft_wrap=True)
+        url = stack.enter_context(local_storage(storage, study))
+        # Its URL (a socket of this run) dies with the command: say what outlives it.
+        console.print(
+            f"[dim]storage: the embedded PostgreSQL in {escape(str(data_home() / 'postgres'))}, "
+            "up while this command runs (afterwards: kubetune best|trials|plot|dashboard "
+            "STUDY.yaml; in Python, kubetune.local_storage())[/]",
+            soft_wrap=True,
+            highlight=False,
+        )
+        return url
+    url = stack.enter_context(local_storage(storage, study))
+    console.print(f"[dim]storage: {escape(redact(url))}[/]", soft_wrap=True, highlight=False)
     return url
 
 

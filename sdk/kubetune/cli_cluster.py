@@ -6,9 +6,15 @@
 trials take ``--storage``/``--storage-host``. Output is a table, or ``-o json``
 / ``-o yaml`` for scripts; exit codes are listed in :mod:`kubetune.cli`.
 
+``best``, ``trials`` and ``delete`` also take a Study file: the local study
+``kubetune run`` made from it, on its storage (the embedded PostgreSQL, started
+while the command runs), with no cluster; ``best`` and ``trials`` take a study's
+name with ``--storage`` without a cluster too.
+
 Example:
     $ kubetune submit examples/quickstart-cluster.yaml --wait
     $ kubetune best lgbm-breast-cancer -o json      # also writes best_params.json
+    $ kubetune trials examples/quickstart.yaml      # a local study
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from kubetune.cli_output import (
     NamespaceOption,
     Output,
     OutputOption,
+    ReadStorageOption,
     StorageHostOption,
     StorageOption,
     age,
@@ -44,6 +51,14 @@ from kubetune.cli_output import (
 )
 
 NameArgument = Annotated[str, typer.Argument(help="The Study's name.", show_default=False)]
+ReadArgument = Annotated[
+    str,
+    typer.Argument(
+        help="A Study YAML file (the local study kubetune run made from it, no cluster "
+        "needed), a study's name in --storage, or a Study's name on the cluster.",
+        show_default=False,
+    ),
+]
 TimeoutOption = Annotated[
     float | None,
     typer.Option("--timeout", help="Give up after this many seconds (exit code 6).", min=0),
@@ -354,10 +369,11 @@ def _print_outcome(obj: dict[str, Any]) -> None:
 
 @app.command()
 def best(
-    name: NameArgument,
+    name: ReadArgument,
     namespace: NamespaceOption = None,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
+    storage: ReadStorageOption = None,
     output: OutputOption = Output.table,
     file: Annotated[
         Path,
@@ -367,10 +383,10 @@ def best(
     """The best trial's parameters (or the Pareto front).
 
     ``-o json`` prints best_params.json and writes it to --file; exit code 4 while
-    no trial has completed.
+    no trial has completed. For a Study file (kubetune best study.yaml), the local
+    study: the embedded PostgreSQL runs while the command does.
     """
-    with handled():
-        client = connect(namespace, kubeconfig, context)
+    with handled(), connect(namespace, kubeconfig, context, storage) as client:
         if output is Output.table:
             trials = client.best_trials(name)
             table = Table(title="Best trial" if len(trials) == 1 else "Pareto front")
@@ -401,11 +417,11 @@ def best(
 
 @app.command()
 def trials(
-    name: NameArgument,
+    name: ReadArgument,
     namespace: NamespaceOption = None,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
-    storage: StorageOption = None,
+    storage: ReadStorageOption = None,
     storage_host: StorageHostOption = None,
     state: Annotated[
         list[str] | None,
@@ -418,7 +434,10 @@ def trials(
     ] = None,
     output: OutputOption = Output.table,
 ) -> None:
-    """Every trial from the study's storage: state, values, duration, pod, params, fail reason."""
+    """Every trial from the study's storage: state, values, duration, pod, params, fail reason.
+
+    For a Study file (kubetune trials study.yaml), the local study's trials.
+    """
     with handled():
         from kubetune.trials import STATES
 
@@ -427,8 +446,8 @@ def trials(
                 raise typer.BadParameter(
                     f"{s!r} is not one of {', '.join(STATES)}", param_hint="--state"
                 )
-        client = connect(namespace, kubeconfig, context, storage, storage_host)
-        rows = client.trials(name, states=state or None)
+        with connect(namespace, kubeconfig, context, storage, storage_host) as client:
+            rows = client.trials(name, states=state or None)
         if limit is not None:
             rows = rows[-limit:]
         if output is not Output.table:

@@ -53,6 +53,17 @@ StorageOption = Annotated[
         show_default=False,
     ),
 ]
+ReadStorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help="An Optuna storage URL. For a Study file (a local study): default "
+        "$KUBETUNE_STORAGE_URL, spec.storage.url or the embedded PostgreSQL. For a name: the "
+        "study of that name in this storage (no cluster needed), else the cluster Study's "
+        "(default: its Secret's URL; prefer --storage-host, the URL holds a password).",
+        show_default=False,
+    ),
+]
 StorageHostOption = Annotated[
     str | None,
     typer.Option(

@@ -20,6 +20,7 @@ from kubetune.cli_output import (
     ContextOption,
     KubeconfigOption,
     NamespaceOption,
+    ReadStorageOption,
     StorageHostOption,
     esc,
     handled,
@@ -28,16 +29,8 @@ from kubetune.cli_output import (
 StudyArgument = Annotated[
     str,
     typer.Argument(
-        help="A Study YAML file (a local study, kubetune run) or a Study's name on the cluster.",
-        show_default=False,
-    ),
-]
-LocalStorageOption = Annotated[
-    str | None,
-    typer.Option(
-        "--storage",
-        help="The Optuna storage URL (for a Study file: default $KUBETUNE_STORAGE_URL, "
-        "spec.storage.url or the embedded PostgreSQL; for a cluster Study: its Secret's URL).",
+        help="A Study YAML file (the local study kubetune run made from it), a study's "
+        "name in --storage, or a Study's name on the cluster.",
         show_default=False,
     ),
 ]
@@ -128,7 +121,7 @@ def plot(
     objective: Annotated[
         int, typer.Option("--objective", help="Multi-objective studies: which objective (0-based).")
     ] = 0,
-    storage: LocalStorageOption = None,
+    storage: ReadStorageOption = None,
     storage_host: StorageHostOption = None,
     namespace: NamespaceOption = None,
     kubeconfig: KubeconfigOption = None,
@@ -164,7 +157,7 @@ def dashboard(
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (loopback: only this machine).")
     ] = "127.0.0.1",
-    storage: LocalStorageOption = None,
+    storage: ReadStorageOption = None,
     storage_host: StorageHostOption = None,
     namespace: NamespaceOption = None,
     kubeconfig: KubeconfigOption = None,

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import base64
 import builtins
+import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from kubetune.errors import (
     ApiError,
+    ClusterUnavailable,
     KubetuneError,
     NoBestTrial,
     NotFound,
@@ -108,6 +111,13 @@ class Client:
         self.storage_url = storage_url
         self.storage_host = storage_host
         self._storages: dict[str, optuna.storages.BaseStorage] = {}
+        # Local studies read from Study files: their storage (the embedded PostgreSQL
+        # too) stays open until close().
+        self._local = contextlib.ExitStack()
+        self._local_studies: dict[Path, optuna.Study] = {}
+        # A script that never closes its client: stop the server at exit, while the
+        # interpreter still works (a generator closed during its teardown cannot).
+        self._close_local = weakref.finalize(self, self._local.close)
 
     def __repr__(self) -> str:
         namespace = self._api._namespace or "(kubeconfig default)"
@@ -120,8 +130,11 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        """Close the API connections and the database connection pools."""
+        """Close the API connections and the database connection pools (and stop the
+        embedded PostgreSQL a local study's reading started, unless others use it)."""
         self._api.close()
+        self._local_studies.clear()
+        self._close_local()
         for storage in self._storages.values():
             engine = getattr(storage, "engine", None)
             if engine is not None:
@@ -373,13 +386,22 @@ class Client:
 
     # ------------------------------------------------------------ results
 
+    # A Study file names a local study (kubetune run, tune(local=True)); a name found
+    # in the client's storage_url is read from there: neither needs a cluster.
+
     def best_params(
-        self, name: str, *, namespace: str | None = None
+        self, name: str | Path, *, namespace: str | None = None
     ) -> dict[str, Any] | builtins.list[dict[str, Any]]:
         """What ``best_params.json`` holds: the best trial's parameters, or for a
         multi-objective study the Pareto front as ``[{"values": ..., "params": ...}]``.
-        Raises :class:`~kubetune.errors.NoBestTrial` until a trial completes."""
-        status = self.get_object(name, namespace=namespace).get("status") or {}
+        Raises :class:`~kubetune.errors.NoBestTrial` until a trial completes.
+
+        ``name`` may be a Study file: the local study ``kubetune run`` made from it
+        (no cluster needed); so may a study of ``storage_url``."""
+        stored = self._stored_study(name)
+        if stored is not None:
+            return best_params_of(best_of(stored), stored.study_name)
+        status = self.get_object(str(name), namespace=namespace).get("status") or {}
         best = status.get("bestTrial")
         if best:
             return dict(best.get("params") or {})
@@ -388,7 +410,7 @@ class Client:
             return [{"values": t.get("values"), "params": t.get("params") or {}} for t in front]
         raise NoBestTrial(name, self._ns(namespace))
 
-    def best_trial(self, name: str, *, namespace: str | None = None) -> TrialSummary:
+    def best_trial(self, name: str | Path, *, namespace: str | None = None) -> TrialSummary:
         """The best trial of a single-objective study (number, value, params)."""
         trials = self.best_trials(name, namespace=namespace)
         if len(trials) != 1 or trials[0].value is None:
@@ -399,9 +421,17 @@ class Client:
         return trials[0]
 
     def best_trials(
-        self, name: str, *, namespace: str | None = None
+        self, name: str | Path, *, namespace: str | None = None
     ) -> builtins.list[TrialSummary]:
-        """The best trial, or the Pareto front of a multi-objective study (from the status)."""
+        """The best trial, or the Pareto front of a multi-objective study (from the status;
+        for a Study file or a study of ``storage_url``, from its storage)."""
+        stored = self._stored_study(name)
+        if stored is not None:
+            found = best_of(stored)
+            if not found:
+                raise NoBestTrial(stored.study_name)
+            return found
+        name = str(name)
         status = self.get_object(name, namespace=namespace).get("status") or {}
         entries = [status["bestTrial"]] if status.get("bestTrial") else status.get("paretoFront")
         if not entries:
@@ -410,7 +440,7 @@ class Client:
 
     def trials(
         self,
-        name: str,
+        name: str | Path,
         *,
         namespace: str | None = None,
         states: Sequence[str] | None = None,
@@ -419,7 +449,8 @@ class Client:
         """Every trial from the study's storage (``states`` such as ``["COMPLETE"]``
         narrow it): number, state, values, params, duration, pod, fail reason.
 
-        ``as_dataframe=True`` gives a pandas DataFrame (needs pandas).
+        ``as_dataframe=True`` gives a pandas DataFrame (needs pandas). ``name`` may be
+        a Study file: the local study ``kubetune run`` made from it.
         """
         from kubetune.trials import records, to_dataframe
 
@@ -429,11 +460,30 @@ class Client:
             return to_dataframe(rows, study.metric_names)
         return rows
 
-    def optuna_study(self, name: str, *, namespace: str | None = None) -> optuna.Study:
-        """The study's ``optuna.Study`` in its storage (for plots, analysis, ``enqueue_trial``)."""
+    def optuna_study(self, name: str | Path, *, namespace: str | None = None) -> optuna.Study:
+        """The study's ``optuna.Study`` in its storage (for plots, analysis, ``enqueue_trial``).
+
+        For a Study file, the local study ``kubetune run`` made from it; with
+        ``storage_url``, a study of that name in it is taken without asking the
+        cluster. A local study's embedded PostgreSQL runs until :meth:`close` (or the
+        end of a ``with Client() as client:`` block, or of the process).
+        """
         import optuna
 
-        obj = self.get_object(name, namespace=namespace)
+        stored = self._stored_study(name)
+        if stored is not None:
+            return stored
+        name = str(name)
+        try:
+            obj = self.get_object(name, namespace=namespace)
+        except ClusterUnavailable as error:
+            if not self.storage_url:
+                raise
+            # Asked for a study of the storage it was given: say what that holds.
+            from kubetune.study_source import load_stored_study
+
+            load_stored_study(self.storage_url, name, hint=f"nor a cluster to look in ({error})")
+            raise
         optuna_name = (obj.get("status") or {}).get("studyName")
         if not optuna_name:
             raise NotReady(
@@ -447,6 +497,26 @@ class Client:
             raise NotFound(
                 "optuna study", optuna_name, hint=f'the storage of study "{name}" does not hold it'
             ) from None
+
+    def _stored_study(self, name: str | Path) -> optuna.Study | None:
+        """The local study of a Study file, or the study ``name`` of ``storage_url``
+        (None: ask the cluster)."""
+        from kubetune.study_source import is_study_file, load_stored_study, local_optuna_study
+
+        if isinstance(name, Path) or is_study_file(name):
+            path = Path(name).resolve()
+            if path not in self._local_studies:
+                study = self._local.enter_context(
+                    local_optuna_study(Path(name), storage=self.storage_url)
+                )
+                self._local_studies[path] = study
+            return self._local_studies[path]
+        if not self.storage_url or self.storage_host:
+            return None
+        try:
+            return load_stored_study(self.storage_url, name)
+        except NotFound:
+            return None
 
     def storage_url_of(
         self, study: str | Mapping[str, Any], *, namespace: str | None = None
@@ -868,6 +938,38 @@ def _event_time(event: Mapping[str, Any]) -> str:
         or (event.get("metadata") or {}).get("creationTimestamp")
         or ""
     )
+
+
+def best_of(study: optuna.Study) -> builtins.list[TrialSummary]:
+    """The best trial of ``study`` read from its storage, or its Pareto front (up to
+    10 trials), as the status shows them; empty while no trial completed."""
+    from kubetune.ledger import TrialLedger
+    from kubetune.local import best_summaries
+
+    directions = [d.name.lower() for d in study.directions]
+    ledger = TrialLedger.of(study.get_trials(deepcopy=False), directions)
+    multi = len(directions) > 1
+    return [
+        TrialSummary(
+            number=t["number"],
+            value=None if multi else t["values"][0],
+            values=t["values"] if multi else None,
+            params=t["params"],
+        )
+        for t in best_summaries(ledger)
+    ]
+
+
+def best_params_of(
+    best: Sequence[TrialSummary], name: str = ""
+) -> dict[str, Any] | builtins.list[dict[str, Any]]:
+    """What ``best_params.json`` holds for ``best`` (see :func:`best_of`): the best
+    trial's params, or the Pareto front's values and params. NoBestTrial when empty."""
+    if not best:
+        raise NoBestTrial(name)
+    if len(best) == 1 and best[0].value is not None:
+        return dict(best[0].params)
+    return [{"values": t.values, "params": dict(t.params)} for t in best]
 
 
 def _with_host(url: str, host: str | None) -> str:

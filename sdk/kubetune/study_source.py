@@ -1,10 +1,12 @@
 """Finding a study's Optuna study from what a user types: a Study file or a name.
 
-``kubetune plot`` and ``kubetune dashboard`` take either. A path to a YAML
-file is a local study (``kubetune run``): its storage is ``--storage``,
+``kubetune best``, ``trials``, ``plot`` and ``dashboard`` take either. A path to
+a YAML file is a local study (``kubetune run``): its storage is ``--storage``,
 ``$KUBETUNE_STORAGE_URL``, ``spec.storage.url`` or the embedded PostgreSQL
-(started for as long as it is needed). Anything else is the name of a Study on
-the cluster, whose storage the :class:`~kubetune.client.Client` finds.
+(started for as long as it is needed). A name with ``--storage`` is the Optuna
+study of that name in that storage (no cluster needed). Anything else is the
+name of a Study on the cluster, whose storage the
+:class:`~kubetune.client.Client` finds.
 
 It also holds the rule for a study's identity in local mode: the study
 continues while the objective's code is unchanged, and is refused
@@ -59,30 +61,17 @@ def open_optuna_study(
     kubeconfig: str | None = None,
     context: str | None = None,
 ) -> Iterator[optuna.Study]:
-    """The Optuna study behind ``target`` (a Study file, or a Study's name on the cluster)."""
-    import optuna
+    """The Optuna study behind ``target``, usable while the block runs.
 
+    - a Study file: the local study ``kubetune run`` made from it, in ``storage``,
+      ``$KUBETUNE_STORAGE_URL``, ``spec.storage.url`` or the embedded PostgreSQL
+      (started for as long as the block runs);
+    - a name, with ``storage``: the Optuna study of that name in that storage, with
+      no cluster involved; failing that, the cluster's Study of that name;
+    - a name: the cluster's Study, found with the :class:`~kubetune.client.Client`.
+    """
     if is_study_file(target):
-        from kubetune.spec import SpecError, load_study
-        from kubetune.storage import open_storage
-
-        if not Path(target).is_file():
-            raise SpecError([(target, "no such file")])
-        document = load_study(Path(target))
-        name = document.spec.storage.study_name or document.metadata.name
-        with contextlib.ExitStack() as stack:
-            url = storage or os.environ.get("KUBETUNE_STORAGE_URL") or document.spec.storage.url
-            if url is None:
-                from kubetune.embedded import embedded_postgres
-
-                url = stack.enter_context(embedded_postgres())
-            opened = open_storage(url, retry_seconds=10)
-            try:
-                study = optuna.load_study(study_name=name, storage=opened)
-            except KeyError:
-                raise NotFound(
-                    "optuna study", name, hint=f"run it first: kubetune run {target}"
-                ) from None
+        with local_optuna_study(Path(target), storage=storage) as study:
             yield study
         return
     from kubetune.client import Client
@@ -92,6 +81,60 @@ def open_optuna_study(
         storage_host=storage_host,
     ) as client:  # fmt: skip
         yield client.optuna_study(target)
+
+
+@contextlib.contextmanager
+def local_optuna_study(path: Path, *, storage: str | None = None) -> Iterator[optuna.Study]:
+    """The local study of the Study file ``path`` (see :func:`open_optuna_study`).
+
+    Raises :class:`~kubetune.errors.NotFound` when it has not run yet, and
+    :class:`~kubetune.errors.SpecChangeRefused` when the study of that name was run
+    from another file (it holds another project's trials).
+    """
+    from kubetune.embedded import local_storage
+    from kubetune.local import check_source
+    from kubetune.spec import SpecError, load_study
+
+    if not path.is_file():
+        raise SpecError([(str(path), "no such file")])
+    document = load_study(path)
+    name = document.spec.storage.study_name or document.metadata.name
+    with local_storage(storage, document) as url:
+        study = load_stored_study(url, name, hint=f"run it first: kubetune run {path}")
+        try:
+            check_source(study, document, path.resolve())
+            yield study
+        finally:
+            # Before the embedded server stops: it would cut these connections.
+            dispose(study)
+
+
+def dispose(study: optuna.Study) -> None:
+    """Close the database connections of ``study``'s storage (Optuna wraps an RDB
+    storage in a cache, which holds the engine)."""
+    storage = study._storage
+    engine = getattr(storage, "engine", None) or getattr(
+        getattr(storage, "_backend", None), "engine", None
+    )
+    if engine is not None:
+        engine.dispose()
+
+
+def load_stored_study(url: str, name: str, *, hint: str = "") -> optuna.Study:
+    """The Optuna study ``name`` in the storage at ``url``; NotFound names the studies
+    the storage does hold."""
+    import optuna
+
+    from kubetune.storage import open_storage
+
+    storage = open_storage(url, retry_seconds=10)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        held = sorted(s.study_name for s in storage.get_all_studies())
+        shown = ", ".join(held[:10]) + (", …" if len(held) > 10 else "") if held else "none"
+        hint = "; ".join(p for p in (hint, f"the storage holds: {shown}") if p)
+        raise NotFound("optuna study", name, hint=hint) from None
 
 
 # ------------------------------------------------------------ study identity

@@ -133,7 +133,11 @@ def test_kubetune_run_carries_on_through_a_postgres_restart(
     study_file = tmp_path / "restart.yaml"
     study_file.write_text(yaml.safe_dump(document), encoding="utf-8")
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), str(REPO)])
+    # Prepended, not replaced: the workers must import the code under test (a copy's
+    # sdk/ and trial_image/ on PYTHONPATH), not whatever is installed.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(SUPPORT), str(REPO), env.get("PYTHONPATH", "")) if p
+    )
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(KT_SLEEP=sleep, COLUMNS="160")
     env.pop("KUBETUNE_STORAGE_URL", None)
