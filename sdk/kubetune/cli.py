@@ -79,18 +79,22 @@ def _load(path: Path) -> object:
 def validate(
     path: Annotated[Path, typer.Argument(help="A Study YAML file.")],
 ) -> None:
-    """Check a Study file without running it."""
+    """Check a Study file without running it (and a built-in's data file, if it is here)."""
     from kubetune.bridge import check_buildable
+    from kubetune.builtin_rules import check_local_data
     from kubetune.spec import SpecError, Study
 
     study = _load(path)
     assert isinstance(study, Study)
     try:
         check_buildable(study.spec)
+        notes = check_local_data(study.spec)
     except SpecError as error:
         for field, reason in error.problems:
             print_error(f"{field}: {reason}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    for note in notes:
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"{path}: valid Study [bold]{study.metadata.name}[/]")
 
 

@@ -128,7 +128,10 @@ class SpecError(ValueError):
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
-        super().__init__("\n".join(f"{path}: {reason}" for path, reason in problems))
+        # A problem with the whole document has no path to name.
+        super().__init__(
+            "\n".join(f"{path}: {reason}" if path else reason for path, reason in problems)
+        )
 
     @property
     def first_path(self) -> str:
@@ -919,6 +922,15 @@ class StudySpec(_Model):
                     raise _field_error(f"searchSpace.{name}.log", "the grid sampler cannot use log")
             if not self.search_space:
                 raise _field_error("searchSpace", "the grid sampler needs a search space")
+        if self.trial.builtin is not None:
+            # The built-ins' rules live in one module, which the trial runner uses too;
+            # imported here because it builds on this one.
+            from kubetune import builtin_rules
+
+            try:
+                builtin_rules.check(self)
+            except builtin_rules.RuleBroken as broken:
+                raise _field_error(broken.field.removeprefix("spec."), broken.reason) from None
         return self
 
     @property
@@ -1205,7 +1217,10 @@ def validate_metadata(data: Mapping[str, Any]) -> ObjectMeta:
 def load_study(source: Mapping[str, Any] | str | Path) -> Study:
     """Load a Study from a mapping, a YAML file path, or YAML text.
 
-    Raises :class:`SpecError` with one ``field.path: reason`` line per problem.
+    A one-line string is a file path unless it is a YAML mapping itself. Raises
+    :class:`SpecError` with one ``field.path: reason`` line per problem; a file
+    that is missing, a directory, unreadable or empty is named with the reason
+    (``studies/x.yaml: no such file``).
     """
     data: Any
     if isinstance(source, Mapping):
@@ -1213,15 +1228,19 @@ def load_study(source: Mapping[str, Any] | str | Path) -> Study:
     else:
         import yaml
 
-        text = (
-            Path(source).read_text(encoding="utf-8")
-            if isinstance(source, Path) or ("\n" not in source and Path(source).exists())
-            else str(source)
-        )
+        one_line = isinstance(source, str) and "\n" not in source and bool(source.strip())
+        from_file = isinstance(source, Path) or (one_line and Path(source).exists())
+        text = _read_study_file(Path(source)) if from_file else str(source)
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:
             raise SpecError([("", f"not valid YAML: {error}")]) from None
+        if one_line and not from_file and not isinstance(data, dict):
+            # Not a file here, and not a one-line YAML mapping: most likely a mistyped path.
+            raise SpecError([(str(source), "no such file")])
+        if data is None:
+            where = str(source) if from_file else ""
+            raise SpecError([(where, "is empty: a Study needs apiVersion, kind, metadata, spec")])
     if not isinstance(data, dict):
         raise SpecError(
             [("", "a Study document must be a mapping with apiVersion, kind, metadata, spec")]
@@ -1236,6 +1255,20 @@ def load_study(source: Mapping[str, Any] | str | Path) -> Study:
         return Study.model_validate(data)
     except ValidationError as error:
         raise SpecError(_format_problems(error, "", Study)) from None
+
+
+def _read_study_file(path: Path) -> str:
+    """A Study file's text; a :class:`SpecError` naming the path when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([(str(path), "no such file")]) from None
+    except IsADirectoryError:
+        raise SpecError([(str(path), "is a directory, not a Study file")]) from None
+    except UnicodeDecodeError:
+        raise SpecError([(str(path), "is not a text (UTF-8) file")]) from None
+    except OSError as error:
+        raise SpecError([(str(path), f"cannot be read: {error.strerror or error}")]) from None
 
 
 def _other_tools_format(data: Mapping[str, Any]) -> tuple[str, str] | None:

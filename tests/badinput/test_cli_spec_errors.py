@@ -179,7 +179,8 @@ def test_the_largest_categorical_list_allowed_runs(
     [
         ("kind: Study\nspec: [unclosed\n", "not valid YAML"),
         ("- just\n- a list\n", "must be a mapping"),
-        ("", "must be a mapping"),
+        ("", "study.yaml: is empty"),
+        ("# only a comment\n", "study.yaml: is empty"),
         (
             "program: train.py\nmethod: bayes\nparameters:\n  lr: {min: 0.001, max: 0.1}\n",
             "this is a W&B sweep, not a Study: convert it with `kubetune convert wandb FILE",
@@ -193,7 +194,15 @@ def test_the_largest_categorical_list_allowed_runs(
             "this is a Katib Experiment, not a Study: convert it with `kubetune convert katib",
         ),
     ],
-    ids=["broken-yaml", "a-list", "empty", "wandb-sweep", "hydra-config", "katib-experiment"],
+    ids=[
+        "broken-yaml",
+        "a-list",
+        "empty",
+        "comment-only",
+        "wandb-sweep",
+        "hydra-config",
+        "katib-experiment",
+    ],
 )
 def test_files_that_are_not_a_study(tmp_path: Path, text: str, expected: str) -> None:
     path = tmp_path / "study.yaml"
@@ -215,3 +224,185 @@ def test_sampler_argument_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
     code, stderr = validate(write_study(tmp_path, spec))
     assert code == EXIT_BAD_INPUT, stderr
     assert "spec.sampler.args.n_startup_trials" in stderr
+
+
+# ---------------------------------------------------------------- built-ins
+
+#: A built-in Study that runs; each case below breaks one rule a worker would only
+#: have found at start, after the pods (or local workers) were up.
+BUILTIN: dict[str, Any] = {
+    "objective": {"direction": "maximize", "metric": "auc"},
+    "budget": {"maxTrials": 2},
+    "trial": {"builtin": {"model": "lightgbm", "data": {"dataset": "sklearn:breast_cancer"}}},
+}
+
+BUILTIN_CASES: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "auc-minimized",
+        {"objective": {"direction": "minimize", "metric": "auc"}},
+        "spec.objective.direction: must be maximize for metric auc (higher is better); "
+        "it is minimize",
+    ),
+    (
+        "direction-unset",
+        {"objective": {"metric": "accuracy"}},
+        "spec.objective.direction: must be maximize for metric accuracy (higher is better); "
+        "it is unset, which means minimize",
+    ),
+    (
+        "unknown-metric",
+        {"objective": {"direction": "maximize", "metric": "precision"}},
+        "spec.objective.metric: 'precision' is not a built-in metric (choose from auc, logloss",
+    ),
+    (
+        "metric-of-another-task",
+        {"objective": {"direction": "minimize", "metric": "rmse"}},
+        "spec.objective.metric: rmse is a regression metric, but spec.trial.builtin.task is "
+        "classification",
+    ),
+    (
+        "stepwise-with-a-search-space",
+        {
+            "objective": {"direction": "minimize", "metric": "logloss"},
+            "searchSpace": {"num_leaves": {"type": "int", "low": 4, "high": 64}},
+            "builtin": {"tuner": "stepwise"},
+        },
+        "spec.searchSpace: must be empty with tuner: stepwise",
+    ),
+    (
+        "stepwise-in-parallel",
+        {
+            "objective": {"direction": "minimize", "metric": "logloss"},
+            "budget": {"maxTrials": 2, "parallelism": 2},
+            "builtin": {"tuner": "stepwise"},
+        },
+        "spec.budget.parallelism: must be 1 with tuner: stepwise",
+    ),
+    (
+        "stepwise-f1",
+        {"objective": {"direction": "maximize", "metric": "f1"}, "builtin": {"tuner": "stepwise"}},
+        "spec.objective.metric: 'f1' is not available with tuner: stepwise",
+    ),
+    (
+        "fixed-and-tuned",
+        {
+            "searchSpace": {"num_leaves": {"type": "int", "low": 4, "high": 64}},
+            "builtin": {"params": {"num_leaves": 31}},
+        },
+        "spec.trial.builtin.params.num_leaves: is also in spec.searchSpace",
+    ),
+    (
+        "float-for-an-int",
+        {"searchSpace": {"num_leaves": {"type": "float", "low": 4, "high": 64}}},
+        "spec.searchSpace.num_leaves: lightgbm takes an integer for num_leaves",
+    ),
+    (
+        "mlp-lacks-the-name",
+        {
+            "searchSpace": {"momentum": {"type": "float", "low": 0.5, "high": 0.99}},
+            "builtin": {"model": "lightning"},
+        },
+        "spec.searchSpace.momentum: the lightning MLP has no hyperparameter 'momentum'",
+    ),
+    (
+        "unknown-dataset",
+        {"builtin": {"data": {"dataset": "sklearn:titanic"}}},
+        "spec.trial.builtin.data.dataset: 'sklearn:titanic' is not a packaged dataset",
+    ),
+    (
+        "packaged-dataset-target",
+        {"builtin": {"data": {"dataset": "sklearn:wine", "target": "quality"}}},
+        "spec.trial.builtin.data.target: a packaged dataset's target is 'target', not 'quality'",
+    ),
+    (
+        "not-a-table-file",
+        {"builtin": {"data": {"path": "/data/train.xlsx", "target": "y"}}},
+        "spec.trial.builtin.data.path: '/data/train.xlsx' is neither .csv nor .parquet",
+    ),
+    (
+        "artifact-store-in-s3",
+        {"builtin": {"saveModel": {"artifactStore": "s3://bucket/models"}}},
+        "spec.trial.builtin.saveModel.artifactStore: only a directory",
+    ),
+]
+
+
+def _builtin_study(changes: dict[str, Any]) -> dict[str, Any]:
+    spec = copy.deepcopy(BUILTIN)
+    for key, value in changes.items():
+        if key == "builtin":
+            spec["trial"]["builtin"].update(value)
+        else:
+            spec[key] = value
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"), [c[1:] for c in BUILTIN_CASES], ids=[c[0] for c in BUILTIN_CASES]
+)
+def test_validate_applies_the_builtin_rules(
+    cli_env: dict[str, str], tmp_path: Path, changes: dict[str, Any], expected: str
+) -> None:
+    study_file = write_study(tmp_path, _builtin_study(changes))
+    result = kubetune(cli_env, tmp_path, "validate", str(study_file))
+    stderr = " ".join(result.stderr.split())
+    assert result.returncode == EXIT_BAD_INPUT, result.stdout + result.stderr
+    assert expected in stderr, stderr
+    assert "Traceback" not in stderr
+
+
+def test_run_refuses_a_broken_builtin_before_touching_the_storage(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    spec = _builtin_study({"objective": {"direction": "minimize", "metric": "auc"}})
+    result = kubetune(
+        cli_env, tmp_path, "run", str(write_study(tmp_path, spec)), "--storage", UNREACHABLE
+    )
+    assert result.returncode == EXIT_BAD_INPUT, result.stdout + result.stderr
+    assert "spec.objective.direction: must be maximize for metric auc" in result.stderr
+    assert "cannot reach the storage" not in result.stdout + result.stderr
+
+
+def _with_file(path: str, **data: Any) -> dict[str, Any]:
+    return _builtin_study({"builtin": {"data": {"path": path, "target": "label", **data}}})
+
+
+def test_validate_checks_the_columns_of_a_data_file_on_this_machine(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "homes.csv").write_text("city,area,price\nOslo,40,1\n", encoding="utf-8")
+    result = kubetune(
+        cli_env, tmp_path, "validate", str(write_study(tmp_path, _with_file("homes.csv")))
+    )
+    assert result.returncode == EXIT_BAD_INPUT, result.stdout + result.stderr
+    assert (
+        "spec.trial.builtin.data.target: 'label' is not a column of homes.csv "
+        "(it has: ['city', 'area', 'price'])"
+    ) in " ".join(result.stderr.split())
+
+    spec = _with_file("homes.csv", target="price", features=["city", "rooms"])
+    result = kubetune(cli_env, tmp_path, "validate", str(write_study(tmp_path, spec)))
+    assert result.returncode == EXIT_BAD_INPUT, result.stdout + result.stderr
+    assert "spec.trial.builtin.data.features: homes.csv has no column 'rooms'" in result.stderr
+
+    (tmp_path / "folder.csv").mkdir()
+    result = kubetune(
+        cli_env, tmp_path, "validate", str(write_study(tmp_path, _with_file("folder.csv")))
+    )
+    assert result.returncode == EXIT_BAD_INPUT, result.stdout + result.stderr
+    assert "spec.trial.builtin.data.path: cannot read folder.csv" in result.stderr
+
+    spec = _with_file("homes.csv", target="price")
+    result = kubetune(cli_env, tmp_path, "validate", str(write_study(tmp_path, spec)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_validate_accepts_a_data_file_that_only_the_cluster_has(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    spec = _with_file("/data/homes.csv")
+    result = kubetune(cli_env, tmp_path, "validate", str(write_study(tmp_path, spec)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = " ".join(result.stdout.split())
+    assert "/data/homes.csv is not on this machine, so its columns were not checked" in output
+    assert "valid Study" in output

@@ -39,9 +39,19 @@ def start_builtin(
     counter = iter(range(1000))
     started: list[StartedWorker] = []
 
-    def start(spec: dict[str, Any], *, enqueue: Sequence[dict[str, Any]] = ()) -> StartedWorker:
+    def start(
+        spec: dict[str, Any],
+        *,
+        enqueue: Sequence[dict[str, Any]] = (),
+        stored: dict[str, Any] | None = None,
+    ) -> StartedWorker:
+        """``stored`` replaces the spec recorded in the study after it is prepared
+        (as a study made by an older kubetune, whose rules were looser, would hold)."""
         name = f"builtin-{next(counter)}"
-        study = bridge.prepare_study(open_storage(storage_url), name, validate_spec(spec))
+        storage = open_storage(storage_url)
+        study = bridge.prepare_study(storage, name, validate_spec(spec))
+        if stored is not None:
+            storage.set_study_system_attr(study._study_id, bridge.SPEC_ATTR, stored)
         for params in enqueue:
             study.enqueue_trial(params)
         env = {**worker_env, "KUBETUNE_STUDY_NAME": name, "KUBETUNE_WORKER_NAME": "w0"}
@@ -68,7 +78,12 @@ def start_builtin(
 def run_builtin(start_builtin: Callable[..., StartedWorker]) -> Callable[..., WorkerRun]:
     """Like ``start_builtin``, and wait for the worker to finish."""
 
-    def run(spec: dict[str, Any], *, enqueue: Sequence[dict[str, Any]] = ()) -> WorkerRun:
-        return start_builtin(spec, enqueue=enqueue).wait()
+    def run(
+        spec: dict[str, Any],
+        *,
+        enqueue: Sequence[dict[str, Any]] = (),
+        stored: dict[str, Any] | None = None,
+    ) -> WorkerRun:
+        return start_builtin(spec, enqueue=enqueue, stored=stored).wait()
 
     return run

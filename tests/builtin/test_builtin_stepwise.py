@@ -7,6 +7,7 @@ import pytest
 from builtin_helpers import builtin_spec
 from kubetune.ledger import TrialLedger
 from kubetune.local import best_summaries
+from kubetune.spec import SpecError, validate_spec
 from kubetune.trials import effective_params
 
 
@@ -51,19 +52,24 @@ def test_stepwise_runs_the_tuners_stages_as_kubetune_trials(run_builtin) -> None
     )
 
 
-def test_stepwise_refuses_a_search_space_and_parallel_workers(run_builtin) -> None:
+def test_stepwise_refuses_parallel_workers(run_builtin) -> None:
     base = {
         "model": "lightgbm",
         "tuner": "stepwise",
         "data": {"dataset": "sklearn:breast_cancer"},
     }
-    run = run_builtin(
-        builtin_spec(
-            base,
-            objective={"direction": "minimize", "metric": "logloss"},
-            budget={"maxTrials": 2, "parallelism": 2},
-        )
+    good = builtin_spec(
+        base,
+        objective={"direction": "minimize", "metric": "logloss"},
+        budget={"maxTrials": 2, "parallelism": 1},
     )
+    bad = {**good, "budget": {"maxTrials": 2, "parallelism": 2}}
+    with pytest.raises(
+        SpecError, match=r"spec\.budget\.parallelism: must be 1 with tuner: stepwise"
+    ):
+        validate_spec(bad)
+    # A worker given such a spec anyway (stored by an older kubetune) refuses it too.
+    run = run_builtin(good, stored=bad)
     assert run.returncode == 3
     assert "spec.budget.parallelism: must be 1 with tuner: stepwise" in run.output
     assert run.states() == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +240,47 @@ def test_yaml_text_and_errors() -> None:
         load_study("- a\n- b\n")
 
 
+LOAD_SCRIPT = """
+import sys
+from pathlib import Path
+
+import kubetune
+
+for source in sys.argv[1:]:
+    for given in (source, Path(source)):
+        try:
+            kubetune.load_study(given)
+        except kubetune.SpecError as error:
+            print(f"{type(given).__name__} {error}")
+"""
+
+
+def test_load_study_says_what_is_wrong_with_the_file(tmp_path: Path) -> None:
+    """From a plain script, as a notebook calls it: the path and the reason, never
+    'must be a mapping' for a file that is not there."""
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "empty.yaml").write_text("", encoding="utf-8")
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00kind")
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_SCRIPT, "missing.yaml", "studies", "empty.yaml", "binary.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"{kind} {line}"
+        for line in (
+            "missing.yaml: no such file",
+            "studies: is a directory, not a Study file",
+            "empty.yaml: is empty: a Study needs apiVersion, kind, metadata, spec",
+            "binary.yaml: is not a text (UTF-8) file",
+        )
+        for kind in ("str", "PosixPath")
+    ]
+
+
 def test_validate_spec_prefixes_paths() -> None:
     with pytest.raises(SpecError) as caught:
         validate_spec({"trial": {"python": "a:b"}, "budget": {"maxTrials": -1}})
@@ -441,3 +484,43 @@ def test_root_is_allowed_when_said_out_loud() -> None:
     context = {"runAsUser": 0, "runAsNonRoot": False}
     trial = load_study(trial_with(podSecurityContext=context)).spec.trial
     assert trial.pod_security()["runAsUser"] == 0
+
+
+BUILTIN_WINE = {"model": "lightgbm", "data": {"dataset": "sklearn:wine"}}
+
+
+def test_the_python_builders_apply_the_builtin_rules() -> None:
+    from kubetune.spec import StudySpec
+
+    with pytest.raises(ValueError, match=r"objective\.direction: must be maximize for metric auc"):
+        StudySpec(
+            objective={"direction": "minimize", "metric": "auc"}, trial={"builtin": BUILTIN_WINE}
+        )
+    spec = StudySpec(
+        objective={"direction": "maximize", "metric": "auc"}, trial={"builtin": BUILTIN_WINE}
+    )
+    with pytest.raises(ValueError, match=r"searchSpace\.num_leaves: lightgbm takes an integer"):
+        spec.search_space = {"num_leaves": {"type": "float", "low": 2, "high": 8}}
+
+
+def test_checking_a_builtin_spec_imports_no_ml_library() -> None:
+    """The CLI, the SDK and the operator check the built-in rules without numpy & co."""
+    spec = {"objective": {"metric": "auc"}, "trial": {"builtin": BUILTIN_WINE}}
+    script = (
+        "import sys\n"
+        "from kubetune.spec import SpecError, validate_spec\n"
+        "try:\n"
+        f"    validate_spec({spec!r})\n"
+        "except SpecError as error:\n"
+        "    print(error)\n"
+        "print(sorted({'numpy', 'sklearn', 'lightgbm', 'xgboost', 'torch', 'pyarrow',\n"
+        "              'kubetune_trial'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.splitlines() == [
+        "spec.objective.direction: must be maximize for metric auc (higher is better); "
+        "it is unset, which means minimize",
+        "[]",
+    ]

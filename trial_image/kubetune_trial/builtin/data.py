@@ -3,9 +3,12 @@
 Data comes from a CSV or Parquet file (read with pyarrow, no pandas needed) or
 from a dataset that ships inside an installed package (``sklearn:wine``), so
 it works on a machine with no network. Text and dictionary columns become
-integer codes, missing values become NaN (the boosters handle NaN natively;
-the MLP imputes the training mean). Classification labels become class
-indices ``0..k-1``; the original labels are kept in ``Table.classes``.
+integer codes: code ``i`` is ``Table.categories[column][i]``, the column's
+distinct values in sorted order, saved with the model (``best.json``) so new
+rows can be encoded the same way; a value the mapping lacks should be NaN.
+Missing values become NaN (the boosters handle NaN natively; the MLP imputes
+the training mean). Classification labels become class indices ``0..k-1``;
+the original labels are kept in ``Table.classes``.
 
 Example:
     >>> table = load_table(BuiltinData(dataset="sklearn:iris"), "classification")
@@ -17,44 +20,69 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from kubetune.builtin_rules import SKLEARN_DATASETS, RuleBroken, Task, check_columns, check_data
 from kubetune.spec import BuiltinData, Validation
 
-from kubetune_trial.builtin.metrics import Task
 from kubetune_trial.objectives import ObjectiveNotLoadable
 
-#: Datasets that ship inside scikit-learn (no download): ``sklearn:<name>``.
-SKLEARN_DATASETS = ("breast_cancer", "diabetes", "digits", "iris", "wine")
+__all__ = ["MAX_CLASSES", "SKLEARN_DATASETS", "Table", "load_table", "split"]
+
 #: More distinct labels than this in a classification target is almost surely a regression.
 MAX_CLASSES = 100
 
 _FIELD = "spec.trial.builtin.data"
+_UNSAFE_IN_NAMES = re.compile(r"[\s\"',:\[\]{}<>]")
 
 
 @dataclass(frozen=True)
 class Table:
-    """Features as a float matrix, the target as a vector, and their names."""
+    """Features as a float matrix, the target as a vector, and their names.
+
+    ``categories`` maps each text column to its values: code ``i`` in the matrix
+    stands for ``categories[column][i]``.
+    """
 
     features: np.ndarray
     target: np.ndarray
     feature_names: list[str]
     classes: list[str] | None = None
+    categories: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
         return len(self.classes) if self.classes is not None else 0
 
+    @property
+    def model_feature_names(self) -> list[str]:
+        """The feature names given to a model: the columns' names, with the characters
+        LightGBM (JSON punctuation) and XGBoost (``[ ] <``) refuse, and spaces, made ``_``."""
+        names: list[str] = []
+        for name in self.feature_names:
+            safe = _UNSAFE_IN_NAMES.sub("_", name) or "_"
+            while safe in names:  # two names that differ only in such characters
+                safe += "_"
+            names.append(safe)
+        return names
+
 
 def load_table(data: BuiltinData, task: Task) -> Table:
     """Read the spec's table; raise :class:`ObjectiveNotLoadable` naming the bad field."""
-    if data.dataset is not None:
-        features, target, names = _packaged(data)
-    else:
-        assert data.path is not None and data.target is not None  # the spec checks both
-        features, target, names = _from_file(Path(data.path), data.target, data.features)
+    categories: dict[str, list[str]] = {}
+    try:
+        check_data(data)  # the spec's validation did; a spec that skipped it is caught here
+        if data.dataset is not None:
+            features, target, names = _packaged(data)
+        else:
+            assert data.path is not None and data.target is not None  # the spec checks both
+            features, target, names, categories = _from_file(Path(data.path), data)
+    except RuleBroken as broken:
+        raise ObjectiveNotLoadable(broken.field, broken.reason) from None
     if len(target) < 4:
         raise ObjectiveNotLoadable(_FIELD, f"has {len(target)} rows; a split needs more")
     if any(value is None for value in target):
@@ -68,7 +96,7 @@ def load_table(data: BuiltinData, task: Task) -> Table:
             ) from None
         if np.isnan(values).any():
             raise ObjectiveNotLoadable(f"{_FIELD}.target", "has missing values")
-        return Table(features, values, names)
+        return Table(features, values, names, categories=categories)
     classes, codes = np.unique(np.asarray(target), return_inverse=True)
     if len(classes) < 2:
         raise ObjectiveNotLoadable(f"{_FIELD}.target", "has a single class")
@@ -77,21 +105,12 @@ def load_table(data: BuiltinData, task: Task) -> Table:
             "spec.trial.builtin.task",
             f"the target has {len(classes)} distinct values; is this task: regression?",
         )
-    return Table(features, codes.astype(np.int64), names, [str(c) for c in classes])
+    return Table(features, codes.astype(np.int64), names, [str(c) for c in classes], categories)
 
 
 def _packaged(data: BuiltinData) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    assert data.dataset is not None
-    package, _, name = data.dataset.partition(":")
-    if package != "sklearn" or name not in SKLEARN_DATASETS:
-        known = ", ".join(f"sklearn:{n}" for n in SKLEARN_DATASETS)
-        raise ObjectiveNotLoadable(
-            f"{_FIELD}.dataset", f"{data.dataset!r} is not a packaged dataset (known: {known})"
-        )
-    if data.target not in (None, "target"):
-        raise ObjectiveNotLoadable(
-            f"{_FIELD}.target", f"a packaged dataset's target is 'target', not {data.target!r}"
-        )
+    assert data.dataset is not None  # and check_data accepted its name
+    name = data.dataset.partition(":")[2]
     import sklearn.datasets
 
     bunch = getattr(sklearn.datasets, f"load_{name}")()
@@ -109,14 +128,12 @@ def _packaged(data: BuiltinData) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 def _from_file(
-    path: Path, target: str, wanted: list[str] | None
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    path: Path, data: BuiltinData
+) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, list[str]]]:
     field = f"{_FIELD}.path"
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise ObjectiveNotLoadable(field, f"{str(path)!r} is neither .csv nor .parquet")
     if not path.is_file():
-        raise ObjectiveNotLoadable(field, f"{str(path)!r} does not exist (is the volume mounted?)")
+        raise ObjectiveNotLoadable(field, f"{str(path)!r} {_not_found(path)}")
     try:
         import pyarrow as pa
     except ImportError:
@@ -136,38 +153,44 @@ def _from_file(
             table = pyarrow.parquet.read_table(path)
     except (OSError, pa.ArrowException) as error:
         raise ObjectiveNotLoadable(field, f"cannot read {str(path)!r}: {error}") from None
-    columns = list(table.column_names)
-    if target not in columns:
-        raise ObjectiveNotLoadable(
-            f"{_FIELD}.target", f"{target!r} is not a column of {path.name} (it has: {columns})"
-        )
-    names = wanted if wanted is not None else [c for c in columns if c != target]
-    missing = [c for c in names if c not in columns]
-    if missing:
-        raise ObjectiveNotLoadable(
-            f"{_FIELD}.features", f"{path.name} has no column {missing[0]!r}"
-        )
-    if not names:
-        raise ObjectiveNotLoadable(f"{_FIELD}.features", f"{path.name} has no feature columns")
-    features = np.column_stack([_numeric(table.column(c)) for c in names])
-    return features, np.asarray(table.column(target).to_pylist(), dtype=object), names
+    names = check_columns(list(table.column_names), data, path.name)
+    columns = [_numeric(table.column(c)) for c in names]
+    categories = {name: values for name, (_, values) in zip(names, columns, strict=True) if values}
+    features = np.column_stack([codes for codes, _ in columns])
+    assert data.target is not None
+    return (
+        features,
+        np.asarray(table.column(data.target).to_pylist(), dtype=object),
+        names,
+        categories,
+    )
 
 
-def _numeric(column: object) -> np.ndarray:
-    """A column as floats: numbers as they are, anything else as category codes, null as NaN."""
+def _not_found(path: Path) -> str:
+    """Why a data file is missing, said for where the worker runs."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):  # set in every pod
+        return "does not exist in the trial pod (is the volume mounted, or is it in the image?)"
+    where = "" if path.is_absolute() else f" (relative to {Path.cwd()}, where the worker runs)"
+    return f"does not exist on this machine{where}"
+
+
+def _numeric(column: object) -> tuple[np.ndarray, list[str]]:
+    """A column as floats, and its categories: numbers as they are (no categories),
+    anything else as the index of its value among the sorted distinct values; null is NaN."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     chunked: pa.ChunkedArray = column  # type: ignore[assignment]
     kind = chunked.type
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
-        return np.asarray(pc.cast(chunked, pa.float64()).to_numpy(zero_copy_only=False), float)
+        values = pc.cast(chunked, pa.float64()).to_numpy(zero_copy_only=False)
+        return np.asarray(values, float), []
     if pa.types.is_dictionary(kind):
         chunked = pc.cast(chunked, kind.value_type)
-    encoded = pc.dictionary_encode(chunked.cast(pa.string())).combine_chunks()
-    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(float)
-    codes[np.asarray(encoded.is_null().to_numpy(zero_copy_only=False), bool)] = np.nan
-    return codes
+    text = chunked.cast(pa.string())
+    categories = sorted(v for v in pc.unique(text).to_pylist() if v is not None)
+    codes = pc.index_in(text, value_set=pa.array(categories, pa.string()))
+    return np.asarray(codes.to_numpy(zero_copy_only=False), float), categories
 
 
 def split(table: Table, validation: Validation, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

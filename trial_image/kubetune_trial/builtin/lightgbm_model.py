@@ -70,7 +70,7 @@ def train(trial: optuna.Trial, params: dict[str, Any], problem: Problem) -> Outc
     if problem.is_cv:
         results = lgb.cv(
             full,
-            lgb.Dataset(problem.table.features, label=problem.table.target),
+            dataset(problem, problem.table.features, problem.table.target),
             num_boost_round=problem.rounds,
             folds=problem.folds,
             feval=_feval(problem),
@@ -85,12 +85,12 @@ def train(trial: optuna.Trial, params: dict[str, Any], problem: Problem) -> Outc
     train_rows, valid_rows = problem.folds[0]
     x_valid, y_valid = problem.rows(valid_rows)
     x_train, y_train = problem.rows(train_rows)
-    training = lgb.Dataset(x_train, label=y_train)
+    training = dataset(problem, x_train, y_train)
     booster = lgb.train(
         full,
         training,
         num_boost_round=problem.rounds,
-        valid_sets=[lgb.Dataset(x_valid, label=y_valid, reference=training)],
+        valid_sets=[dataset(problem, x_valid, y_valid, reference=training)],
         valid_names=["valid"],
         feval=_feval(problem),
         callbacks=[pruning],
@@ -102,4 +102,13 @@ def train(trial: optuna.Trial, params: dict[str, Any], problem: Problem) -> Outc
 def fit(params: dict[str, Any], problem: Problem, rows: np.ndarray) -> lgb.Booster:
     """A booster trained on ``rows`` for the full number of rounds, without validation."""
     features, target = problem.rows(rows)
-    return lgb.train(params, lgb.Dataset(features, label=target), num_boost_round=problem.rounds)
+    return lgb.train(params, dataset(problem, features, target), num_boost_round=problem.rounds)
+
+
+def dataset(
+    problem: Problem, features: np.ndarray, target: np.ndarray, **kwargs: Any
+) -> lgb.Dataset:
+    """A Dataset whose features carry the data's column names (so model.txt names them)."""
+    return lgb.Dataset(
+        features, label=target, feature_name=problem.table.model_feature_names, **kwargs
+    )

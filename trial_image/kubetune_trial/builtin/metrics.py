@@ -1,7 +1,8 @@
 """The metrics a built-in objective can optimize, and how to compute them.
 
-One table says, for each name, the task it belongs to and whether higher is
-better; the study's ``spec.objective.direction`` must agree with it. Every
+The table (each name, its task, whether higher is better) is the core's
+:data:`kubetune.builtin_rules.METRICS`, which the spec's validation checks
+``spec.objective`` against; here each entry learns to compute itself. Every
 model computes a metric the same way (with scikit-learn, on predicted
 probabilities or values), so a value means the same whichever model made it.
 
@@ -14,29 +15,22 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
+from kubetune.builtin_rules import DEFAULT_METRIC, MetricRule, Task
+from kubetune.builtin_rules import METRICS as RULES
 
-Task = Literal["classification", "regression"]
+__all__ = ["DEFAULT_METRIC", "METRICS", "Metric", "Task"]
 
 
 @dataclass(frozen=True)
-class Metric:
-    """One metric: its name, task, and whether a higher value is better.
+class Metric(MetricRule):
+    """One metric of :data:`kubetune.builtin_rules.METRICS`, and how to compute it.
 
     ``compute(y_true, predictions)`` takes class-index labels and either the
     positive-class probability (binary), a ``(n, classes)`` probability matrix
     (multi-class), or predicted values (regression).
     """
-
-    name: str
-    task: Task
-    higher_is_better: bool
-
-    @property
-    def direction(self) -> Literal["maximize", "minimize"]:
-        return "maximize" if self.higher_is_better else "minimize"
 
     def compute(self, y_true: np.ndarray, predictions: np.ndarray) -> float:
         from sklearn import metrics as m
@@ -77,17 +71,5 @@ def _normalized(probabilities: np.ndarray) -> np.ndarray:
 
 
 METRICS: dict[str, Metric] = {
-    metric.name: metric
-    for metric in (
-        Metric("auc", "classification", True),
-        Metric("logloss", "classification", False),
-        Metric("accuracy", "classification", True),
-        Metric("f1", "classification", True),
-        Metric("rmse", "regression", False),
-        Metric("mae", "regression", False),
-        Metric("r2", "regression", True),
-    )
+    name: Metric(rule.name, rule.task, rule.higher_is_better) for name, rule in RULES.items()
 }
-
-#: The metric used when ``spec.objective.metric`` is not set.
-DEFAULT_METRIC: dict[Task, str] = {"classification": "logloss", "regression": "rmse"}

@@ -2,9 +2,11 @@
 one model trained per trial.
 
 Checked before any trial (each problem raises :class:`ObjectiveNotLoadable`
-naming the spec field, and the worker exits with code 3): the metric and the
-study's direction, the data and its target, the search space, the device,
-the model target.
+naming the spec field, and the worker exits with code 3): the rules of
+:mod:`kubetune.builtin_rules` (metric and direction, stepwise, search space,
+data source), which the spec's validation applies before any worker starts
+and which are applied again here for a spec that skipped it; then what only
+the worker can see: the data and its target, the device, the model's library.
 
 Example:
     >>> objective = BuiltinTrialObjective(spec, "cancer")   # doctest: +SKIP
@@ -16,21 +18,25 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import optuna
+from kubetune import builtin_rules
 from kubetune.spec import StudySpec
 
 from kubetune_trial.builtin.data import load_table, split
 from kubetune_trial.builtin.device import decide, probe
-from kubetune_trial.builtin.metrics import DEFAULT_METRIC, METRICS, Metric
+from kubetune_trial.builtin.metrics import METRICS, Metric
 from kubetune_trial.builtin.problem import Problem, Trainer
 from kubetune_trial.builtin.saving import ModelKeeper
-from kubetune_trial.builtin.space import effective_space, suggest_all
+from kubetune_trial.builtin.space import Param, effective_space, suggest_all
 from kubetune_trial.objectives import ObjectiveNotLoadable
 
 #: The trial user attribute recording where the model trained ("cuda" or "cpu").
 DEVICE_ATTR = "kubetune.device"
+
+T = TypeVar("T")
 
 _MODULES = {
     "lightgbm": ("kubetune_trial.builtin.lightgbm_model", "lightgbm"),
@@ -40,47 +46,25 @@ _MODULES = {
 
 
 def resolve_metric(spec: StudySpec) -> Metric:
-    """The spec's metric, checked against the builtin's task and the study's direction."""
-    builtin = spec.trial.builtin
-    assert builtin is not None
-    name = spec.objective.metric or DEFAULT_METRIC[builtin.task]
-    if name not in METRICS:
-        raise ObjectiveNotLoadable(
-            "spec.objective.metric",
-            f"{name!r} is not a built-in metric (choose from {', '.join(METRICS)})",
-        )
-    metric = METRICS[name]
-    if metric.task != builtin.task:
-        raise ObjectiveNotLoadable(
-            "spec.objective.metric",
-            f"{name} is a {metric.task} metric, but spec.trial.builtin.task is {builtin.task}",
-        )
-    direction = spec.objective.study_directions[0]
-    if direction != metric.direction:
-        better = "higher" if metric.higher_is_better else "lower"
-        stated = spec.objective.direction or "unset, which means minimize"
-        raise ObjectiveNotLoadable(
-            "spec.objective.direction",
-            f"must be {metric.direction} for metric {name} ({better} is better); it is {stated}",
-        )
-    return metric
+    """The spec's metric (checked by :func:`kubetune.builtin_rules.resolve_metric`)."""
+    return METRICS[_ruled(builtin_rules.resolve_metric, spec).name]
 
 
 def check_stepwise(spec: StudySpec) -> None:
-    """Refuse what stepwise tuning (:mod:`.stepwise`) cannot honour, naming the spec field.
+    """Refuse what stepwise tuning cannot honour (:func:`kubetune.builtin_rules.check_stepwise`)."""
+    _ruled(builtin_rules.check_stepwise, spec)
 
-    Checked here rather than in that module, which imports LightGBM.
+
+def _ruled(check: Callable[[StudySpec], T], spec: StudySpec) -> T:
+    """``check(spec)``, its :class:`~kubetune.builtin_rules.RuleBroken` as the worker's error.
+
+    A validated spec passes these already; a worker still applies them, so a spec
+    that skipped validation cannot start trials that would all fail.
     """
-    if spec.search_space:
-        raise ObjectiveNotLoadable(
-            "spec.searchSpace",
-            "must be empty with tuner: stepwise (the tuner chooses what to tune, stage by stage)",
-        )
-    if spec.budget.parallelism != 1:
-        raise ObjectiveNotLoadable(
-            "spec.budget.parallelism",
-            "must be 1 with tuner: stepwise (each stage starts from the best trial of the last)",
-        )
+    try:
+        return check(spec)
+    except builtin_rules.RuleBroken as broken:
+        raise ObjectiveNotLoadable(broken.field, broken.reason) from None
 
 
 def _trainer_module(model: str) -> Trainer:
@@ -104,9 +88,11 @@ class BuiltinTrialObjective:
         self.spec = spec
         # Cheap checks first, so a typo is reported before a library takes seconds to import.
         metric = resolve_metric(spec)
-        self.space = {} if builtin.tuner == "stepwise" else effective_space(spec)
         if builtin.tuner == "stepwise":
             check_stepwise(spec)
+            self.space: dict[str, Param] = {}
+        else:
+            self.space = _ruled(effective_space, spec)
         table = load_table(builtin.data, builtin.task)
         folds = split(table, builtin.validation, builtin.seed)
         module = _trainer_module(builtin.model)
@@ -147,6 +133,8 @@ class BuiltinTrialObjective:
                 "model": self.spec.trial.builtin.model if self.spec.trial.builtin else "",
                 "features": self.problem.table.feature_names,
                 "classes": self.problem.table.classes,
+                # How text columns became numbers, so new rows can be encoded the same way.
+                "categories": self.problem.table.categories,
             }
             self.keeper.offer(trial, outcome.value, outcome.write, info)
         return outcome.value

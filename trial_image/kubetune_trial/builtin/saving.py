@@ -7,7 +7,9 @@ not a thousand. Two workers finishing at once are settled by a file lock
 (a directory) or by a clean-up pass (an artifact store).
 
 - ``saveModel.path: DIR`` keeps ``DIR/<model file>`` and ``DIR/best.json``
-  (study, trial number, value, metric, parameters);
+  (study, trial number, value, metric, parameters, the feature columns in the
+  model's order, the class labels, and ``categories``: for each text column,
+  its values in code order, to encode new rows as the model was trained);
 - ``saveModel.artifactStore: DIR`` uploads the file to an Optuna
   ``FileSystemArtifactStore`` at DIR, attached to the trial; the best trial's
   user attribute ``kubetune.model_artifact`` holds the artifact id, and

@@ -35,7 +35,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import optuna
 from kubetune.trials import PARAMS_ATTR
@@ -143,12 +142,12 @@ class StepwiseTrainer:
         }
         tuner: _Tuner | _TunerCV
         if problem.is_cv:
-            data = lgb.Dataset(problem.table.features, label=problem.table.target)
+            data = lightgbm_model.dataset(problem, problem.table.features, problem.table.target)
             tuner = _TunerCV(dict(self.params), data, folds=problem.folds, **common)
         else:
             train_rows, valid_rows = problem.folds[0]
-            training = lgb.Dataset(*problem.rows(train_rows))
-            valid = lgb.Dataset(*problem.rows(valid_rows), reference=training)
+            training = lightgbm_model.dataset(problem, *problem.rows(train_rows))
+            valid = lightgbm_model.dataset(problem, *problem.rows(valid_rows), reference=training)
             tuner = _Tuner(dict(self.params), training, valid_sets=[valid], **common)
         tuner.claimed_trial_id = trial._trial_id
         tuner.tpe_seed = problem.seed + trial.number

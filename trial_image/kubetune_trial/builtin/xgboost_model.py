@@ -59,7 +59,7 @@ def train(trial: optuna.Trial, params: dict[str, Any], problem: Problem) -> Outc
     if problem.is_cv:
         results = xgb.cv(
             full,
-            xgb.DMatrix(problem.table.features, label=problem.table.target),
+            _matrix(problem, problem.table.features, problem.table.target),
             num_boost_round=problem.rounds,
             folds=problem.folds,
             custom_metric=_custom_metric(problem),
@@ -74,10 +74,10 @@ def train(trial: optuna.Trial, params: dict[str, Any], problem: Problem) -> Outc
         return Outcome(value, refit)
     train_rows, valid_rows = problem.folds[0]
     x_valid, y_valid = problem.rows(valid_rows)
-    valid = xgb.DMatrix(x_valid, label=y_valid)
+    valid = _matrix(problem, x_valid, y_valid)
     booster = xgb.train(
         full,
-        xgb.DMatrix(*problem.rows(train_rows)),
+        _matrix(problem, *problem.rows(train_rows)),
         num_boost_round=problem.rounds,
         evals=[(valid, "valid")],
         custom_metric=_custom_metric(problem),
@@ -90,4 +90,9 @@ def train(trial: optuna.Trial, params: dict[str, Any], problem: Problem) -> Outc
 
 def fit(params: dict[str, Any], problem: Problem, rows: np.ndarray) -> xgb.Booster:
     """A booster trained on ``rows`` for the full number of rounds, without validation."""
-    return xgb.train(params, xgb.DMatrix(*problem.rows(rows)), num_boost_round=problem.rounds)
+    return xgb.train(params, _matrix(problem, *problem.rows(rows)), num_boost_round=problem.rounds)
+
+
+def _matrix(problem: Problem, features: np.ndarray, target: np.ndarray) -> xgb.DMatrix:
+    """A DMatrix whose features carry the data's column names (so the model names them)."""
+    return xgb.DMatrix(features, label=target, feature_names=problem.table.model_feature_names)
