@@ -164,7 +164,7 @@ def test_deleting_a_study_removes_its_pods_and_keeps_its_data(
         "gone",
         spec("sleeps", trial={"env": [{"name": "KT_SLEEP", "value": "30"}]}),
     )
-    running_trial_pod(kube, "gone")
+    pod = running_trial_pod(kube, "gone")
     study_name = status(kube, "gone")["studyName"]
     kube.delete("studies", "gone", "default")
     kube.wait_gone("studies", "gone", "default", timeout=30)
@@ -172,11 +172,10 @@ def test_deleting_a_study_removes_its_pods_and_keeps_its_data(
     study = optuna.load_study(study_name=study_name, storage=storage_url)
     assert study.trials, "the Optuna study is kept"
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
-    assert all(
-        t.user_attrs.get("kubetune.fail_reason") == "the Study was deleted"
-        for t in study.trials
-        if t.state == TrialState.FAIL
-    )
+    # The trial that was running (30 s of sleep) ends FAIL, saying why.
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert [t.user_attrs.get("kubetune.worker") for t in failed] == [pod["metadata"]["name"]]
+    assert failed[0].user_attrs.get("kubetune.fail_reason") == "the Study was deleted"
     assert kube.get("configmaps", "gone-best-params", "default", missing_ok=True) is None
     # onDelete: delete drops the Optuna study too.
     create(
@@ -419,7 +418,7 @@ def test_too_many_failed_trials_fail_the_study(cluster: Any, kube: Any) -> None:
     assert not live_pods(kube, "failing")
 
 
-def test_goal_and_timeout_end_the_study(cluster: Any, kube: Any) -> None:
+def test_goal_and_timeout_end_the_study(cluster: Any, kube: Any, storage_url: str) -> None:
     cluster.start()
     create(
         kube,
@@ -430,18 +429,27 @@ def test_goal_and_timeout_end_the_study(cluster: Any, kube: Any) -> None:
             budget={"maxTrials": 50, "parallelism": 1},
         ),
     )
+    # One trial of 60 s: it is running when the 15 s timeout comes.
     create(
         kube,
         "slow",
         spec(
             "sleeps",
-            budget={"maxTrials": 50, "parallelism": 1, "timeout": "3s"},
-            trial={"env": [{"name": "KT_SLEEP", "value": "1"}], "trialsPerPod": 50},
+            budget={"maxTrials": 50, "parallelism": 1, "timeout": "15s"},
+            trial={"env": [{"name": "KT_SLEEP", "value": "60"}], "trialsPerPod": 50},
         ),
     )
     goal = wait_phase(kube, "goal", "Succeeded")
     assert condition(goal, "Complete")["reason"] == "GoalReached"
     assert goal["trials"]["complete"] == 1
-    slow = wait_phase(kube, "slow", "Succeeded", timeout=60)
+    pod = running_trial_pod(kube, "slow")
+    slow = wait_phase(kube, "slow", "Succeeded", timeout=45)
     assert condition(slow, "Complete")["reason"] == "Timeout"
-    assert slow["trials"]["complete"] < 50
+    assert slow["trials"] == {"waiting": 0, "running": 0, "complete": 0, "pruned": 0, "failed": 1}
+    # The timeout stops the pod at once, failing its trial with the reason.
+    wait_until(lambda: not live_pods(kube, "slow"), timeout=15)
+    trials = optuna_study(kube, storage_url, "slow").trials
+    assert [(t.state, t.user_attrs.get("kubetune.worker")) for t in trials] == [
+        (TrialState.FAIL, pod["metadata"]["name"])
+    ]
+    assert trials[0].user_attrs["kubetune.fail_reason"] == "the study stopped: Timeout"
