@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import json
 import signal
 import subprocess
 import sys
@@ -69,8 +69,10 @@ def test_kubetune_operator_command_watches_only_its_namespaces(
 
 
 def test_two_replicas_with_peering_run_a_study_once(
-    cluster: Any, kube: Any, storage_url: str
+    cluster: Any, kube: Any, storage_url: str, emulator_server: Any
 ) -> None:
+    """Two replicas run; only one serves. Each would run trial pods as its own
+    ServiceAccount (and create it first), so the accounts show who served."""
     kube.apply_yaml(REPO / "charts" / "kubetune" / "crds" / "kopf-peering.yaml")
     kube.create(
         "kopf.dev/v1/clusterkopfpeerings",
@@ -82,8 +84,11 @@ def test_two_replicas_with_peering_run_a_study_once(
         None,
     )
     peered = {"standalone": False, "extra_args": ["--peering=kubetune"]}
-    first = cluster.start(options=peered)
-    second = cluster.start(options={**peered, "ready": False})
+    accounts = ("replica-a", "replica-b")
+    first = cluster.start(options=peered, KUBETUNE_TRIAL_SERVICE_ACCOUNT=accounts[0])
+    second = cluster.start(
+        options={**peered, "ready": False}, KUBETUNE_TRIAL_SERVICE_ACCOUNT=accounts[1]
+    )
     create(
         kube,
         "once",
@@ -93,6 +98,14 @@ def test_two_replicas_with_peering_run_a_study_once(
     study = optuna.load_study(study_name=final["studyName"], storage=storage_url)
     assert len(study.trials) == 6
     assert final["trials"]["complete"] == 6
-    logs = first.log_text() + second.log_text()
-    assert "Pausing" in logs or "pausing" in logs, "one replica should stand by"
-    _ = os
+    assert first.running and second.running, "both replicas stayed up"
+    made = [a for a in accounts if kube.get("serviceaccounts", a, "default", missing_ok=True)]
+    assert len(made) == 1, f"service accounts made by the replicas: {made}"
+    requests = emulator_server.call(lambda: [dict(e) for e in emulator_server.emulator.request_log])
+    pods_made = [
+        json.loads(r["body"])
+        for r in requests
+        if r["method"] == "POST" and r["path"] == "/api/v1/namespaces/default/pods"
+    ]
+    assert len(pods_made) >= 3, "each pod runs one trial"
+    assert {p["spec"]["serviceAccountName"] for p in pods_made} == set(made)
