@@ -11,7 +11,8 @@ a model library.
 What is checked where:
 
 - from the spec alone (here, everywhere): the metric's name, its task and the
-  study's direction; stepwise tuning's empty search space, parallelism 1 and
+  study's direction, and a goal the metric can reach; a sampler that can
+  suggest the space (grid, bruteforce); stepwise tuning's empty search space, parallelism 1 and
   LightGBM-computable metric; the search space against the model (a parameter
   both fixed and tuned, names the MLP lacks, a float where the model takes an
   integer); the data source (``.csv``/``.parquet``, known packaged datasets
@@ -100,6 +101,17 @@ METRICS: dict[str, MetricRule] = {
     )
 }
 
+#: The range each metric's values lie in (None: unbounded on that side).
+BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "auc": (0.0, 1.0),
+    "logloss": (0.0, None),
+    "accuracy": (0.0, 1.0),
+    "f1": (0.0, 1.0),
+    "rmse": (0.0, None),
+    "mae": (0.0, None),
+    "r2": (None, 1.0),
+}
+
 #: The metric used when ``spec.objective.metric`` is not set.
 DEFAULT_METRIC: dict[Task, str] = {"classification": "logloss", "regression": "rmse"}
 
@@ -132,6 +144,54 @@ def resolve_metric(spec: StudySpec) -> MetricRule:
             f"must be {metric.direction} for metric {name} ({better} is better); it is {stated}",
         )
     return metric
+
+
+def check_goal(spec: StudySpec, metric: MetricRule) -> None:
+    """Refuse a goal the metric can never reach (the study would never stop early)."""
+    goal = spec.objective.goal
+    if goal is None:
+        return
+    low, high = BOUNDS[metric.name]
+    if metric.higher_is_better and high is not None and goal > high:
+        raise RuleBroken(
+            "spec.objective.goal", f"{metric.name} is at most {high:g}; {goal:g} is never reached"
+        )
+    if not metric.higher_is_better and low is not None and goal < low:
+        raise RuleBroken(
+            "spec.objective.goal", f"{metric.name} is at least {low:g}; {goal:g} is never reached"
+        )
+
+
+def check_sampler(spec: StudySpec, space: dict[str, Param]) -> None:
+    """Refuse a sampler that cannot suggest the built-in's space (every trial would fail).
+
+    The grid sampler knows only the grid it was given (``spec.searchSpace``, or
+    ``sampler.args.search_space``); brute force needs a step on every float.
+    """
+    builtin = spec.trial.builtin
+    assert builtin is not None
+    name = spec.sampler.name
+    if name == "grid" and "search_space" not in spec.sampler.args:
+        extra = [p for p in space if p not in spec.search_space]
+        if extra:
+            raise RuleBroken(
+                "spec.sampler.name",
+                f"the grid sampler searches only spec.searchSpace, and the {builtin.model} "
+                f"default space adds {', '.join(extra)}: set trial.builtin.defaultSearchSpace: "
+                "false, fix them in trial.builtin.params, or use another sampler",
+            )
+    if name == "bruteforce":
+        continuous = [
+            p for p, param in space.items() if isinstance(param, FloatParam) and param.step is None
+        ]
+        if continuous:
+            raise RuleBroken(
+                "spec.sampler.name",
+                f"bruteforce needs a step on every float, and {', '.join(continuous)} "
+                f"{'has' if len(continuous) == 1 else 'have'} none (the {builtin.model} default "
+                "space's floats have none: give them a step in spec.searchSpace, fix them in "
+                "trial.builtin.params, or use another sampler)",
+            )
 
 
 def check_stepwise(spec: StudySpec) -> None:
@@ -391,11 +451,11 @@ def check(spec: StudySpec) -> None:
     builtin = spec.trial.builtin
     if builtin is None:
         return
-    resolve_metric(spec)
+    check_goal(spec, resolve_metric(spec))
     if builtin.tuner == "stepwise":
         check_stepwise(spec)
     else:
-        effective_space(spec)
+        check_sampler(spec, effective_space(spec))
     check_data(builtin.data)
     if builtin.save_model is not None:
         check_save_model(builtin.save_model)

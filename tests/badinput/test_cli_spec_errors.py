@@ -261,6 +261,26 @@ BUILTIN_CASES: list[tuple[str, dict[str, Any], str]] = [
         "classification",
     ),
     (
+        "goal-never-reached",
+        {"objective": {"direction": "maximize", "metric": "auc", "goal": 1.5}},
+        "spec.objective.goal: auc is at most 1; 1.5 is never reached",
+    ),
+    (
+        "grid-over-the-default-space",
+        {
+            "sampler": {"name": "grid"},
+            "searchSpace": {"num_leaves": {"type": "int", "low": 4, "high": 64, "step": 30}},
+        },
+        "spec.sampler.name: the grid sampler searches only spec.searchSpace, and the lightgbm "
+        "default space adds learning_rate, min_child_samples",
+    ),
+    (
+        "bruteforce-over-continuous-floats",
+        {"sampler": {"name": "bruteforce"}},
+        "spec.sampler.name: bruteforce needs a step on every float, and learning_rate, "
+        "feature_fraction",
+    ),
+    (
         "stepwise-with-a-search-space",
         {
             "objective": {"direction": "minimize", "metric": "logloss"},

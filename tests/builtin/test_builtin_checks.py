@@ -177,3 +177,20 @@ def test_the_worker_exits_3_before_any_trial_on_a_stored_spec_that_breaks_a_rule
     assert run.returncode == 3
     assert "spec.objective.direction: must be maximize for metric f1" in run.output
     assert run.states() == []
+
+
+def test_a_grid_over_the_searchspace_alone_is_accepted_and_runs(run_builtin) -> None:
+    grid = {
+        "sampler": {"name": "grid"},
+        "searchSpace": {"num_leaves": {"type": "int", "low": 4, "high": 8, "step": 4}},
+        "budget": {"maxTrials": 2},
+        **LOGLOSS,
+    }
+    field, _ = _refused({}, **grid)
+    assert field == "spec.sampler.name"
+    spec = _document(
+        {"defaultSearchSpace": False, "maxEpochs": 3, "params": {"num_threads": 1}}, **grid
+    )
+    run = run_builtin(spec)
+    assert run.returncode == 0, run.output
+    assert run.states() == ["COMPLETE", "COMPLETE"]
