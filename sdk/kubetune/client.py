@@ -79,6 +79,7 @@ if TYPE_CHECKING:
     import pandas
 
     from kubetune.trials import TrialRecord
+    from kubetune.tuning import TunedStudy
 
 _logger = logging.getLogger("kubetune.client")
 
@@ -702,7 +703,8 @@ class Client:
         wait: bool = False,
         wait_timeout: float | None = None,
         progress: bool = True,
-    ) -> Study:
+        best_params_file: str | Path | None = "best_params.json",
+    ) -> TunedStudy:
         """Tune a Python function ``objective_fn(trial)``: ship its source and run it.
 
         The source of the function's module (and of ``modules``, names or module
@@ -726,9 +728,25 @@ class Client:
         ``storage_url``, ``$KUBETUNE_STORAGE_URL`` or the embedded PostgreSQL) and
         returns when its budget is spent. In a cluster it returns the submitted
         Study at once, or the finished one with ``wait=True``.
+
+        It returns a :class:`~kubetune.tuning.TunedStudy`: the Study (spec and status)
+        with its results as Optuna names them, ``best_params``, ``best_value``,
+        ``best_trial``, ``trials`` and ``trials_dataframe()``, once the study has run
+        (locally, or with ``wait=True``). Then, as ``kubetune run`` does, the best
+        parameters are also written to ``best_params_file`` (default
+        ``best_params.json`` in the working directory; an older file is removed when
+        no trial completed; None writes none). ``optuna.load_study`` opens the study
+        itself: ``study.study_name`` in ``storage_url``, or for the embedded
+        PostgreSQL in ``kubetune.local_storage()``.
         """
         from kubetune.shipping import ship
-        from kubetune.tuning import build_study, refuse_inside_trial, run_local
+        from kubetune.tuning import (
+            TunedStudy,
+            build_study,
+            refuse_inside_trial,
+            run_local,
+            write_best_params_file,
+        )
 
         refuse_inside_trial(getattr(objective_fn, "__name__", "objective"))
         code = ship(objective_fn, modules)
@@ -755,12 +773,30 @@ class Client:
         if local:
             if warm_start is not None:
                 _enqueue_local(study, code, warm_start, storage_url or self.storage_url)
-            return run_local(study, code, storage_url or self.storage_url, progress=progress)
+            return run_local(
+                study,
+                code,
+                storage_url or self.storage_url,
+                progress=progress,
+                best_params_file=Path(best_params_file) if best_params_file else None,
+            )
         ns = self._ns(namespace)
         submitted = self._submit_with_code(study, code, ns, warm_start)
-        if wait:
-            return self.wait(submitted.metadata.name, wait_timeout, progress, namespace=ns)
-        return submitted
+        name = submitted.metadata.name
+
+        def read_trials() -> builtins.list[TrialRecord]:
+            rows = self.trials(name, namespace=ns)
+            assert isinstance(rows, builtins.list)
+            return rows
+
+        if not wait:
+            return TunedStudy.of(submitted, trials=read_trials)
+        done = TunedStudy.of(
+            self.wait(name, wait_timeout, progress, namespace=ns), trials=read_trials
+        )
+        if best_params_file:
+            done._best_params_file = write_best_params_file(done, Path(best_params_file))
+        return done
 
     def _submit_with_code(
         self, study: Study, code: Any, namespace: str, warm_start: ParamSets | None
@@ -988,25 +1024,20 @@ def _with_host(url: str, host: str | None) -> str:
 
 def _enqueue_local(study: Study, code: Any, warm_start: ParamSets, storage_url: str | None) -> None:
     """Warm start for ``tune(local=True)``: create the study in its storage and enqueue."""
-    import contextlib
-    import os
-
     import optuna
 
     from kubetune.bridge import prepare_study
+    from kubetune.embedded import local_storage
     from kubetune.storage import open_storage
+    from kubetune.study_source import dispose
 
     sets = param_sets(warm_start)
     check_param_sets(sets, study.spec)
-    with contextlib.ExitStack() as stack:
-        url = storage_url or os.environ.get("KUBETUNE_STORAGE_URL") or study.spec.storage.url
-        if url is None:
-            from kubetune.embedded import embedded_postgres
-
-            url = stack.enter_context(embedded_postgres())
+    with local_storage(storage_url, study) as url:
         name = study.spec.storage.study_name or study.metadata.name
         storage = open_storage(url)
         prepare_study(storage, name, study.spec)
         optuna_study = optuna.load_study(study_name=name, storage=storage)
         for params in sets:
             optuna_study.enqueue_trial(params, skip_if_exists=True)
+        dispose(optuna_study)  # before an embedded server stops under its connections

@@ -4,7 +4,8 @@
 ``trial.python`` names the shipped function (see :mod:`kubetune.shipping`);
 in a cluster the source is mounted from a ConfigMap at
 :data:`~kubetune.names.CODE_MOUNT_PATH`, which is put on ``PYTHONPATH``.
-:func:`run_local` runs the same Study with local worker processes.
+:func:`run_local` runs the same Study with local worker processes. ``tune()``
+returns a :class:`TunedStudy`: the Study, with its results under Optuna's names.
 
 Example:
     >>> code = ship(objective)                                      # doctest: +SKIP
@@ -15,15 +16,19 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kubetune.errors import KubetuneError
+from pydantic import PrivateAttr
+
+from kubetune.errors import KubetuneError, NoBestTrial
 from kubetune.names import (
     CODE_DIGEST_ANNOTATION,
     CODE_MOUNT_PATH,
@@ -43,6 +48,11 @@ from kubetune.spec import (
     load_study,
 )
 
+if TYPE_CHECKING:
+    import pandas
+
+    from kubetune.trials import TrialRecord
+
 #: ``resources={"gpu": 1}`` asks for this extended resource.
 GPU_RESOURCE = "nvidia.com/gpu"
 #: Set by the trial runner before it imports an objective: ``tune()`` refuses to start
@@ -52,6 +62,115 @@ IN_TRIAL_ENV = "KUBETUNE_IN_TRIAL"
 
 class TuneInsideTrial(KubetuneError):
     """``tune()`` was called inside a trial worker, where it must never start workers."""
+
+
+class TunedStudy(Study):
+    """What ``Client.tune`` returns: the Study it ran (spec and status, as
+    ``Client.get`` gives it), with its results under the names Optuna gives them on
+    a study after ``study.optimize``::
+
+        study = client.tune(objective, max_trials=50, local=True)
+        study.best_params, study.best_value   # {'lr': 0.01, ...}, 0.93
+        study.trials                          # every trial (TrialRecord)
+        study.trials_dataframe()              # one row per trial (needs pandas)
+
+    The results are there once the study has run: locally, or in a cluster with
+    ``wait=True``; a submitted study (tune() returned at once) has none yet
+    (``best_params`` raises :class:`~kubetune.errors.NoBestTrial`: wait for it with
+    ``Client.wait``, then ``Client.best_params``).
+    """
+
+    _read_trials: Callable[[], builtins.list[TrialRecord]] | None = PrivateAttr(default=None)
+    _best_params_file: Path | None = PrivateAttr(default=None)
+
+    @classmethod
+    def of(
+        cls,
+        study: Study,
+        trials: Callable[[], builtins.list[TrialRecord]] | None = None,
+        best_params_file: Path | None = None,
+    ) -> TunedStudy:
+        """``study`` (already validated) with the way to read its trials."""
+        fields = {name: getattr(study, name) for name in Study.model_fields}
+        tuned = cls.model_construct(_fields_set=set(study.model_fields_set), **fields)
+        tuned._read_trials = trials
+        tuned._best_params_file = best_params_file
+        return tuned
+
+    @property
+    def study_name(self) -> str:
+        """The Optuna study's name (``optuna.load_study(study_name=...)``)."""
+        status_name = self.status.study_name if self.status is not None else None
+        return status_name or self.spec.storage.study_name or self.metadata.name
+
+    @property
+    def best_trials(self) -> builtins.list[TrialSummary]:
+        """The best trial, or a multi-objective study's Pareto front (number, value(s),
+        params). Raises NoBestTrial when no trial completed."""
+        status = self.status
+        if status is not None and status.best_trial is not None:
+            return [status.best_trial]
+        if status is not None and status.pareto_front:
+            return list(status.pareto_front)
+        raise NoBestTrial(self.metadata.name, self.metadata.namespace)
+
+    @property
+    def best_trial(self) -> TrialSummary:
+        """The best trial of a single-objective study."""
+        trials = self.best_trials
+        if len(trials) != 1 or trials[0].value is None:
+            raise KubetuneError(
+                f'study "{self.metadata.name}" is multi-objective: it has a Pareto front, not '
+                "one best trial; use best_trials"
+            )
+        return trials[0]
+
+    @property
+    def best_value(self) -> float:
+        """The best trial's value (single objective)."""
+        value = self.best_trial.value
+        assert value is not None  # best_trial checked it
+        return value
+
+    @property
+    def best_params(self) -> dict[str, Any] | builtins.list[dict[str, Any]]:
+        """What ``best_params.json`` holds: the best trial's parameters, or for a
+        multi-objective study the Pareto front as ``[{"values": ..., "params": ...}]``."""
+        from kubetune.client import best_params_of
+
+        return best_params_of(self.best_trials, self.metadata.name)
+
+    @property
+    def trials(self) -> builtins.list[TrialRecord]:
+        """Every trial: number, state, values, params, duration, worker, fail reason.
+
+        A local run's, as they were when it ended; a cluster study's are read from its
+        database when asked for (as ``Client.trials`` reads them)."""
+        return self._read_trials() if self._read_trials is not None else []
+
+    def trials_dataframe(self) -> pandas.DataFrame:
+        """:attr:`trials` as a pandas DataFrame, one row per trial (needs pandas)."""
+        from kubetune.trials import to_dataframe
+
+        return to_dataframe(self.trials, self.spec.objective.metric_names)
+
+    @property
+    def best_params_file(self) -> Path | None:
+        """The ``best_params.json`` tune() wrote (None when it wrote none)."""
+        return self._best_params_file
+
+
+def write_best_params_file(study: TunedStudy, path: Path) -> Path | None:
+    """Write ``study``'s best parameters to ``path`` as ``kubetune run`` does (UTF-8
+    JSON); with no best trial, remove an older file there, which would pass for this
+    study's result. Returns the path written, or None."""
+    try:
+        params = study.best_params
+    except NoBestTrial:
+        path.unlink(missing_ok=True)
+        return None
+    path.write_text(json.dumps(params, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
 
 
 def refuse_inside_trial(function: str) -> None:
@@ -220,23 +339,25 @@ def run_local(
     storage_url: str | None = None,
     *,
     progress: bool = True,
-) -> Study:
+    best_params_file: Path | None = Path("best_params.json"),
+) -> TunedStudy:
     """Run ``study`` with local worker processes until its budget is spent; return it
-    with a status like the operator's (phase, counts, best trial).
+    with a status like the operator's (phase, counts, best trial) and its trials.
 
     The storage is ``storage_url``, else ``$KUBETUNE_STORAGE_URL``, else the
-    embedded PostgreSQL. Ctrl-C stops the workers (finished trials are kept) and
+    embedded PostgreSQL. The best parameters go to ``best_params_file`` as
+    ``kubetune run`` writes them (an older file is removed when no trial completed;
+    None writes nothing). Ctrl-C stops the workers (finished trials are kept) and
     raises KeyboardInterrupt. Raises :class:`~kubetune.local.LocalRunError` when the
     run cannot go on (the function does not import, the storage is unreachable).
     """
+    from kubetune.embedded import local_storage
     from kubetune.local import LocalRun
+    from kubetune.study_source import dispose, load_stored_study
+    from kubetune.trials import records
 
     with contextlib.ExitStack() as stack:
-        url = storage_url or os.environ.get("KUBETUNE_STORAGE_URL") or study.spec.storage.url
-        if url is None:
-            from kubetune.embedded import embedded_postgres
-
-            url = stack.enter_context(embedded_postgres())
+        url = stack.enter_context(local_storage(storage_url, study))
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="kubetune-code-"))
         code.write_to(Path(folder))
         stack.enter_context(_on_pythonpath(folder))
@@ -251,6 +372,12 @@ def run_local(
 
             on_message = bar.note
         result = LocalRun(study, url, on_progress=on_progress, on_message=on_message).run()
+        # Read now: the embedded server (and its URL) stops with this block.
+        stored = load_stored_study(url, result.study_name)
+        try:
+            rows = records(stored.get_trials(deepcopy=False))
+        finally:
+            dispose(stored)
     if result.interrupted:
         raise KeyboardInterrupt
     multi = study.spec.objective.is_multi_objective
@@ -272,4 +399,7 @@ def run_local(
         best_trial=None if multi or not summaries else summaries[0],
         pareto_front=summaries if multi else [],
     )
-    return study.model_copy(update={"status": status})
+    tuned = TunedStudy.of(study.model_copy(update={"status": status}), trials=lambda: rows)
+    if best_params_file is not None:
+        tuned._best_params_file = write_best_params_file(tuned, best_params_file)
+    return tuned

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tune_helpers
 import tune_objectives
-from conftest import TRIAL_IMAGE
+from conftest import TRIAL_IMAGE, harness_env
 from kubetune import Client
 from kubetune.errors import SpecChangeRefused
 from tune_cluster import code_mount_turn
@@ -102,6 +106,11 @@ def test_tune_locally(storage_url: str, tmp_path: Path, monkeypatch: pytest.Monk
     assert study.status is not None and study.status.phase == "Succeeded"
     assert study.status.trials.complete + study.status.trials.pruned == 5
     assert study.status.best_trial is not None and study.status.best_trial.params == {"x": 0.1}
+    # What Optuna users read after study.optimize, and what kubetune run writes.
+    assert study.best_params == {"x": 0.1} and study.best_value == study.status.best_trial.value
+    assert [r.number for r in study.trials] == [0, 1, 2, 3, 4]
+    assert study.best_params_file == Path("best_params.json")
+    assert json.loads((tmp_path / "best_params.json").read_text(encoding="utf-8")) == {"x": 0.1}
     import optuna
     from kubetune.trials import records
 
@@ -111,3 +120,66 @@ def test_tune_locally(storage_url: str, tmp_path: Path, monkeypatch: pytest.Monk
     assert all(r.pod and ":w" in r.pod for r in rows)  # host:pid:worker, not a pod
     sources = {t.user_attrs["source"] for t in optuna_study.trials}
     assert len(sources) == 1 and "kubetune-code-" in sources.pop()  # the temporary copy
+
+
+SCRIPT = """\
+import json
+
+import kubetune
+
+
+def objective(trial):
+    x = trial.suggest_float("x", -3.0, 3.0)
+    return (x - 1.0) ** 2
+
+
+study = kubetune.Client().tune(
+    objective, max_trials=4, local=True, progress=False, sampler={"name": "random", "seed": 1}
+)
+print(json.dumps({
+    "best_params": study.best_params,
+    "best_value": study.best_value,
+    "best_number": study.best_trial.number,
+    "trials": [[t.number, t.state, t.values] for t in study.trials],
+    "file": str(study.best_params_file),
+    "study_name": study.study_name,
+}))
+"""
+
+
+@pytest.mark.timeout(180)
+def test_local_tune_returns_the_results_and_writes_best_params(tmp_path: Path) -> None:
+    """A plain script (no __main__ guard) on the embedded PostgreSQL, as a user writes it:
+    tune() gives best_params, best_value and the trials, and writes best_params.json."""
+    (tmp_path / "tune.py").write_text(SCRIPT, encoding="utf-8")
+    (tmp_path / "best_params.json").write_text('{"x": 99}', encoding="utf-8")  # an older run's
+    env = harness_env({"KUBETUNE_HOME": str(tmp_path / "home")})
+    for key in ("KUBETUNE_STORAGE_URL", "KUBETUNE_IN_TRIAL"):
+        env.pop(key, None)
+    done = subprocess.run(
+        [sys.executable, "tune.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=150,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    trials = result["trials"]
+    assert [t[0] for t in trials] == [0, 1, 2, 3] and all(t[1] == "COMPLETE" for t in trials)
+    best = min(trials, key=lambda t: t[2][0])
+    assert result["best_number"] == best[0] and result["best_value"] == best[2][0]
+    assert set(result["best_params"]) == {"x"}
+    assert result["file"] == "best_params.json"
+    written = json.loads((tmp_path / "best_params.json").read_text(encoding="utf-8"))
+    assert written == result["best_params"]
+
+    # The study stays readable after tune() returned, as the returned name says.
+    read = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import json, kubetune, optuna
+            with kubetune.local_storage() as url:
+                study = optuna.load_study(study_name={result["study_name"]!r}, storage=url)
+                print(json.dumps(study.best_params))
+        """)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert read.returncode == 0, read.stderr[-3000:]
+    assert json.loads(read.stdout) == written
