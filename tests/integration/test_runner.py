@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import psutil
 import pytest
 from kubetune.recovery import (
     FAIL_REASON_ATTR,
@@ -183,6 +185,78 @@ def test_pruned_command_is_terminated(
     assert max(trial.intermediate_values) <= 3
     assert not marker.exists(), "the pruned program ran to its end"
     assert time.monotonic() - started < 10 * 0.2 * 50
+
+
+PROBE = str(Path(__file__).parent / "support" / "command_probe.py")
+
+
+def test_command_gets_placeholders_booleans_and_kubetune_params(
+    make_study: Callable[..., optuna.Study],
+    runner_env: dict[str, str],
+    storage_url: str,
+    tmp_path: Path,
+) -> None:
+    """``{name}``, ``{trial_number}``, ``{trial_id}`` and ``{study_name}`` in the argv;
+    booleans as ``true``/``false``; every parameter in ``$KUBETUNE_PARAMS``."""
+    spec = command_spec(
+        searchSpace={
+            "x": {"type": "float", "low": 0, "high": 1},
+            "flag": {"type": "categorical", "choices": [True, False]},
+        },
+        budget={"maxTrials": 6},
+    )
+    spec["trial"]["command"] = [
+        sys.executable,
+        PROBE,
+        "record",
+        str(tmp_path),
+        "x={x}",
+        "model.flag={flag}",
+        "{trial_number}",
+        "{trial_id}",
+        "{study_name}",
+    ]
+    make_study(spec)
+    code, output = run_worker(runner_env)
+    assert code == 0, output
+    records = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    by_number = {int(r["argv"][2]): r for r in records}
+    trials = load(storage_url).trials
+    assert sorted(by_number) == [t.number for t in trials]
+    assert {t.params["flag"] for t in trials} == {True, False}, "both booleans were tried"
+    for trial in trials:
+        assert trial.state == TrialState.COMPLETE
+        flag = "true" if trial.params["flag"] else "false"
+        assert by_number[trial.number]["argv"] == [
+            f"x={trial.params['x']}",
+            f"model.flag={flag}",
+            str(trial.number),
+            str(trial._trial_id),
+            "s",
+        ]
+        assert json.loads(by_number[trial.number]["params"]) == trial.params
+
+
+def test_pruned_command_that_ignores_sigterm_is_killed(
+    make_study: Callable[..., optuna.Study],
+    runner_env: dict[str, str],
+    storage_url: str,
+    tmp_path: Path,
+) -> None:
+    spec = command_spec(budget={"maxTrials": 1})
+    spec["trial"]["command"] = [sys.executable, PROBE, "stubborn", str(tmp_path), "{x}"]
+    spec["pruner"] = {"name": "threshold", "args": {"upper": 2.5}}
+    make_study(spec)
+    code, output = run_worker(runner_env)
+    assert code == 0, output
+    trial = load(storage_url).trials[0]
+    assert trial.state == TrialState.PRUNED
+    assert (tmp_path / "sigterm").exists(), "the program got SIGTERM first"
+    assert not (tmp_path / "finished").exists()
+    program = int((tmp_path / "pid").read_text())
+    assert not psutil.pid_exists(program) or psutil.Process(program).status() == "zombie", (
+        "the program outlived its pruned trial"
+    )
 
 
 @pytest.mark.parametrize(
