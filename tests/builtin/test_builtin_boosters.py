@@ -72,7 +72,11 @@ def test_lightgbm_kfold_keeps_only_the_best_artifact(run_builtin, tmp_path: Path
     # lgb.cv reports the mean over the folds once per round.
     assert len(best.intermediate_values) == 10
     artifact = best.user_attrs["kubetune.model_artifact"]
-    assert [p.name for p in store.iterdir()] == [artifact]
+    record = best.user_attrs["kubetune.model_info_artifact"]  # best.json's content
+    assert sorted(p.name for p in store.iterdir()) == sorted([artifact, record])
+    info = json.loads((store / record).read_text())
+    assert info["trial"] == best.number and info["classes"] == ["0", "1", "2"]
+    assert info["features"][0] == "alcohol" and info["categories"] == {}
 
     import lightgbm
     from sklearn.datasets import load_wine

@@ -14,7 +14,7 @@ from kubetune.spec import BuiltinData, SaveModel, Validation, validate_spec
 from kubetune_trial.builtin import device
 from kubetune_trial.builtin.data import load_table, split
 from kubetune_trial.builtin.metrics import METRICS
-from kubetune_trial.builtin.saving import ARTIFACT_ATTR, ModelKeeper
+from kubetune_trial.builtin.saving import ARTIFACT_ATTR, INFO_ARTIFACT_ATTR, ModelKeeper
 from kubetune_trial.builtin.space import LIGHTGBM_SPACE, effective_space
 from kubetune_trial.objectives import ObjectiveNotLoadable
 
@@ -193,5 +193,7 @@ def test_an_artifact_store_keeps_only_the_best_upload(tmp_path: Path) -> None:
     assert results == [True, True, False, True]
     best = study.best_trial
     assert best.number == 3
-    assert [p.name for p in store.iterdir()] == [best.user_attrs[ARTIFACT_ATTR]]
-    assert (store / best.user_attrs[ARTIFACT_ATTR]).read_text() == "1.0"
+    model, record = best.user_attrs[ARTIFACT_ATTR], best.user_attrs[INFO_ARTIFACT_ATTR]
+    assert sorted(p.name for p in store.iterdir()) == sorted([model, record])
+    assert (store / model).read_text() == "1.0"
+    assert json.loads((store / record).read_text())["trial"] == 3

@@ -11,9 +11,10 @@ not a thousand. Two workers finishing at once are settled by a file lock
   model's order, the class labels, and ``categories``: for each text column,
   its values in code order, to encode new rows as the model was trained);
 - ``saveModel.artifactStore: DIR`` uploads the file to an Optuna
-  ``FileSystemArtifactStore`` at DIR, attached to the trial; the best trial's
-  user attribute ``kubetune.model_artifact`` holds the artifact id, and
-  artifacts of trials it beat are removed.
+  ``FileSystemArtifactStore`` at DIR, attached to the trial, with the same
+  record as best.json beside it; the best trial's user attributes
+  ``kubetune.model_artifact`` and ``kubetune.model_info_artifact`` hold their
+  artifact ids, and artifacts of trials it beat are removed.
 
 Example:
     >>> keeper = ModelKeeper(SaveModel(path="/models/cancer"), "cancer", maximize=True,
@@ -43,6 +44,8 @@ from kubetune_trial.objectives import ObjectiveNotLoadable
 
 #: The user attributes of a trial whose model went to an artifact store.
 ARTIFACT_ATTR = "kubetune.model_artifact"
+#: The user attribute holding the id of the uploaded record (best.json's content).
+INFO_ARTIFACT_ATTR = "kubetune.model_info_artifact"
 VALUE_ATTR = "kubetune.model_value"
 #: The user attribute of a trial whose model was written to ``saveModel.path``.
 PATH_ATTR = "kubetune.model_path"
@@ -110,7 +113,9 @@ class ModelKeeper:
             write(model_path)
             if self.directory is not None:
                 return self._replace_file(trial, value, model_path, info)
-            return self._upload(trial, value, model_path)
+            info_path = scratch / BEST_FILE
+            info_path.write_text(_record_text(self._record_of(trial, value, info)), "utf-8")
+            return self._upload(trial, value, model_path, info_path)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -119,7 +124,7 @@ class ModelKeeper:
             record = self._record()
             return None if record is None else float(record["value"])
         best: float | None = None
-        for value, _number, _artifact in self._holders(trial):
+        for value, _number, _artifacts in self._holders(trial):
             if self._better(value, best):
                 best = value
         return best
@@ -155,37 +160,50 @@ class ModelKeeper:
             if not self._better(value, None if record is None else float(record["value"])):
                 return False
             os.replace(model_path, self.directory / self.model_file)
-            record = {
-                "study": self.study_name,
-                "trial": trial.number,
-                "value": value,
-                "file": self.model_file,
-                "params": trial.params,
-                **info,
-            }
             staging = self.directory / f".{BEST_FILE}.{os.getpid()}"
-            staging.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+            staging.write_text(_record_text(self._record_of(trial, value, info)), encoding="utf-8")
             os.replace(staging, self.directory / BEST_FILE)
         trial.set_user_attr(PATH_ATTR, str(self.directory / self.model_file))
         return True
 
+    def _record_of(self, trial: optuna.Trial, value: float, info: dict[str, Any]) -> dict[str, Any]:
+        """What best.json says about the saved model."""
+        return {
+            "study": self.study_name,
+            "trial": trial.number,
+            "value": value,
+            "file": self.model_file,
+            "params": trial.params,
+            **info,
+        }
+
     # -------------------------------------------------------- artifact store
 
-    def _holders(self, trial: optuna.Trial) -> list[tuple[float, int, str]]:
-        """``(value, trial number, artifact id)`` of every trial that uploaded a model."""
+    def _holders(self, trial: optuna.Trial) -> list[tuple[float, int, list[str]]]:
+        """``(value, trial number, artifact ids)`` of every trial that uploaded a model
+        (its model, and its record when it has one)."""
         holders = []
         for other in trial.study.get_trials(deepcopy=False):
             attrs = other.user_attrs
             if ARTIFACT_ATTR in attrs and VALUE_ATTR in attrs:
-                holders.append((float(attrs[VALUE_ATTR]), other.number, str(attrs[ARTIFACT_ATTR])))
+                ids = [
+                    str(attrs[name])
+                    for name in (ARTIFACT_ATTR, INFO_ARTIFACT_ATTR)
+                    if name in attrs
+                ]
+                holders.append((float(attrs[VALUE_ATTR]), other.number, ids))
         return holders
 
-    def _upload(self, trial: optuna.Trial, value: float, model_path: Path) -> bool:
+    def _upload(self, trial: optuna.Trial, value: float, model_path: Path, info_path: Path) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            info_id = optuna.artifacts.upload_artifact(
+                artifact_store=self.store, file_path=str(info_path), study_or_trial=trial
+            )
             artifact_id = optuna.artifacts.upload_artifact(
                 artifact_store=self.store, file_path=str(model_path), study_or_trial=trial
             )
+        trial.set_user_attr(INFO_ARTIFACT_ATTR, info_id)
         trial.set_user_attr(ARTIFACT_ATTR, artifact_id)
         trial.set_user_attr(VALUE_ATTR, value)
         # Keep only the best upload. Every uploader runs this after recording its own,
@@ -193,8 +211,13 @@ class ModelKeeper:
         holders = self._holders(trial)
         sign = -1.0 if self.maximize else 1.0
         keep = min(holders, key=lambda h: (sign * h[0], h[1]))
-        for _value, _number, other_id in holders:
-            if other_id != keep[2]:
-                with contextlib.suppress(Exception):
-                    self.store.remove(other_id)
-        return keep[2] == artifact_id
+        for _value, number, ids in holders:
+            if number != keep[1]:
+                for other_id in ids:
+                    with contextlib.suppress(Exception):
+                        self.store.remove(other_id)
+        return keep[1] == trial.number
+
+
+def _record_text(record: dict[str, Any]) -> str:
+    return json.dumps(record, indent=2, default=str) + "\n"
