@@ -56,6 +56,36 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        name="sqlite-claim-lock",
+        why="the claim lock takes no file lock on SQLite: the budget can be overrun",
+        path="sdk/kubetune/storage.py",
+        original="            fcntl.flock(handle, fcntl.LOCK_EX)\n",
+        mutated="            pass  # mutant: no file lock\n",
+        tests=(
+            "tests/integration/test_storage_backends.py::test_sqlite_url_from_the_spec_runs_the_exact_budget",
+        ),
+    ),
+    Mutant(
+        name="sigkill-after-sigterm",
+        why="a pruned command that ignores SIGTERM is waited for instead of killed",
+        path="trial_image/kubetune_trial/objectives.py",
+        original="            os.killpg(process.pid, signal.SIGKILL)\n",
+        mutated="            pass  # mutant: no SIGKILL\n",
+        tests=(
+            "tests/integration/test_runner.py::test_pruned_command_that_ignores_sigterm_is_killed",
+        ),
+    ),
+    Mutant(
+        name="command-booleans",
+        why="a boolean parameter reaches a command as True/False, not true/false",
+        path="trial_image/kubetune_trial/objectives.py",
+        original='        return "true" if value else "false"\n',
+        mutated="        return str(value)  # mutant: Python's spelling\n",
+        tests=(
+            "tests/integration/test_runner.py::test_command_gets_placeholders_booleans_and_kubetune_params",
+        ),
+    ),
+    Mutant(
         name="status-scrub",
         why="the operator writes its status patch without removing a database password",
         path="operator/kubetune_operator/reconciler.py",
