@@ -47,6 +47,12 @@ class Format(str, enum.Enum):
     json = "json"
 
 
+class PlotlyJs(str, enum.Enum):
+    directory = "directory"
+    cdn = "cdn"
+    inline = "inline"
+
+
 class PlotKind(str, enum.Enum):
     history = "history"
     importance = "importance"
@@ -121,13 +127,26 @@ def plot(
     objective: Annotated[
         int, typer.Option("--objective", help="Multi-objective studies: which objective (0-based).")
     ] = 0,
+    plotlyjs: Annotated[
+        PlotlyJs,
+        typer.Option(
+            "--plotlyjs",
+            help=".html: where the figure loads plotly.js from. directory: one plotly.min.js "
+            "written beside the figures (opens offline); cdn: Plotly's CDN (needs the network); "
+            "inline: inside the figure (one file to send, 4.7 MB more).",
+        ),
+    ] = PlotlyJs.directory,
     storage: ReadStorageOption = None,
     storage_host: StorageHostOption = None,
     namespace: NamespaceOption = None,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
 ) -> None:
-    """Draw a figure of a study with Optuna's visualization module."""
+    """Draw a figure of a study with Optuna's visualization module.
+
+    An .html figure loads plotly.js from plotly.min.js beside it (written once for
+    the folder's figures), so each figure holds only its data; see --plotlyjs.
+    """
     from kubetune.plots import PlotError, write_plot
     from kubetune.study_source import open_optuna_study
 
@@ -141,12 +160,22 @@ def plot(
                 kubeconfig=str(kubeconfig) if kubeconfig else None,
                 context=context,
             ) as optuna_study:
-                write_plot(optuna_study, kind.value, output, params=params, objective=objective)
+                write_plot(
+                    optuna_study,
+                    kind.value,
+                    output,
+                    params=params,
+                    objective=objective,
+                    plotlyjs=plotlyjs.value,
+                )
         except PlotError as error:
             print_error(error)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        shared = output.suffix.lower() == ".html" and plotlyjs is PlotlyJs.directory
         console.print(
-            f"{kind.value} of {esc(study)} written to [bold]{esc(output)}[/]", highlight=False
+            f"{kind.value} of {esc(study)} written to [bold]{esc(output)}[/]"
+            + (" (it loads plotly.min.js beside it)" if shared else ""),
+            highlight=False,
         )
 
 
