@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+from kubetune.progress import StudyProgress, make_console
 
 app = typer.Typer(
     name="kubetune",
@@ -40,8 +41,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
+# Piped or redirected, no line is wrapped or cut (see make_console).
+console = make_console()
+errors = make_console(stderr=True)
 
 EXIT_STUDY_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -54,8 +56,37 @@ EXIT_INTERRUPTED = 130
 
 def print_error(message: object) -> None:
     """``error: MESSAGE`` on stderr, "error:" in red; the message is printed as written,
-    never read as Rich markup (it may hold brackets: a field path, a command line)."""
+    never read as Rich markup (it may hold brackets: a field path, a command line), and
+    never wrapped: one error, one line (or the message's own lines)."""
     errors.print(f"[red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"kubetune {version('kubetune')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("kubetune (version unknown: the package is not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    # Options of ``kubetune`` itself, before the command (the app's help= is its help).
+    pass
 
 
 def _load(path: Path) -> object:
@@ -71,7 +102,7 @@ def _load(path: Path) -> object:
         for field, reason in error.problems:
             # A problem with the whole document has no field to name.
             line = f"  {field}: {reason}" if field else f"  {reason}"
-            errors.print(line, markup=False, highlight=False)
+            errors.print(line, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
@@ -151,7 +182,7 @@ def run(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with contextlib.ExitStack() as stack:
         url = _local_storage(study, storage, stack)
-        reporter = _ProgressReporter(study.metadata.name)
+        reporter = _ProgressReporter(study.metadata.name, console=console)
         stack.enter_context(reporter)
         local = LocalRun(
             study,
@@ -160,7 +191,7 @@ def run(
             parallelism=parallelism,
             fresh=fresh,
             source=path,
-            on_progress=reporter.update,
+            on_progress=reporter.update_local,
             on_message=reporter.message,
         )
         try:
@@ -178,7 +209,7 @@ def run(
             reporter.close()
             print_error(error)
             raise typer.Exit(EXIT_RUN_ERROR) from None
-    _report(result, output, local.log_dir)
+    _report(result, output, local.log_dir, path)
     if result.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.failed:
@@ -226,76 +257,61 @@ def delete_local(path: Path, storage: str | None) -> None:
     console.print(f"study {name!r} deleted ({count} trials)", highlight=False)
 
 
-class _ProgressReporter:
-    """A live progress bar: trials done of the budget, counts by state, best so far."""
-
-    def __init__(self, name: str) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self._progress = Progress(
-            "[bold]{task.fields[name]}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            "{task.description}",
-            TimeElapsedColumn(),
-            console=console,
-        )
-        self._task = self._progress.add_task("starting", name=name, total=None)
-        self._best: int | None = None
-
-    def __enter__(self) -> _ProgressReporter:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._progress.stop()
+class _ProgressReporter(StudyProgress):
+    """``kubetune run``'s live line, fed by :class:`kubetune.local.LocalRun`."""
 
     def message(self, text: str) -> None:
-        self._progress.console.print(f"[yellow]•[/] {text}", highlight=False)
+        """A line above the live line; a reason's own lines below it, indented."""
+        first, *rest = text.splitlines() or [""]
+        self.note(
+            "[yellow]•[/] " + escape(first) + "".join(f"\n    {escape(line)}" for line in rest)
+        )
 
-    def update(self, progress: object) -> None:
+    def update_local(self, progress: object) -> None:
         from kubetune.local import Progress
 
         assert isinstance(progress, Progress)
-        counts = progress.counts
-        best = ""
-        if progress.best_values is not None:
-            best = " · best " + ", ".join(f"{v:.6g}" for v in progress.best_values)
-            if progress.best_number != self._best:
-                self._best = progress.best_number
-                self._progress.console.print(
-                    f"[green]new best[/] trial {progress.best_number}:"
-                    + best.removeprefix(" · best"),
-                    highlight=False,
-                )
-        self._progress.update(
-            self._task,
+        self.update(
             total=progress.max_trials,
-            completed=min(counts.finished, progress.max_trials),
-            description=(
-                f"[green]{counts.complete} complete[/] · [yellow]{counts.pruned} pruned[/] · "
-                f"[red]{counts.failed} failed[/] · {counts.running} running{best}"
-            ),
+            counts=progress.counts,
+            best=progress.best_values,
+            best_number=progress.best_number,
         )
 
 
-def _report(result: object, output: Path, log_dir: Path) -> None:
+def _report(result: object, output: Path, log_dir: Path, path: Path) -> None:
+    """How the run ended: counts, why it stopped, why trials failed, the best trial."""
     from kubetune.local import LocalResult, write_best_params
 
     assert isinstance(result, LocalResult)
     counts = result.counts
     console.print(
-        f"study [bold]{result.study_name}[/]: {counts.complete} complete, {counts.pruned} pruned, "
-        f"{counts.failed} failed"
+        f"study [bold]{escape(result.study_name)}[/]: {counts.complete} complete, "
+        f"{counts.pruned} pruned, {counts.failed} failed"
+        + (f", {len(result.requeued)} stopped" if result.requeued else ""),
+        highlight=False,
     )
     if result.interrupted:
+        stopped = ", ".join(str(n) for n in result.requeued)
         console.print(
             "[yellow]stopped by Ctrl-C[/]; finished trials are kept"
-            + (f", {len(result.requeued)} running trial(s) re-queued" if result.requeued else "")
-            + ". Run the same command to continue."
+            + (
+                f"; the running trial(s) {stopped} are queued to run again first"
+                if result.requeued
+                else ""
+            )
+            + ". Run the same command to continue.",
+            highlight=False,
+        )
+    elif result.already_complete and result.stop is not None:
+        # Nothing ran: say so, and show the best the study already has.
+        ended = "already ended" if result.failed else "is already complete"
+        console.print(
+            f"study {escape(result.study_name)} {ended} "
+            f"([bold]{result.stop.value}[/]: {escape(result.stop_message)}); nothing to run. "
+            f"To run more trials: kubetune run {escape(str(path))} --trials N; to start "
+            "over: --fresh.",
+            highlight=False,
         )
     elif result.stop is not None:
         style = "red" if result.failed else "green"
@@ -347,7 +363,10 @@ def _print_failures(failures: list[tuple[str, list[int]]]) -> None:
     if rest:
         count = sum(len(numbers) for _, numbers in rest)
         console.print(f"and {count} trial(s) failed for {len(rest)} other reason(s)")
-    console.print("[dim]each reason in full: the trial's user attribute kubetune.fail_reason[/]")
+    console.print(
+        "[dim]each reason's end: the trial's user attribute kubetune.fail_reason; "
+        "all a trial printed: the worker logs[/]"
+    )
 
 
 # The other commands register themselves on ``app`` (they import it from here).

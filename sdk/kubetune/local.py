@@ -32,7 +32,7 @@ from kubetune import bridge
 from kubetune.budget import StopReason, describe, stop_reason, trial_limit
 from kubetune.errors import NotFound, SpecChangeRefused
 from kubetune.ledger import TrialLedger, failure_summary, reason_key
-from kubetune.recovery import WORKER_ATTR, fail_lost_trials
+from kubetune.recovery import FAIL_REASON_ATTR, WORKER_ATTR, fail_lost_trials
 from kubetune.spec import Study, StudySpec, TrialCounts
 from kubetune.storage import open_storage, scrub
 from kubetune.study_source import check_objective_code
@@ -41,6 +41,7 @@ from kubetune.worker import (
     EXIT_CONFIG_ERROR,
     EXIT_OK,
     EXIT_STORAGE_ERROR,
+    STOPPED_ATTR,
     STORAGE_URL_ENV,
     WorkerConfig,
 )
@@ -61,6 +62,9 @@ FIRST_CONNECT_SECONDS = 5.0
 #: The study system attribute naming the Study file (its absolute path) a local
 #: study was run from: another file with the same study name is refused.
 SOURCE_ATTR = "kubetune.source"
+#: Lines of a failed trial's reason shown below its first line (the live line, the
+#: failed-trials table); the stored reason (``kubetune.fail_reason``) has more.
+REASON_LINES = 4
 
 
 class LocalRunError(RuntimeError):
@@ -88,10 +92,14 @@ class LocalResult:
     interrupted: bool
     best_trials: list[dict[str, Any]]
     requeued: list[int] = dataclasses.field(default_factory=list)
+    """Trials this run stopped (Ctrl-C) and queued to run again first; they are not
+    counted as failed."""
     failures: list[tuple[str, list[int]]] = dataclasses.field(default_factory=list)
-    """Why trials failed in this run, most frequent first: a reason (the first line of
-    the first trial's; reasons differing only in numbers count as one) and the numbers
-    of the trials that failed so."""
+    """Why trials failed in this run, most frequent first: a reason (the first trial's:
+    its first line and its last lines; reasons whose first lines differ only in numbers
+    count as one) and the numbers of the trials that failed so."""
+    already_complete: bool = False
+    """The study's budget was spent before this run: it ran no trial."""
 
     @property
     def failed(self) -> bool:
@@ -166,6 +174,8 @@ class LocalRun:
         self._crashes_without_progress = 0
         self._trials_at_start = 0
         self._failures: dict[str, tuple[str, list[int]]] = {}  # key -> (example, numbers)
+        self._stopped = 0  # trials handed back to run again, of every run: not failed
+        self._stopped_now: list[int] = []  # those handed back during this run
 
     # -------------------------------------------------------------- setup
 
@@ -207,7 +217,7 @@ class LocalRun:
             storage.set_study_system_attr(study._study_id, SOURCE_ATTR, str(self.source))
         self._trials_at_start = len(study.get_trials(deepcopy=False))
         self._ledger = TrialLedger(spec.objective.study_directions)
-        self._ledger.update(study.get_trials(deepcopy=False))  # earlier runs' failures are old news
+        self._tally(study, announce=False)  # earlier runs' failures are old news
         return study, spec
 
     def _refused(
@@ -232,19 +242,44 @@ class LocalRun:
         )
         return SpecChangeRefused(self.study_name, error.fields, message)
 
-    def _tally(self, study: optuna.Study) -> TrialLedger:
+    def _tally(self, study: optuna.Study, *, announce: bool = True) -> TrialLedger:
         """The ledger, brought up to date with the storage; a trial failing for a
-        reason not seen before in this run is announced."""
+        reason not seen before in this run is announced, with its reason's last lines."""
         for trial in self._ledger.update(study.get_trials(deepcopy=False)):
             if trial.state.name != "FAIL":
                 continue
-            reason = failure_summary(trial)
-            key = reason_key(reason)
+            if STOPPED_ATTR in trial.user_attrs:
+                self._stopped += 1
+                if announce:
+                    self._stopped_now.append(trial.number)
+                continue
+            if not announce:
+                continue
+            key = reason_key(failure_summary(trial))
             if key not in self._failures:
+                reason = shown_reason(trial)
                 self.on_message(f"trial {trial.number} failed: {reason}")
                 self._failures[key] = (reason, [])
             self._failures[key][1].append(trial.number)
         return self._ledger
+
+    def _counts(self, ledger: TrialLedger) -> TrialCounts:
+        """The ledger's counts, trials stopped on purpose (and queued again) not
+        counted as failed: they are tried again, and their retry is counted."""
+        counts = ledger.counts
+        return counts.model_copy(update={"failed": max(0, counts.failed - self._stopped)})
+
+    def _hand_back(
+        self, study: optuna.Study, trials: list[Any], reason: str, retries: int
+    ) -> list[int]:
+        """Fail ``trials`` (still running) as stopped, not failed, and queue them to run
+        again first; returns their numbers."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        for trial in trials:
+            with contextlib.suppress(UpdateFinishedTrialError):
+                study._storage.set_trial_user_attr(trial._trial_id, STOPPED_ATTR, reason)
+        return fail_lost_trials(study, trials, reason, retries=retries, requeue=True)
 
     def _recover_abandoned(self, study: optuna.Study, spec: StudySpec) -> None:
         """Fail and re-queue trials left running by an earlier local run on this
@@ -259,12 +294,8 @@ class LocalRun:
             if host == self.host and pid.isdigit() and not _pid_alive(int(pid)):
                 abandoned.append(trial)
         if abandoned:
-            numbers = fail_lost_trials(
-                study,
-                abandoned,
-                "its local run ended before the trial did",
-                retries=spec.trial.retries,
-                requeue=True,
+            numbers = self._hand_back(
+                study, abandoned, "its local run ended before the trial did", spec.trial.retries
             )
             self.on_message(f"re-queued {len(numbers)} trial(s) left running by an earlier run")
 
@@ -352,9 +383,11 @@ class LocalRun:
         names = {worker.name for worker in self._workers}
         self._workers.clear()
         lost = [
-            t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(WORKER_ATTR) in names
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get(WORKER_ATTR) in names and not t.state.is_finished()
         ]
-        return fail_lost_trials(study, lost, reason, retries=spec.trial.retries, requeue=True)
+        return self._hand_back(study, lost, reason, spec.trial.retries)
 
     # ---------------------------------------------------------------- run
 
@@ -362,12 +395,15 @@ class LocalRun:
         study, spec = self._prepare()
         deadline = bridge.stored_deadline(study._storage, study._study_id)
         interrupted = False
-        requeued: list[int] = []
+        ledger = self._tally(study)
+        # The study as this run finds it: what the live line starts from (a best trial
+        # already there is not a new one).
+        self.on_progress(self._progress(spec, ledger))
+        already_complete = (
+            stop_reason(spec, ledger.spending, now=time.time(), deadline=deadline) is not None
+        )
         try:
-            if (
-                stop_reason(spec, self._tally(study).spending, now=time.time(), deadline=deadline)
-                is None
-            ):
+            if not already_complete:
                 for _ in range(self.parallelism):
                     self._start_worker(study)
             while self._workers:
@@ -382,12 +418,12 @@ class LocalRun:
                     self._start_worker(study)
         except KeyboardInterrupt:
             interrupted = True
-            requeued = self._stop_workers(study, spec, reason="stopped by Ctrl-C")
+            self._stop_workers(study, spec, reason="stopped by Ctrl-C")
         ledger = self._tally(study)
         self.on_progress(self._progress(spec, ledger))
         reason = stop_reason(spec, ledger.spending, now=time.time(), deadline=deadline)
         message = describe(reason, spec, ledger.spending) if reason else ""
-        counts = ledger.counts
+        counts = self._counts(ledger)
         if counts.complete == 0 and counts.failed and not (reason and reason.is_failure):
             message = f"no trial completed ({counts.failed} failed): the study failed" + (
                 f"; {message}" if message else ""
@@ -400,13 +436,14 @@ class LocalRun:
             interrupted=interrupted,
             best_trials=best_summaries(ledger),
             failures=sorted(self._failures.values(), key=lambda item: -len(item[1])),
-            requeued=requeued,
+            requeued=sorted(self._stopped_now),
+            already_complete=already_complete,
         )
 
     def _progress(self, spec: StudySpec, ledger: TrialLedger) -> Progress:
         best = best_summaries(ledger, limit=1)
         return Progress(
-            counts=ledger.counts,
+            counts=self._counts(ledger),
             max_trials=trial_limit(spec),
             best_number=best[0]["number"] if best else None,
             best_values=best[0]["values"] if best else None,
@@ -456,6 +493,14 @@ def delete_local_study(document: Study, url: str, source: Path | None) -> int:
     trials = len(study.get_trials(deepcopy=False))
     optuna.delete_study(study_name=name, storage=storage)
     return trials
+
+
+def shown_reason(trial: optuna.trial.FrozenTrial, lines: int = REASON_LINES) -> str:
+    """A failed trial's reason as users see it: its first line (what went wrong), then
+    the last ``lines`` lines of the rest (the end of the traceback or of stderr)."""
+    headline = failure_summary(trial)
+    rest = str(trial.user_attrs.get(FAIL_REASON_ATTR) or "").strip().splitlines()[1:]
+    return "\n".join([headline, *rest[-lines:]])
 
 
 def _shown(path: Path) -> str:

@@ -221,8 +221,47 @@ def _search_path() -> str:
     return os.pathsep.join([own, os.environ.get("PATH", "")])
 
 
+#: The most characters a stored reason (``kubetune.fail_reason``) holds, and its first line.
+MAX_REASON_CHARS = 2000
+MAX_HEADLINE_CHARS = 500
+
+
+def failure_reason(headline: str, details: str = "", *, label: str = "") -> str:
+    """A trial's reason as stored and shown: a first line that says what went wrong on
+    its own (live lines, tables and ``kubetune trials`` show it), then ``label`` and the
+    last lines of ``details`` (a traceback, the end of standard error), bounded to
+    :data:`MAX_REASON_CHARS` by dropping the oldest lines, never the first line."""
+    headline = " ".join(headline.split())
+    if len(headline) > MAX_HEADLINE_CHARS:
+        headline = headline[: MAX_HEADLINE_CHARS - 1] + "…"
+    lines = [line.rstrip() for line in details.strip("\n").splitlines()]
+    if not any(lines):
+        return headline
+    room = MAX_REASON_CHARS - len(headline) - len(label) - 2
+    kept: list[str] = []
+    for line in reversed(lines):
+        if len(line) > MAX_HEADLINE_CHARS:
+            line = line[: MAX_HEADLINE_CHARS - 1] + "…"
+        if len(line) + 1 > room:
+            break
+        kept.append(line)
+        room -= len(line) + 1
+    kept.reverse()
+    if len(kept) < len(lines):
+        kept.insert(0, "…")
+    return "\n".join([headline, *([label] if label else []), *kept])
+
+
 def _with_tail(message: str, tail: str) -> str:
-    return f"{message}; stderr ends with:\n{tail}" if tail else message
+    """``message``, with the last line of standard error on the first line (the
+    exception, "can't open file ...") and the lines before it below."""
+    lines = [line for line in tail.strip().splitlines() if line.strip()]
+    if not lines:
+        return message
+    headline = f"{message}: {lines[-1].strip()}"
+    if len(lines) == 1:
+        return failure_reason(headline)
+    return failure_reason(headline, "\n".join(lines), label="stderr ends with:")
 
 
 def _pump_stderr(process: subprocess.Popen[str], tail: collections.deque[str]) -> None:

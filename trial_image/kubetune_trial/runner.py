@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import signal
 import threading
 import time
 import traceback
+import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,10 +38,16 @@ from kubetune.recovery import (
 )
 from kubetune.spec import StudySpec, load_study
 from kubetune.storage import ClaimLock, open_storage, scrub
-from kubetune.worker import WorkerConfig
+from kubetune.worker import STOPPED_ATTR, WorkerConfig
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from kubetune_trial.objectives import Objective, ObjectiveFailed, load_objective
+from kubetune_trial.objectives import (
+    Objective,
+    ObjectiveFailed,
+    failure_reason,
+    load_objective,
+)
 
 _logger = logging.getLogger("kubetune.trial")
 
@@ -156,13 +164,17 @@ class Worker:
         return summary
 
     def _hand_back(self, trial: optuna.Trial, stopped: WorkerStopped) -> None:
-        """Fail the trial this worker was running, with why, and queue it again."""
+        """Fail the trial this worker was running, with why, marked as stopped (not
+        failed: see :data:`~kubetune.worker.STOPPED_ATTR`), and queue it again."""
         with self.signals.deferred():
+            reason = f"worker {self.config.worker_name} was stopped by {stopped}"
+            with contextlib.suppress(UpdateFinishedTrialError):
+                self.study._storage.set_trial_user_attr(trial._trial_id, STOPPED_ATTR, reason)
             frozen = self.study._storage.get_trial(trial._trial_id)
             fail_lost_trials(
                 self.study,
                 [frozen],
-                f"worker {self.config.worker_name} was stopped by {stopped}",
+                reason,
                 retries=self.spec.trial.retries,
                 requeue=True,
             )
@@ -218,12 +230,20 @@ class Worker:
             reason = str(error)
         except Exception as error:
             reason = _exception_reason(error)
+            # The whole traceback goes to the worker's log (the pod log, the local
+            # worker-N.log); the trial keeps its end. Scrubbed: it may quote the URL.
+            _logger.error(
+                "trial %d: the objective raised\n%s",
+                trial.number,
+                scrub("".join(traceback.format_exception(error)).rstrip(), self.storage_url),
+            )
         with self.signals.deferred():
             if reason is not None:
                 # Scrubbed once, for the trial and for the log: an objective's error may
                 # quote the storage URL.
                 reason = scrub(reason, self.storage_url)
-                trial.set_user_attr(FAIL_REASON_ATTR, reason[-2000:])
+                # Bounded keeping its first line: what every view of the trial shows.
+                trial.set_user_attr(FAIL_REASON_ATTR, failure_reason(*_split(reason)))
             self.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
             self._current = None
         _log_trial(trial, state, values, reason, time.monotonic() - started)
@@ -253,9 +273,28 @@ def _check_values(result: Any, expected: int) -> tuple[Sequence[float] | None, s
 
 
 def _exception_reason(error: BaseException) -> str:
-    frames = traceback.format_exception(type(error), error, error.__traceback__)
-    tail = "".join(frames[-3:]).strip()
-    return f"{type(error).__name__}: {error}\n{tail}"
+    """``Type: message`` on the first line, then the end of the traceback."""
+    message = next((line for line in str(error).splitlines() if line.strip()), "")
+    headline = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    # From the user's code down: the runner's own frames above it say nothing.
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None and _is_runner_frame(tb):
+        tb = tb.tb_next
+    details = "".join(traceback.format_exception(type(error), error, tb)).rstrip()
+    return failure_reason(headline, details, label="traceback ends with:")
+
+
+_RUNNER_FOLDER = os.path.dirname(os.path.abspath(__file__))
+
+
+def _is_runner_frame(tb: types.TracebackType) -> bool:
+    return os.path.dirname(os.path.abspath(tb.tb_frame.f_code.co_filename)) == _RUNNER_FOLDER
+
+
+def _split(reason: str) -> tuple[str, str]:
+    """A reason's first line and the rest."""
+    headline, _, rest = reason.strip().partition("\n")
+    return headline, rest
 
 
 def _log_trial(
