@@ -86,6 +86,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        name="dashboard-everywhere",
+        why="kubetune dashboard listens on every interface, not only 127.0.0.1",
+        path="sdk/kubetune/cli_tools.py",
+        original='    ] = "127.0.0.1",\n',
+        mutated='    ] = "0.0.0.0",  # mutant: every interface\n',
+        tests=("tests/integration/test_dashboard_loopback.py",),
+    ),
+    Mutant(
         name="status-scrub",
         why="the operator writes its status patch without removing a database password",
         path="operator/kubetune_operator/reconciler.py",
