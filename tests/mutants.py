@@ -128,6 +128,26 @@ MUTANTS: tuple[Mutant, ...] = (
         tests=("tests/e2e/test_study_scenarios.py::test_suspend_stops_pods_and_resume_carries_on",),
     ),
     Mutant(
+        name="timeout-edit",
+        why="editing spec.budget.timeout of a running study does not move its deadline",
+        path="operator/kubetune_operator/reconciler.py",
+        original="            if in_force.budget.timeout != stored.budget.timeout:\n",
+        mutated="            if False:  # mutant: timeout edits ignored\n",
+        tests=(
+            "tests/e2e/test_readme_claims.py::test_editing_the_timeout_of_a_running_study_ends_it",
+        ),
+    ),
+    Mutant(
+        name="image-pull-condition",
+        why="a pod in ImagePullBackOff is not reported (no PodsReady=False, no Event)",
+        path="operator/kubetune_operator/pods.py",
+        original='            "ImagePullBackOff",\n',
+        mutated="",
+        tests=(
+            "tests/e2e/test_readme_claims.py::test_a_pod_that_cannot_pull_its_image_is_a_condition_and_an_event",
+        ),
+    ),
+    Mutant(
         name="ctrl-c-requeue",
         why="Ctrl-C fails the running trials of kubetune run without queueing them again",
         path="trial_image/kubetune_trial/runner.py",

@@ -1,0 +1,267 @@
+"""README claims about a cluster study that no other test checked: editing ``timeout``
+and the pod settings while it runs, a pod that cannot pull its image, ``kubetune logs
+--tail``, and reading a study's trials through a forwarded port
+(``--storage-host`` / ``Client(storage_host=)``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scenario import (
+    condition,
+    create,
+    events,
+    live_pods,
+    optuna_study,
+    running_trial_pod,
+    spec,
+    status,
+    wait_phase,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+FAKE_TRAIN = str(Path(__file__).resolve().parents[1] / "integration" / "support" / "fake_train.py")
+
+
+def kubetune(kubeconfig: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    """The CLI as a user runs it, against the emulated cluster."""
+    return subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", *args],
+        env={**(env or os.environ), "KUBECONFIG": str(kubeconfig), "COLUMNS": "160"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def pods_created(emulator_server: Any, study: str) -> list[dict[str, Any]]:
+    """Every trial pod the operator asked the API server to create for ``study``."""
+    requests = emulator_server.call(lambda: [dict(e) for e in emulator_server.emulator.request_log])
+    bodies = [
+        json.loads(r["body"])
+        for r in requests
+        if r["method"] == "POST" and r["path"] == "/api/v1/namespaces/default/pods"
+    ]
+    return [b for b in bodies if b["metadata"]["labels"].get("kubetune.io/study") == study]
+
+
+def test_editing_the_timeout_of_a_running_study_ends_it(cluster: Any, kube: Any) -> None:
+    cluster.start()
+    create(
+        kube,
+        "late",
+        spec("sleeps", budget={"maxTrials": 5, "parallelism": 1}, trial={"trialsPerPod": 5}),
+    )
+    running_trial_pod(kube, "late")  # a 30 s trial runs; no timeout yet
+    assert status(kube, "late")["phase"] == "Running"
+    kube.patch("studies", "late", {"spec": {"budget": {"timeout": "1s"}}}, "default")
+    final = wait_phase(kube, "late", "Succeeded", timeout=30)
+    assert condition(final, "Complete")["reason"] == "Timeout"
+    assert final["trials"]["failed"] == 1 and final["trials"]["complete"] == 0
+    wait_until(lambda: not live_pods(kube, "late"), timeout=15)
+
+
+def test_editing_pod_settings_of_a_running_study_reaches_its_next_pods(
+    cluster: Any, kube: Any, emulator_server: Any
+) -> None:
+    """Each pod runs one trial; pods made after the edit carry the new label and env."""
+    cluster.start()
+    create(
+        kube,
+        "edited",
+        spec(
+            "sleeps",
+            budget={"maxTrials": 4, "parallelism": 1},
+            trial={"env": [{"name": "KT_SLEEP", "value": "3"}], "labels": {"team": "before"}},
+        ),
+    )
+    first = running_trial_pod(kube, "edited")
+    edit = {"trial": {"env": [{"name": "KT_SLEEP", "value": "0"}], "labels": {"team": "after"}}}
+    kube.patch("studies", "edited", {"spec": {**edit}}, "default")
+    wait_phase(kube, "edited", "Succeeded", timeout=90)
+    made = pods_created(emulator_server, "edited")
+    assert len(made) >= 2
+    assert first["metadata"]["labels"]["team"] == "before"
+    settings = [
+        (
+            p["metadata"]["labels"].get("team"),
+            {e["name"]: e.get("value") for e in p["spec"]["containers"][0]["env"]}["KT_SLEEP"],
+        )
+        for p in made
+    ]
+    assert settings[0] == ("before", "3")
+    assert settings[-1] == ("after", "0"), settings
+
+
+def test_a_pod_that_cannot_pull_its_image_is_a_condition_and_an_event(
+    cluster: Any, kube: Any
+) -> None:
+    """The fake kubelet runs any image, so here the test plays the kubelet's part: it
+    reports what a real one does for an image that does not exist."""
+    cluster.kubelet.stop()
+    cluster.start()
+    create(
+        kube,
+        "noimage",
+        spec("quadratic", trial={"image": "registry.example/no-such-image:1"}),
+    )
+    pod = wait_until(lambda: (live_pods(kube, "noimage") or [None])[0], timeout=30)
+    message = 'Back-off pulling image "registry.example/no-such-image:1"'
+    kube.patch_status(
+        "pods",
+        pod["metadata"]["name"],
+        {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": pod["spec"]["containers"][0]["name"],
+                    "image": "registry.example/no-such-image:1",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"waiting": {"reason": "ImagePullBackOff", "message": message}},
+                }
+            ],
+        },
+        "default",
+    )
+    blocked = wait_until(
+        lambda: (
+            condition(status(kube, "noimage"), "PodsReady").get("status") == "False"
+            and status(kube, "noimage")
+        ),
+        timeout=30,
+    )
+    ready = condition(blocked, "PodsReady")
+    assert ready["reason"] == "ImagePullBackOff"
+    assert message in ready["message"]
+    assert [e for e in events(kube, reason="ImagePullBackOff") if message in e["message"]]
+
+
+def test_logs_tail_shows_the_last_lines_of_a_trial_pod(
+    cluster: Any, kube: Any, kubeconfig: Path
+) -> None:
+    cluster.start()
+    chatty = spec("quadratic", budget={"maxTrials": 1, "parallelism": 1})
+    chatty["objective"] = {"direction": "minimize", "metric": "loss"}
+    chatty["searchSpace"] = {"x": {"type": "float", "low": 0, "high": 1}}
+    chatty["trial"] = {
+        "image": chatty["trial"]["image"],
+        "command": ["python", FAKE_TRAIN, "--x", "{x}", "--steps", "400", "--step-seconds", "0.1"],
+    }
+    create(kube, "chatty", chatty)
+    running_trial_pod(kube, "chatty")
+
+    def steps(text: str) -> list[int]:
+        return [int(w.split("=")[1]) for w in text.split() if w.startswith("step=")]
+
+    wait_until(
+        lambda: len(steps(kubetune(kubeconfig, "logs", "chatty", "--trial", "0").stdout)) > 10,
+        timeout=60,
+    )
+    tail = kubetune(kubeconfig, "logs", "chatty", "--trial", "0", "--tail", "3")
+    assert tail.returncode == 0, tail.stderr
+    lines = tail.stdout.strip().splitlines()
+    assert len(lines) == 3, tail.stdout
+    full = kubetune(kubeconfig, "logs", "chatty", "--trial", "0")
+    assert len(full.stdout.strip().splitlines()) > 10
+    assert lines[0] in full.stdout.splitlines()
+    kube.delete("studies", "chatty", "default")
+
+
+@pytest.fixture
+def forwarded_port(storage_url: str) -> Iterator[tuple[int, list[int]]]:
+    """What ``kubectl port-forward svc/kubetune-postgresql`` gives: a TCP port on this
+    machine that reaches the database (here its Unix socket). Yields the port and a
+    list that counts the connections made through it."""
+    socket_dir = storage_url.split("host=", 1)[1]
+    target = f"{socket_dir}/.s.PGSQL.5432"
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    connections: list[int] = []
+
+    def pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                end.close()
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX)
+            server.connect(target)
+            connections.append(1)
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1], connections
+    finally:
+        listener.close()
+
+
+def test_storage_host_reads_trials_through_a_forwarded_port(
+    cluster: Any,
+    kube: Any,
+    kubeconfig: Path,
+    storage_url: str,
+    forwarded_port: tuple[int, list[int]],
+    tmp_path: Path,
+) -> None:
+    """The study's Secret holds the in-cluster URL (here a Unix socket); with
+    ``--storage-host`` / ``Client(storage_host=)`` the client goes through the port."""
+    port, connections = forwarded_port
+    cluster.start()
+    create(kube, "hosted", spec("quadratic", budget={"maxTrials": 3}))
+    final = wait_phase(kube, "hosted", "Succeeded")
+    expected = [t.number for t in optuna_study(kube, storage_url, "hosted").trials]
+    assert expected == [0, 1, 2]
+
+    listed = kubetune(
+        kubeconfig, "trials", "hosted", "-o", "json", "--storage-host", f"127.0.0.1:{port}"
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [r["number"] for r in json.loads(listed.stdout)] == expected
+    through_cli = len(connections)
+    assert through_cli > 0, "the CLI did not use the forwarded port"
+
+    script = tmp_path / "read_trials.py"
+    script.write_text(
+        "import json, sys\n"
+        "from kubetune import Client\n"
+        "client = Client(storage_host=sys.argv[1])\n"
+        "study = client.optuna_study('hosted')\n"
+        "print(json.dumps([t.number for t in study.trials]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script), f"127.0.0.1:{port}"],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == expected
+    assert len(connections) > through_cli, "Client(storage_host=) did not use the port"
+    assert final["trials"]["complete"] == 3
