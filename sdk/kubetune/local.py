@@ -500,6 +500,8 @@ def shown_reason(trial: optuna.trial.FrozenTrial, lines: int = REASON_LINES) -> 
     the last ``lines`` lines of the rest (the end of the traceback or of stderr)."""
     headline = failure_summary(trial)
     rest = str(trial.user_attrs.get(FAIL_REASON_ATTR) or "").strip().splitlines()[1:]
+    if rest and rest[-1].strip() and headline.endswith(rest[-1].strip()):
+        rest.pop()  # a traceback's last line, already the first line: said once is enough
     return "\n".join([headline, *rest[-lines:]])
 
 
