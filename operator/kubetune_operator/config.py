@@ -41,6 +41,8 @@ class OperatorConfig:
     trial_image_pull_secrets: tuple[str, ...] = ()
     trial_command: tuple[str, ...] = ("kubetune-trial",)
     reconcile_seconds: float = 2.0
+    #: Threads shared by every Study's reconcile ticks (a Study holds one only while it ticks).
+    reconcile_workers: int = 16
     #: Consecutive trial pods failing before they ran a trial, after which the study fails.
     max_failed_pods_without_trials: int = 3
 
@@ -66,6 +68,7 @@ class OperatorConfig:
             ),
             trial_command=tuple(command.split()) if command else ("kubetune-trial",),
             reconcile_seconds=float(env.get("KUBETUNE_RECONCILE_SECONDS", "2")),
+            reconcile_workers=int(env.get("KUBETUNE_RECONCILE_WORKERS", "16")),
         )
 
 

@@ -1,19 +1,32 @@
 """The Kopf handlers: what the operator does, wired to Study events.
 
-- a daemon per Study reconciles it every few seconds (see
-  :mod:`kubetune_operator.reconciler`) until it is finished;
+- each Study has an async daemon that reconciles it every few seconds (see
+  :mod:`kubetune_operator.reconciler`) while there is something to do, and rests
+  (costing nothing but a look at its generation) once the Study is finished,
+  suspended or invalid, until its spec changes;
 - deleting a Study stops its pods and cleans up (a finalizer makes sure it runs);
 - start-up sets where Kopf keeps its own state (annotations, so the status
   stays ours) and the peering priority of this replica.
+
+Why async daemons feeding one bounded pool: a sync daemon would hold one of
+Kopf's executor threads for as long as its Study exists, finished or not, so
+the 65th Study would wait for a free thread forever and ``kubectl delete``
+(a sync handler on the same executor) behind it. Here a Study holds a thread
+only while a tick runs, ticks share :data:`TICKS`, and deletions use Kopf's own
+executor, which nothing else occupies.
 
 Run with ``kubetune-operator`` or ``kopf run -m kubetune_operator.handlers``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import logging
 import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -26,6 +39,8 @@ from kubetune_operator.reconciler import StudyReconciler
 CONFIG = OperatorConfig.from_env()
 #: Set by ``kubetune-operator --namespace``: Kopf then needs no cluster-wide namespace reads.
 NAMESPACED_ENV = "KUBETUNE_NAMESPACED"
+#: The threads every Study's ticks share (a tick waits on the API server and the database).
+TICKS = ThreadPoolExecutor(max_workers=CONFIG.reconcile_workers, thread_name_prefix="tick")
 
 
 @kopf.on.startup()
@@ -40,7 +55,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     # Replicas at equal priority all pause; a random one lets exactly one lead.
     settings.peering.priority = random.randint(1, 2**15)
-    settings.execution.max_workers = 64
+    # Only deletions run on Kopf's executor now; a few threads serve many at once.
+    settings.execution.max_workers = 16
     if os.environ.get(NAMESPACED_ENV):
         settings.scanning.disabled = True
 
@@ -53,28 +69,49 @@ def _emitter(body: kopf.Body, reconciler: StudyReconciler) -> Any:
     return emit
 
 
-# A tick in progress finishes before the daemon exits (cancelling does not stop a thread).
 @kopf.daemon(API_GROUP, API_VERSION, PLURAL, cancellation_backoff=5.0, cancellation_timeout=10.0)
-def reconcile_study(
+async def reconcile_study(
     stopped: kopf.DaemonStopped, body: kopf.Body, logger: logging.Logger, **_: Any
 ) -> None:
-    """Keep the study's pods, trials and status in line, until it is finished or deleted."""
+    """Keep the study's pods, trials and status in line until it is deleted; rest while
+    nothing can change but its spec."""
     reconciler = StudyReconciler(CONFIG, emit=lambda *_args: None)
     reconciler.emit = _emitter(body, reconciler)
+    loop = asyncio.get_running_loop()
+    resting_at: int | None = None  # the generation at which the last tick said "nothing to do"
     while not stopped:
         if body.metadata.get("deletionTimestamp"):
             return
-        done = False
+        if resting_at is not None and body.metadata.get("generation") == resting_at:
+            await stopped.wait(CONFIG.reconcile_seconds)
+            continue
+        generation = body.metadata.get("generation")
+        # In this task's context: kopf.event() finds the operator's settings there.
+        in_context = functools.partial(contextvars.copy_context().run, _tick)
+        tick = loop.run_in_executor(TICKS, in_context, reconciler, body, logger)
         try:
-            done = reconciler.tick(body)
-        except Exception as error:
-            text = scrub(
-                scrub(f"{type(error).__name__}: {error}", CONFIG.storage_url or ""),
-                reconciler._url or "",
-            )
-            logger.error("reconciling failed, will retry: %s", text)
-        # A finished study is only looked at now and then (its spec may be edited).
-        stopped.wait(CONFIG.reconcile_seconds * (5 if done else 1))
+            # Shielded: a tick half done in its thread must end before the daemon does
+            # (cancelling does not stop a thread, and the deletion cleans up after it).
+            resting = await asyncio.shield(tick)
+        except asyncio.CancelledError:
+            await asyncio.wait([tick])
+            raise
+        resting_at = generation if resting else None
+        if not resting:
+            await stopped.wait(CONFIG.reconcile_seconds)
+
+
+def _tick(reconciler: StudyReconciler, body: kopf.Body, logger: logging.Logger) -> bool:
+    """One reconcile; an unexpected error is logged (without credentials) and retried."""
+    try:
+        return reconciler.tick(body)
+    except Exception as error:
+        text = scrub(
+            scrub(f"{type(error).__name__}: {error}", CONFIG.storage_url or ""),
+            reconciler._url or "",
+        )
+        logger.error("reconciling failed, will retry: %s", text)
+        return False
 
 
 @kopf.on.delete(API_GROUP, API_VERSION, PLURAL)

@@ -24,6 +24,7 @@ A tick, in order:
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -202,9 +203,7 @@ class StudyReconciler:
             or optuna_study_name(meta["namespace"], meta["name"], meta["uid"])
         )
         if self._study is None or self._url != url or self._study.study_name != name:
-            # A short first wait: a storage that does not answer becomes a condition
-            # within seconds, and the next tick tries again.
-            storage = open_storage(url, retry_seconds=STORAGE_FIRST_CONNECT_SECONDS)
+            storage = shared_storage(url)
             try:
                 storage.get_study_id_from_name(name)
                 self._study = optuna.load_study(study_name=name, storage=storage)
@@ -368,7 +367,8 @@ class StudyReconciler:
         update.update(self._trial_status(meta, status, spec, ledger))
         self._delete_old_failed_pods(namespace, failed_pods_list(pods))
         self._write(meta, status, update)
-        return False
+        # Suspended with every pod gone: nothing changes until the spec does.
+        return bool(spec.suspend) and not live and not ledger.running
 
     # ------------------------------------------------------------ trials
 
@@ -734,6 +734,29 @@ class StudyReconciler:
             import optuna
 
             optuna.delete_study(study_name=self._study.study_name, storage=self._study._storage)
+
+
+_STORAGES: dict[str, optuna.storages.BaseStorage] = {}
+_STORAGES_LOCK = threading.Lock()
+
+
+def shared_storage(url: str) -> optuna.storages.BaseStorage:
+    """One storage (one engine, one connection pool) per database for every Study.
+
+    A storage per Study would hold a pool per Study: hundreds of Studies on one
+    database would exhaust its connections while almost all of them sit idle.
+    Optuna's RDB storage is safe to share between threads (a session per call).
+    """
+    with _STORAGES_LOCK:
+        storage = _STORAGES.get(url)
+    if storage is not None:
+        return storage
+    # Opened outside the lock: an unreachable database must not hold up the Studies of
+    # another. A short first wait: a storage that does not answer becomes a condition
+    # within seconds, and the next tick tries again.
+    storage = open_storage(url, retry_seconds=STORAGE_FIRST_CONNECT_SECONDS)
+    with _STORAGES_LOCK:
+        return _STORAGES.setdefault(url, storage)
 
 
 def merge_patch(old: Any, new: Any) -> Any:
