@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -67,14 +68,19 @@ def test_submit_wait_best_trials_update_and_delete(
     assert done.status.study_name in optuna.get_all_study_names(storage_url)
 
     # Submitting it again changes nothing; changing its sampler is refused.
-    assert client._apply(study_document("quad", quad))[1] == "unchanged"
+    generation = client.get_object("quad")["metadata"]["generation"]
+    client.submit(study_document("quad", quad))
+    assert client.get_object("quad")["metadata"]["generation"] == generation
     with pytest.raises(SpecChangeRefused, match=r"has started; changing its sampler") as refused:
         client.submit(study_document("quad", {**quad, "sampler": {"name": "tpe"}}))
     assert refused.value.fields == ["sampler"]
 
     # A bigger budget continues it: wait must not take the old Succeeded for the new one.
     bigger = {**quad, "budget": {"maxTrials": 7, "parallelism": 1}}
-    assert client._apply(study_document("quad", bigger))[1] == "configured"
+    client.submit(study_document("quad", bigger))
+    configured = client.get_object("quad")
+    assert configured["metadata"]["generation"] == generation + 1
+    assert configured["spec"]["budget"]["maxTrials"] == 7
     done = client.wait("quad", timeout=90, progress=False)
     assert done.status is not None and done.status.trials.complete == 7
     # A set already tried is not queued again.
@@ -135,3 +141,46 @@ def test_logs_suspend_resume_and_failure(cluster: Any, client: Any) -> None:
     assert failed.value.condition is not None and failed.value.condition["type"] == "Failed"
     reasons = [r.fail_reason for r in client.trials("broken", states=["FAIL"])]
     assert reasons and "boom: the objective broke" in str(reasons[0])
+
+
+def test_typed_builders_are_sent_as_the_user_wrote_them(
+    client: Any, emulator_server: Any, kube: Any
+) -> None:
+    """A Study built from the typed models is sent with only what the user set
+    (camelCase, no defaults filled in), into the namespace asked for."""
+    from kubetune import space
+    from kubetune.spec import Budget, ObjectMeta, SpecError, Study, StudySpec, TrialTemplate
+
+    kube.create(
+        "namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-ns"}},
+        None,
+    )
+    study = Study(
+        metadata=ObjectMeta(name="typed", labels={"team": "ml"}),
+        spec=StudySpec(
+            search_space=space.search_space({"x": (0.0, 1.0)}),
+            budget=Budget(max_trials=9),
+            trial=TrialTemplate(python="train:objective"),
+        ),
+    )
+    client.submit(study, namespace="team-ns")
+    requests = emulator_server.call(lambda: [dict(e) for e in emulator_server.emulator.request_log])
+    sent = [
+        json.loads(r["body"])
+        for r in requests
+        if r["method"] == "POST" and r["path"].endswith("/namespaces/team-ns/studies")
+    ]
+    assert len(sent) == 1
+    assert sent[0]["metadata"] == {
+        "name": "typed",
+        "namespace": "team-ns",
+        "labels": {"team": "ml"},
+    }
+    assert sent[0]["spec"] == {
+        "searchSpace": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        "budget": {"maxTrials": 9},
+        "trial": {"python": "train:objective"},
+    }
+    with pytest.raises(SpecError, match="no such file"):
+        client.submit("missing-study.yaml")

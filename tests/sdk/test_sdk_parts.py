@@ -15,7 +15,7 @@ import tune_helpers
 import tune_objectives
 from kubetune import space
 from kubetune.cli import app
-from kubetune.client import _with_host, is_finished, refused_fields
+from kubetune.client import is_finished, refused_fields
 from kubetune.shipping import INTERACTIVE_MODULE, ShippingError, ship
 from kubetune.spec import SpecError, validate_spec
 from kubetune.tuning import build_study, default_name, resources_spec
@@ -232,7 +232,7 @@ def test_warm_start_files_and_checks(tmp_path: Path) -> None:
     assert "not a parameter" in problems["params[0].extra"]
 
 
-def test_started_fields_finished_phases_and_storage_host() -> None:
+def test_started_fields_and_finished_phases() -> None:
     spec = {"trial": {"python": "a:b"}, "sampler": {"name": "random"}}
     started = {"spec": spec, "status": {"studyName": "x"}}
     assert refused_fields(started, validate_spec({**spec, "budget": {"maxTrials": 9}})) == []
@@ -262,14 +262,6 @@ def test_started_fields_finished_phases_and_storage_host() -> None:
     }
     assert not is_finished(stale)
     assert is_finished({"metadata": {"generation": 2}, "status": stale["status"]})
-    assert (
-        _with_host("postgresql://u:p@db.kubetune.svc:5432/optuna", "localhost:15432")
-        == "postgresql://u:p@localhost:15432/optuna"
-    )
-    assert (
-        _with_host("postgresql+psycopg2://postgres@/kt?host=/tmp/sock", "127.0.0.1:5432")
-        == "postgresql+psycopg2://postgres@127.0.0.1:5432/kt"
-    )
 
 
 def test_cluster_commands_without_a_cluster_exit_3(tmp_path: Path) -> None:
@@ -292,31 +284,20 @@ def test_cluster_commands_without_a_cluster_exit_3(tmp_path: Path) -> None:
 
     assert Client(kubeconfig=config).namespace == "team"
     assert Client("other", kubeconfig=config).namespace == "other"
+    # storage_host points a Study's own URL (a TCP host, or a Unix socket) at a forwarded
+    # port, keeping user and database (end to end: tests/e2e/test_readme_claims.py).
+    forwarded = Client(kubeconfig=config, storage_host="localhost:15432")
+    for url, expected in (
+        ("postgresql://u@db.kubetune.svc:5432/optuna", "postgresql://u@localhost:15432/optuna"),
+        (
+            "postgresql+psycopg2://postgres@/kt?host=/tmp/sock",
+            "postgresql+psycopg2://postgres@localhost:15432/kt",
+        ),
+    ):
+        study = {"metadata": {"name": "s", "namespace": "team"}, "spec": {"storage": {"url": url}}}
+        assert forwarded.storage_url_of(study) == expected
     invalid = tmp_path / "study.yaml"
     invalid.write_text("apiVersion: kubetune.io/v1alpha1\nkind: Study\nmetadata: {name: Bad}\n")
     result = runner.invoke(app, ["submit", str(invalid), "--kubeconfig", str(config)])
     assert result.exit_code == 2
     assert "metadata.name" in result.stderr and "spec: required" in result.stderr
-
-
-def test_typed_builders_are_sent_as_the_user_wrote_them() -> None:
-    from kubetune.client import _body, _document
-    from kubetune.spec import Budget, ObjectMeta, Study, StudySpec, TrialTemplate
-
-    study = Study(
-        metadata=ObjectMeta(name="typed", labels={"team": "ml"}),
-        spec=StudySpec(
-            search_space=space.search_space({"x": (0.0, 1.0)}),
-            budget=Budget(max_trials=9),
-            trial=TrialTemplate(python="train:objective"),
-        ),
-    )
-    body = _body(_document(study), "team-ns")
-    assert body["metadata"] == {"name": "typed", "namespace": "team-ns", "labels": {"team": "ml"}}
-    assert body["spec"] == {
-        "searchSpace": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-        "budget": {"maxTrials": 9},
-        "trial": {"python": "train:objective"},
-    }
-    with pytest.raises(SpecError, match="no such file"):
-        _document("missing-study.yaml")
