@@ -17,6 +17,12 @@ a port and say where::
 
 or pass the whole URL with ``storage_url=``. Passwords are never printed.
 
+Local studies (``kubetune run``, ``tune(local=True)``) need no cluster: give
+``best_params``, ``best_trial(s)``, ``trials`` and ``optuna_study`` the Study
+file (``client.best_params("study.yaml")``); the embedded PostgreSQL runs until
+the client is closed. With ``storage_url=``, a study of that name in it is read
+without asking the cluster either.
+
 Example:
     >>> from kubetune import Client
     >>> client = Client()                                           # doctest: +SKIP
@@ -483,7 +489,9 @@ class Client:
             # Asked for a study of the storage it was given: say what that holds.
             from kubetune.study_source import load_stored_study
 
-            load_stored_study(self.storage_url, name, hint=f"nor a cluster to look in ({error})")
+            load_stored_study(
+                self._storage(self.storage_url), name, hint=f"nor a cluster to look in ({error})"
+            )
             raise
         optuna_name = (obj.get("status") or {}).get("studyName")
         if not optuna_name:
@@ -515,7 +523,7 @@ class Client:
         if not self.storage_url or self.storage_host:
             return None
         try:
-            return load_stored_study(self.storage_url, name)
+            return load_stored_study(self._storage(self.storage_url), name)
         except NotFound:
             return None
 

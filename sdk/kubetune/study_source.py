@@ -120,14 +120,16 @@ def dispose(study: optuna.Study) -> None:
         engine.dispose()
 
 
-def load_stored_study(url: str, name: str, *, hint: str = "") -> optuna.Study:
-    """The Optuna study ``name`` in the storage at ``url``; NotFound names the studies
-    the storage does hold."""
+def load_stored_study(
+    url: str | optuna.storages.BaseStorage, name: str, *, hint: str = ""
+) -> optuna.Study:
+    """The Optuna study ``name`` in the storage at ``url`` (or in an opened storage);
+    NotFound names the studies the storage does hold."""
     import optuna
 
     from kubetune.storage import open_storage
 
-    storage = open_storage(url, retry_seconds=10)
+    storage = open_storage(url, retry_seconds=10) if isinstance(url, str) else url
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
