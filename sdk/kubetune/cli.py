@@ -320,9 +320,10 @@ def _report(result: object, output: Path, log_dir: Path, path: Path) -> None:
         _print_failures(result.failures)
     if result.best_trials:
         table = Table(title="Best trial" if len(result.best_trials) == 1 else "Pareto front")
-        table.add_column("trial", justify="right")
-        table.add_column("value(s)")
-        table.add_column("params")
+        # In a narrow terminal values and parameters fold onto more lines, never cut.
+        table.add_column("trial", justify="right", no_wrap=True)
+        table.add_column("value(s)", overflow="fold")
+        table.add_column("params", overflow="fold")
         for trial in result.best_trials:
             table.add_row(
                 str(trial["number"]),
@@ -352,8 +353,8 @@ MAX_FAILURE_REASONS = 5
 def _print_failures(failures: list[tuple[str, list[int]]]) -> None:
     """Why trials failed: each reason once, with how many and which trials."""
     table = Table(title="Failed trials")
-    table.add_column("trials", justify="right")
-    table.add_column("numbers")
+    table.add_column("trials", justify="right", no_wrap=True)
+    table.add_column("numbers", overflow="fold")
     table.add_column("reason", overflow="fold")
     for reason, numbers in failures[:MAX_FAILURE_REASONS]:
         shown = ", ".join(str(n) for n in numbers[:8]) + (", …" if len(numbers) > 8 else "")

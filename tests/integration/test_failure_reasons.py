@@ -274,3 +274,19 @@ def test_trials_stopped_by_ctrl_c_are_not_counted_failed(
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"study {NAME}: 3 complete, 0 pruned, 0 failed\n" in again.stdout
     assert "failed" not in again.stdout.replace("0 failed", "")
+
+
+def test_a_narrow_terminal_folds_the_best_trial_instead_of_cutting_it(
+    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    """In a terminal too narrow for the table, a parameter's value folds onto the next
+    line; it is not cut to "0.4872…"."""
+    study = write_study(tmp_path, QUICK)
+    env = {**cli_env, "FORCE_COLOR": "1", "COLUMNS": "40"}  # a terminal, 40 columns
+    result = kubetune(env, tmp_path, "run", str(study), "--storage", storage_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.stdout)
+    best = min(trials(storage_url), key=lambda t: t.value)
+    params = "".join(row.split("│")[3].strip() for row in table_rows(plain))
+    assert f"x={best.params['x']!r}" in params.replace(" ", ""), plain
+    assert "…" not in "\n".join(table_rows(plain))
