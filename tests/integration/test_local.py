@@ -231,7 +231,8 @@ def test_ctrl_c_stops_cleanly_and_loses_no_finished_trial(
         budget={"maxTrials": 6, "parallelism": 2},
     )
     study_file = write_study(tmp_path, spec)
-    env = {**cli_env, "KT_SLEEP": "0.6", "KT_STARTED_MARKER": str(marker)}
+    # Trials long enough that Ctrl-C lands while some run, even on a loaded machine.
+    env = {**cli_env, "KT_SLEEP": "3", "KT_STARTED_MARKER": str(marker)}
     process = subprocess.Popen(
         kubetune("run", str(study_file), "--storage", storage_url),
         env=env,
@@ -241,6 +242,7 @@ def test_ctrl_c_stops_cleanly_and_loses_no_finished_trial(
         text=True,
     )
     study = None
+    workers: list[psutil.Process] = []
 
     def some_finished_and_some_running() -> bool:
         nonlocal study
@@ -249,12 +251,14 @@ def test_ctrl_c_stops_cleanly_and_loses_no_finished_trial(
         except KeyError:
             return False
         states = [t.state for t in study.trials]
-        return TrialState.COMPLETE in states and TrialState.RUNNING in states
+        if TrialState.COMPLETE in states and TrialState.RUNNING in states:
+            workers.extend(_children(process.pid))
+            return True
+        return False
 
     _wait_for(some_finished_and_some_running)
-    workers = _children(process.pid)
-    assert workers, "the worker processes were found"
     process.send_signal(signal.SIGINT)
+    assert workers, "the worker processes were found"
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stdout + stderr
     assert "stopped by Ctrl-C" in stdout
