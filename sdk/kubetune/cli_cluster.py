@@ -511,7 +511,8 @@ def delete(
     name: Annotated[
         str,
         typer.Argument(
-            help="The Study's name, or a Study YAML file (a local study, kubetune run).",
+            help="The Study's name, or a Study YAML file (a local study, kubetune run), or "
+            "with --storage a study's name in that storage.",
             show_default=False,
         ),
     ],
@@ -524,8 +525,9 @@ def delete(
         str | None,
         typer.Option(
             "--storage",
-            help="For a Study file: the Optuna storage URL (default $KUBETUNE_STORAGE_URL, "
-            "spec.storage.url or the embedded PostgreSQL).",
+            help="An Optuna storage URL. For a Study file: default $KUBETUNE_STORAGE_URL, "
+            "spec.storage.url or the embedded PostgreSQL. For a name: the study of that name in "
+            "this storage is deleted (no cluster needed), else the cluster's Study.",
             show_default=False,
         ),
     ] = None,
@@ -534,8 +536,9 @@ def delete(
 
     Its trials stay in the database unless spec.storage.onDelete is delete.
     For a Study file, delete the local study and its trials (kubetune run starts
-    it afresh).
+    it afresh); so for a name with --storage that the storage holds.
     """
+    from kubetune.errors import ClusterUnavailable, NotFound
     from kubetune.study_source import is_study_file
 
     if is_study_file(name):
@@ -544,8 +547,39 @@ def delete(
         delete_local(Path(name), storage)
         return
     with handled():
-        connect(namespace, kubeconfig, context).delete(name, wait=wait, timeout=timeout)
+        missing: NotFound | None = None
+        if storage:
+            try:
+                count = _delete_stored(name, storage)
+            except NotFound as error:
+                missing = error
+            else:
+                console.print(f"study {name!r} deleted ({count} trials)", highlight=False)
+                return
+        try:
+            connect(namespace, kubeconfig, context).delete(name, wait=wait, timeout=timeout)
+        except ClusterUnavailable:
+            if missing is not None:
+                raise missing from None  # what was asked of the storage: it holds none
+            raise
         console.print(f"study.kubetune.io/{name} deleted", highlight=False)
+
+
+def _delete_stored(name: str, storage: str) -> int:
+    """Delete the Optuna study ``name`` and its trials from ``storage``; how many it had.
+
+    NotFound (naming what the storage holds) when there is none."""
+    import optuna
+
+    from kubetune.study_source import dispose, load_stored_study
+
+    study = load_stored_study(storage, name)
+    try:
+        count = len(study.get_trials(deepcopy=False))
+        optuna.delete_study(study_name=name, storage=study._storage)
+    finally:
+        dispose(study)
+    return count
 
 
 @app.command()

@@ -408,7 +408,7 @@ class Client:
         stored = self._stored_study(name)
         if stored is not None:
             return best_params_of(best_of(stored), stored.study_name)
-        status = self.get_object(str(name), namespace=namespace).get("status") or {}
+        status = self._cluster_object(str(name), namespace).get("status") or {}
         best = status.get("bestTrial")
         if best:
             return dict(best.get("params") or {})
@@ -439,7 +439,7 @@ class Client:
                 raise NoBestTrial(stored.study_name)
             return found
         name = str(name)
-        status = self.get_object(name, namespace=namespace).get("status") or {}
+        status = self._cluster_object(name, namespace).get("status") or {}
         entries = [status["bestTrial"]] if status.get("bestTrial") else status.get("paretoFront")
         if not entries:
             raise NoBestTrial(name, self._ns(namespace))
@@ -481,18 +481,7 @@ class Client:
         if stored is not None:
             return stored
         name = str(name)
-        try:
-            obj = self.get_object(name, namespace=namespace)
-        except ClusterUnavailable as error:
-            if not self.storage_url:
-                raise
-            # Asked for a study of the storage it was given: say what that holds.
-            from kubetune.study_source import load_stored_study
-
-            load_stored_study(
-                self._storage(self.storage_url), name, hint=f"nor a cluster to look in ({error})"
-            )
-            raise
+        obj = self._cluster_object(name, namespace)
         optuna_name = (obj.get("status") or {}).get("studyName")
         if not optuna_name:
             raise NotReady(
@@ -506,6 +495,21 @@ class Client:
             raise NotFound(
                 "optuna study", optuna_name, hint=f'the storage of study "{name}" does not hold it'
             ) from None
+
+    def _cluster_object(self, name: str, namespace: str | None) -> dict[str, Any]:
+        """The Study object of a name the client's storage does not hold; with no cluster
+        to ask, NotFound says what that storage holds (what the user asked of it)."""
+        try:
+            return self.get_object(name, namespace=namespace)
+        except ClusterUnavailable as error:
+            if not self.storage_url or self.storage_host:
+                raise
+            from kubetune.study_source import load_stored_study
+
+            load_stored_study(
+                self._storage(self.storage_url), name, hint=f"nor a cluster to look in ({error})"
+            )
+            raise
 
     def _stored_study(self, name: str | Path) -> optuna.Study | None:
         """The local study of a Study file, or the study ``name`` of ``storage_url``

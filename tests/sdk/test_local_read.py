@@ -143,6 +143,14 @@ def test_a_name_with_storage_needs_no_cluster(
     assert missing.returncode == 4, missing.stderr
     assert "qaud" in missing.stderr and "quad" in missing.stderr
 
+    deleted = cli(user_env, tmp_path, "delete", "quad", "--storage", storage_url)
+    assert deleted.returncode == 0, deleted.stderr
+    assert "deleted (4 trials)" in deleted.stdout
+    gone = cli(user_env, tmp_path, "best", "quad", "--storage", storage_url)
+    assert gone.returncode == 4, gone.stderr
+    again = cli(user_env, tmp_path, "delete", "quad", "--storage", storage_url)
+    assert again.returncode == 4 and "quad" in again.stderr, again.stderr
+
 
 def test_sdk_reads_the_local_study_from_a_plain_script(
     user_env: dict[str, str], tmp_path: Path
