@@ -296,6 +296,7 @@ def cluster(storage_url: str, reconcile_seconds: float | None = None) -> Iterato
     """Start the emulated cluster with the operator's default storage ``storage_url``."""
     sys.path.insert(0, str(REPO / "tests"))
     from harness import EmulatorServer, FakeKubelet, KopfOperator, KubeClient, write_kubeconfig
+    from harness.auth import SUPERUSER_TOKEN
 
     folder = Path(tempfile.mkdtemp(prefix="kubetune-bench-cluster-"))
     server = EmulatorServer()
@@ -306,6 +307,7 @@ def cluster(storage_url: str, reconcile_seconds: float | None = None) -> Iterato
         log_dir=folder / "pods",
         base_env=worker_env(),
         entrypoints={TRIAL_IMAGE: ["kubetune-trial"]},
+        token=SUPERUSER_TOKEN,  # a kubelet may read every pod's secrets, as in the tests
     )
     kubelet.start()
     server.emulator.log_provider = kubelet.read_log

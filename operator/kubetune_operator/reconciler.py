@@ -737,7 +737,8 @@ class StudyReconciler:
 
 
 _STORAGES: dict[str, optuna.storages.BaseStorage] = {}
-_STORAGES_LOCK = threading.Lock()
+_OPENING: dict[str, threading.Lock] = {}
+_OPENING_LOCK = threading.Lock()
 
 
 def shared_storage(url: str) -> optuna.storages.BaseStorage:
@@ -747,16 +748,18 @@ def shared_storage(url: str) -> optuna.storages.BaseStorage:
     database would exhaust its connections while almost all of them sit idle.
     Optuna's RDB storage is safe to share between threads (a session per call).
     """
-    with _STORAGES_LOCK:
+    with _OPENING_LOCK:
+        opening = _OPENING.setdefault(url, threading.Lock())
+    # One lock per database: the Studies of an unreachable database wait for each
+    # other, not for it, and the Studies starting together open one pool, not one each.
+    with opening:
         storage = _STORAGES.get(url)
-    if storage is not None:
+        if storage is None:
+            # A short first wait: a storage that does not answer becomes a condition
+            # within seconds, and the next tick tries again.
+            storage = open_storage(url, retry_seconds=STORAGE_FIRST_CONNECT_SECONDS)
+            _STORAGES[url] = storage
         return storage
-    # Opened outside the lock: an unreachable database must not hold up the Studies of
-    # another. A short first wait: a storage that does not answer becomes a condition
-    # within seconds, and the next tick tries again.
-    storage = open_storage(url, retry_seconds=STORAGE_FIRST_CONNECT_SECONDS)
-    with _STORAGES_LOCK:
-        return _STORAGES.setdefault(url, storage)
 
 
 def merge_patch(old: Any, new: Any) -> Any:
