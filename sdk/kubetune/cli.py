@@ -375,7 +375,37 @@ from kubetune import cli_cluster, cli_tools  # noqa: E402, F401
 
 
 def main() -> None:
-    app()
+    """The ``kubetune`` command: the console script, and ``python -m kubetune.cli``."""
+    from typer.main import get_command
+
+    try:
+        # Not standalone: a command-line mistake comes back here, to be shown as below.
+        code = get_command(app).main(standalone_mode=False)
+    except typer.Abort:
+        print_error("aborted")
+        raise SystemExit(1) from None
+    except typer.TyperException as error:  # Click's errors: usage, bad parameter
+        _usage_error(error)
+        raise SystemExit(getattr(error, "exit_code", EXIT_BAD_INPUT)) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(error: typer.TyperException) -> None:
+    """A mistake on the command line (an unknown option, a bad value): in a terminal,
+    Typer's box; piped, plain lines that are never wrapped, the error on one line."""
+    if type(error).__name__ == "NoArgsIsHelpError":
+        return  # its message is the help, printed already
+    if errors.is_terminal:
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(error)  # type: ignore[arg-type]
+        return
+    ctx = getattr(error, "ctx", None)
+    if ctx is not None:
+        errors.print(ctx.get_usage(), markup=False, highlight=False)
+        errors.print(f"Try '{ctx.command_path} --help' for help.", markup=False, highlight=False)
+    format_message = getattr(error, "format_message", None)
+    print_error(format_message() if format_message is not None else error)
 
 
 if __name__ == "__main__":

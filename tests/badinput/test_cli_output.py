@@ -4,6 +4,8 @@ error is not a terminal and ``$COLUMNS`` is unset)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -46,4 +48,24 @@ def test_an_invalid_study_s_problems_are_one_line_each(
     assert result.stderr.splitlines() == [
         "error: bad.yaml is not a valid Study:",
         f"  spec.searchSpace.{LONG_NAME}.high: must be >= low (1.0)",
+    ]
+
+
+def test_a_bad_option_value_is_one_line(piped_env: dict[str, str], tmp_path: Path) -> None:
+    """Typer draws a box at 80 columns around a command-line mistake; piped, the
+    mistake is one line (after the usage), as the other errors are."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "kubetune"), "run", "--parallelism", "0", "study.yaml"],
+        env=piped_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "Usage: kubetune run [OPTIONS] {path}",
+        "Try 'kubetune run --help' for help.",
+        "error: Invalid value for '--parallelism' / '-p': Input should be greater than or "
+        "equal to 1",
     ]
