@@ -95,6 +95,24 @@ def test_grid_covers_every_combination() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("low", "high", "step"), [(0.0, 1.0, 0.35), (0.0, 0.3, 0.1), (1.0, 2.0, 0.3)]
+)
+def test_grid_of_a_float_the_step_does_not_divide_stays_in_range(
+    low: float, high: float, step: float
+) -> None:
+    """The points are Optuna's for that stepped float: none above ``high``, none left out."""
+    spec = spec_with(
+        searchSpace={"x": {"type": "float", "low": low, "high": high, "step": step}},
+        sampler={"name": "grid"},
+    )
+    points = bridge.grid(spec)["x"]
+    optuna_high = optuna.distributions.FloatDistribution(low, high, step=step).high
+    assert max(points) == pytest.approx(optuna_high)
+    assert all(low <= point <= high for point in points)
+    assert bridge.grid_size(spec) == len(points)
+
+
 def test_bad_sampler_argument_is_named() -> None:
     with pytest.raises(SpecError) as caught:
         bridge.build_sampler(spec_with(sampler={"name": "tpe", "args": {"n_startup": 5}}))
