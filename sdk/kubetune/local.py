@@ -341,8 +341,10 @@ class LocalRun:
             last_words = _tail(worker.log_path)
             if code in (EXIT_CONFIG_ERROR, EXIT_STORAGE_ERROR):
                 self._stop_workers(study, spec, reason="another worker could not run")
+                said = _given_up(last_words)
                 raise LocalRunError(
-                    scrub(last_words or f"worker exited with code {code}", self.url)
+                    scrub(said or f"worker exited with code {code}", self.url)
+                    + (f"\n  (the worker's log: {_shown(worker.log_path)})" if said else "")
                 )
             reason = f"worker process {worker.name} {_exit_description(code)}"
             lost = [
@@ -549,6 +551,20 @@ def _exit_description(code: int) -> str:
         with contextlib.suppress(ValueError):
             return f"was killed by {signal.Signals(-code).name}"
     return f"exited with code {code}"
+
+
+#: How the trial runner starts the line saying why it gave up (kubetune_trial.cli).
+_GIVE_UP_PREFIX = "kubetune-trial: "
+
+
+def _given_up(log_tail: str) -> str:
+    """Why a worker gave up: its last ``kubetune-trial:`` line and what follows, without
+    the traceback before it (that stays in the log); else the log's last lines."""
+    lines = log_tail.splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith(_GIVE_UP_PREFIX):
+            return "\n".join([lines[index].removeprefix(_GIVE_UP_PREFIX), *lines[index + 1 :]])
+    return log_tail
 
 
 def _tail(path: Path, lines: int = 15) -> str:

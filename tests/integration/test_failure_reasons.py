@@ -290,3 +290,27 @@ def test_a_narrow_terminal_folds_the_best_trial_instead_of_cutting_it(
     params = "".join(row.split("│")[3].strip() for row in table_rows(plain))
     assert f"x={best.params['x']!r}" in params.replace(" ", ""), plain
     assert "…" not in "\n".join(table_rows(plain))
+
+
+def test_a_module_that_breaks_on_import_says_where(
+    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    """The run stops with the exception and the line of the user's module; the
+    whole traceback is in the worker's log, not in the error."""
+    (tmp_path / "kt_import_breaks.py").write_text(
+        "import os\nDATA = os.environ['KT_NO_SUCH_VARIABLE']\n", encoding="utf-8"
+    )
+    spec = {**QUICK, "trial": {"python": "kt_import_breaks:objective"}}
+    result = kubetune(
+        cli_env, tmp_path, "run", str(write_study(tmp_path, spec)), "--storage", storage_url
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    module = tmp_path / "kt_import_breaks.py"
+    assert result.stderr.splitlines() == [
+        "error: spec.trial.python: cannot import 'kt_import_breaks': KeyError: "
+        f"'KT_NO_SUCH_VARIABLE' (at {module}, line 2)",
+        f"  (the worker's log: .kubetune/logs/{NAME}/worker-0.log)",
+    ]
+    log = (tmp_path / ".kubetune" / "logs" / NAME / "worker-0.log").read_text(encoding="utf-8")
+    assert "Traceback (most recent call last):" in log
+    assert f'File "{module}", line 2, in <module>' in log

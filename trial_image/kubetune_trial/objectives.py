@@ -18,12 +18,14 @@ import contextlib
 import functools
 import importlib
 import json
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -102,8 +104,17 @@ def _load_python(entry: str) -> Objective:
     try:
         module = importlib.import_module(module_name)
     except Exception as error:
+        # Where in the module it broke: in the worker's log (the pod log, worker-N.log),
+        # unless the module is simply not there.
+        if not (isinstance(error, ModuleNotFoundError) and error.name == module_name):
+            logging.getLogger("kubetune.trial").error(
+                "cannot import %r:\n%s",
+                module_name,
+                "".join(traceback.format_exception(error)).rstrip(),
+            )
         raise ObjectiveNotLoadable(
-            "spec.trial.python", f"cannot import {module_name!r}: {type(error).__name__}: {error}"
+            "spec.trial.python",
+            f"cannot import {module_name!r}: {type(error).__name__}: {error}{_where(error)}",
         ) from None
     function = getattr(module, function_name, None)
     if not callable(function):
@@ -111,6 +122,22 @@ def _load_python(entry: str) -> Objective:
             "spec.trial.python", f"{module_name!r} has no function {function_name!r}"
         )
     return function  # type: ignore[no-any-return]
+
+
+def _where(error: BaseException) -> str:
+    """`` (at FILE, line N)``: the last line of the user's code in ``error``'s
+    traceback (Python's own, importlib's and the runner's frames skipped), or nothing."""
+    ours = os.path.dirname(os.path.abspath(__file__))
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith("<")
+        and "importlib" not in frame.filename
+        and not os.path.abspath(frame.filename).startswith(ours + os.sep)
+    ]
+    if not frames:
+        return ""
+    return f" (at {frames[-1].filename}, line {frames[-1].lineno})"
 
 
 def format_value(value: Any) -> str:
