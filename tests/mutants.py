@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -224,7 +225,13 @@ def run_tests(copy: Path, env: dict[str, str], tests: tuple[str, ...], basetemp:
         *tests,
     ]
     print("  $", " ".join(command[3:]), flush=True)
-    return subprocess.run(command, env=env, cwd=copy).returncode
+    # Ctrl-C as a terminal gives it: a shell's background job inherits SIGINT ignored,
+    # and the tests that press Ctrl-C on the CLI would then see it do nothing.
+    return subprocess.run(command, env=env, cwd=copy, preexec_fn=_default_sigint).returncode
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import psutil
 import pytest
 import yaml
 from kubetune.storage import open_storage
+from test_local import ctrl_c_works
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,6 +52,7 @@ def test_dashboard_listens_only_on_loopback_and_keeps_the_password_off_command_l
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=ctrl_c_works,
     )
     try:
         dashboard = psutil.Process(process.pid)

@@ -240,6 +240,7 @@ def test_ctrl_c_stops_cleanly_and_loses_no_finished_trial(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_works,
     )
     study = None
     workers: list[psutil.Process] = []
@@ -349,3 +350,9 @@ def test_embedded_postgres_is_the_default_and_keeps_the_study(
         if p.info["name"] == "postgres" and data in " ".join(p.info["cmdline"] or [])
     ]
     assert not leftovers
+
+
+def ctrl_c_works() -> None:
+    """SIGINT as a terminal delivers it: a shell's background job (a CI step, a script
+    run with ``&``) inherits SIGINT ignored, and Python then never sees Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
