@@ -34,11 +34,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 FAKE_TRAIN = str(Path(__file__).resolve().parents[1] / "integration" / "support" / "fake_train.py")
 
 
-def kubetune(kubeconfig: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+def kubetune(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The CLI as a user runs it, against the emulated cluster."""
     return subprocess.run(
         [sys.executable, "-m", "kubetune.cli", *args],
-        env={**(env or os.environ), "KUBECONFIG": str(kubeconfig), "COLUMNS": "160"},
+        env={**os.environ, "KUBECONFIG": str(kubeconfig), "COLUMNS": "160"},
         capture_output=True,
         text=True,
         timeout=120,
