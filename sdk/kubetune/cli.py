@@ -260,13 +260,6 @@ def delete_local(path: Path, storage: str | None) -> None:
 class _ProgressReporter(StudyProgress):
     """``kubetune run``'s live line, fed by :class:`kubetune.local.LocalRun`."""
 
-    def message(self, text: str) -> None:
-        """A line above the live line; a reason's own lines below it, indented."""
-        first, *rest = text.splitlines() or [""]
-        self.note(
-            "[yellow]•[/] " + escape(first) + "".join(f"\n    {escape(line)}" for line in rest)
-        )
-
     def update_local(self, progress: object) -> None:
         from kubetune.local import Progress
 

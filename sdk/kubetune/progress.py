@@ -119,6 +119,16 @@ class StudyProgress:
         """Print ``text`` above the line (Rich markup unless ``markup`` is False)."""
         self._live.console.print(text, highlight=False, markup=markup)
 
+    def message(self, text: str) -> None:
+        """Plain ``text`` (never read as markup: a traceback's ``values[i]`` stays) above
+        the line, after a bullet; its further lines (a reason's last lines) indented."""
+        from rich.markup import escape
+
+        first, *rest = text.splitlines() or [""]
+        self.note(
+            "[yellow]•[/] " + escape(first) + "".join(f"\n    {escape(line)}" for line in rest)
+        )
+
     def update(
         self,
         *,

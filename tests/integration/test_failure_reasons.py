@@ -128,7 +128,7 @@ def test_a_python_objective_s_traceback(
     start = lines.index(f"• trial 0 failed: {headline}")
     below = "\n".join(lines[start + 1 : start + 5])
     assert "kt_reason_objectives.py" in below and "in _load_batch" in below, result.stdout
-    assert 'raise ValueError(f"batch size must be positive, got {size}")' in below
+    assert 'raise ValueError(f"batch size must be positive, got {sizes[i]}")' in below
     rows = "\n".join(table_rows(result.stdout))
     assert headline in rows and "in _load_batch" in rows, result.stdout
 

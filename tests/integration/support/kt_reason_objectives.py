@@ -20,9 +20,9 @@ def raises_deep(trial: optuna.Trial) -> float:
 
 
 def _load_batch(x: float) -> float:
-    size = -1
-    if size <= 0:
-        raise ValueError(f"batch size must be positive, got {size}")
+    sizes, i = [-1], 0
+    if sizes[i] <= 0:  # [i]: shown as written, not read as Rich markup (italic)
+        raise ValueError(f"batch size must be positive, got {sizes[i]}")
     return x
 
 
