@@ -75,7 +75,7 @@ async def reconcile_study(
 ) -> None:
     """Keep the study's pods, trials and status in line until it is deleted; rest while
     nothing can change but its spec."""
-    reconciler = StudyReconciler(CONFIG, emit=lambda *_args: None)
+    reconciler = StudyReconciler(CONFIG, emit=lambda *_args: None, stopping=lambda: bool(stopped))
     reconciler.emit = _emitter(body, reconciler)
     loop = asyncio.get_running_loop()
     resting_at: int | None = None  # the generation at which the last tick said "nothing to do"

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kubetune import bridge
-from kubetune.budget import StopReason, describe, stop_reason, trial_limit
 from kubetune.ledger import TrialLedger
 from kubetune.recovery import WORKER_ATTR, fail_lost_trials, lost_trials
 from kubetune.spec import SpecError, StudySpec, validate_metadata, validate_spec
 from kubetune.storage import StorageUnavailable, open_storage, scrub
+from kubetune.supervision import EndedWorker, Outcome, Situation, decide
 from kubetune.worker import EXIT_CONFIG_ERROR
 
 from kubetune_operator import kube
@@ -89,6 +89,9 @@ class StudyReconciler:
 
     config: OperatorConfig
     emit: EventSink
+    #: Asked after observing, before acting: True once this replica must stop
+    #: (paused in favour of another, or exiting), so a tick in flight acts on nothing.
+    stopping: Callable[[], bool] = field(default=lambda: False)
     _study: optuna.Study | None = None
     _ledger: TrialLedger | None = None
     _url: str | None = None
@@ -267,6 +270,7 @@ class StudyReconciler:
         secret: tuple[str, str],
         generation: int | None,
     ) -> bool:
+        """Observe the pods and the trials, let the supervision policy decide, act."""
         namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
         ledger = self._tally(study)
         pods = [
@@ -279,40 +283,43 @@ class StudyReconciler:
 
         if self._recover_lost_trials(study, spec, ledger, pods, live_names):
             ledger = self._tally(study)
-        failed_pods, broken = self._account_ended_pods(namespace, pods, ledger, status)
+        ended = self._ended_pods(namespace, pods, ledger)
 
         conditions = list(status.get("conditions") or [])
         conditions = set_condition(
             conditions, "StorageReady", "True", "StorageReachable", "the storage answers"
         )
-        if self._refused_change:
-            if (condition_of(conditions, "SpecChangeRefused") or {}).get("status") != "True":
-                self.emit("Warning", "SpecChangeRefused", self._refused_change)
-            conditions = set_condition(
-                conditions,
-                "SpecChangeRefused",
-                "True",
-                "StartedFieldsChanged",
-                self._refused_change,
-            )
-        elif condition_of(conditions, "SpecChangeRefused"):
-            conditions = set_condition(
-                conditions, "SpecChangeRefused", "False", "NoChange", "no refused change"
-            )
+        conditions = self._spec_change_conditions(conditions)
 
-        deadline = bridge.stored_deadline(study._storage, study._study_id)
-        reason = stop_reason(spec, ledger.spending, now=time.time(), deadline=deadline)
-        refused: kube.ApiRefused | None = None
+        busy = {str(t.user_attrs.get(WORKER_ATTR)) for t in ledger.running}
+        decision = decide(
+            Situation(
+                spec=spec,
+                spending=ledger.spending,
+                now=time.time(),
+                deadline=bridge.stored_deadline(study._storage, study._study_id),
+                live_workers=len(live),
+                busy_workers=sum(1 for p in live if p["metadata"]["name"] in busy),
+                running_trials=len(ledger.running),
+                ended=ended,
+                ends_without_progress=int(status.get("failedPodsWithoutTrials") or 0),
+            ),
+            max_ends_without_progress=self.config.max_failed_pods_without_trials,
+        )
+        if self.stopping():
+            return False
         update: dict[str, Any] = {
             "studyName": status.get("studyName"),
             "startTime": status.get("startTime"),
             "observedGeneration": generation,
-            "failedPodsWithoutTrials": failed_pods,
+            "failedPodsWithoutTrials": decision.ends_without_progress,
         }
-
-        if broken is not None:
-            reason_text = broken
-            self._stop_pods(study, spec, live, f"study failed: {reason_text}", requeue=False)
+        if decision.stop_workers:
+            self._stop_pods(study, spec, live, decision.stop_workers, requeue=decision.requeue)
+            live = []
+        if decision.finished:
+            ledger = self._tally(study)
+            reason = decision.stop.value if decision.stop else "TrialPodsFailing"
             return self._finish(
                 meta,
                 status,
@@ -320,47 +327,26 @@ class StudyReconciler:
                 conditions,
                 spec,
                 ledger,
-                "Failed",
-                "TrialPodsFailing",
-                reason_text,
+                decision.phase,
+                reason,
+                decision.reason,
             )
-        if spec.suspend:
-            self._stop_pods(study, spec, live, "the study was suspended", requeue=True)
-            update["phase"] = "Suspended"
+
+        refused: kube.ApiRefused | None = None
+        update["phase"] = decision.phase
+        if decision.phase == "Suspended":
             conditions = set_condition(
                 conditions, "Suspended", "True", "Suspended", "spec.suspend is true"
             )
-        elif reason is None:
-            update["phase"] = "Running"
-            conditions = (
-                set_condition(conditions, "Suspended", "False", "Running", "running")
-                if condition_of(conditions, "Suspended")
-                else conditions
-            )
-            refused = self._scale(meta, spec, study, ledger, live, secret)
-            self._label_pods_with_trials(namespace, live, ledger)
-        else:
-            if reason in (StopReason.TIMEOUT, StopReason.GOAL, StopReason.TOO_MANY_FAILURES):
-                self._stop_pods(
-                    study, spec, live, f"the study stopped: {reason.value}", requeue=False
-                )
-                live = []
-            if not live and not ledger.running:
-                ledger = self._tally(study)
-                phase = "Failed" if reason.is_failure else "Succeeded"
-                return self._finish(
-                    meta,
-                    status,
-                    update,
-                    conditions,
-                    spec,
-                    ledger,
-                    phase,
-                    reason.value,
-                    describe(reason, spec, ledger.spending),
-                )
-            update["phase"] = "Running"
-            self._label_pods_with_trials(namespace, live, ledger)
+        elif condition_of(conditions, "Suspended"):
+            conditions = set_condition(conditions, "Suspended", "False", "Running", "running")
+        if decision.start_workers:
+            refused = self._start_pods(meta, spec, study, decision.start_workers, secret)
+        if decision.retire_idle_workers:
+            idle = [p for p in live if p["metadata"]["name"] not in busy]
+            for pod in idle[: decision.retire_idle_workers]:
+                kube.delete_pod(namespace, pod["metadata"]["name"])
+        self._label_pods_with_trials(namespace, live, ledger)
 
         conditions = self._pod_conditions(conditions, live, refused)
         update["conditions"] = conditions
@@ -368,7 +354,25 @@ class StudyReconciler:
         self._delete_old_failed_pods(namespace, failed_pods_list(pods))
         self._write(meta, status, update)
         # Suspended with every pod gone: nothing changes until the spec does.
-        return bool(spec.suspend) and not live and not ledger.running
+        return decision.phase == "Suspended" and not live and not ledger.running
+
+    def _spec_change_conditions(self, conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """SpecChangeRefused while a started field's edit is refused (one Event when it starts)."""
+        if self._refused_change:
+            if (condition_of(conditions, "SpecChangeRefused") or {}).get("status") != "True":
+                self.emit("Warning", "SpecChangeRefused", self._refused_change)
+            return set_condition(
+                conditions,
+                "SpecChangeRefused",
+                "True",
+                "StartedFieldsChanged",
+                self._refused_change,
+            )
+        if condition_of(conditions, "SpecChangeRefused"):
+            return set_condition(
+                conditions, "SpecChangeRefused", "False", "NoChange", "no refused change"
+            )
+        return conditions
 
     # ------------------------------------------------------------ trials
 
@@ -407,91 +411,66 @@ class StudyReconciler:
                 self.emit("Warning", "TrialFailed", f"trial(s) {numbers} failed: {reason}"[:1000])
         return True
 
-    def _account_ended_pods(
-        self,
-        namespace: str,
-        pods: Sequence[Mapping[str, Any]],
-        ledger: TrialLedger,
-        status: Mapping[str, Any],
-    ) -> tuple[int, str | None]:
-        """Delete succeeded pods; keep failed ones (for their logs), counting those
-        that failed before running any trial. Returns (that count, a reason to fail
-        the study or None)."""
+    def _ended_pods(
+        self, namespace: str, pods: Sequence[Mapping[str, Any]], ledger: TrialLedger
+    ) -> tuple[EndedWorker, ...]:
+        """The pods that ended since the last tick, as the policy sees workers. Succeeded
+        pods are deleted; failed ones are kept (for their logs), marked as handled."""
         workers = ledger.workers
-        count = int(status.get("failedPodsWithoutTrials") or 0)
-        broken: str | None = None
+        ended: list[EndedWorker] = []
         for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or ""):
             meta = pod["metadata"]
             if not has_ended(pod) or (meta.get("annotations") or {}).get(HANDLED_ANNOTATION):
                 continue
             pod_name = meta["name"]
-            ran_trials = pod_name in workers
+            progressed = pod_name in workers
             if pod["status"].get("phase") == "Succeeded":
                 kube.delete_pod(namespace, pod_name)
-                count = 0 if ran_trials else count
+                ended.append(EndedWorker(pod_name, Outcome.DONE, "exited", progressed))
                 continue
             kube.patch_pod_metadata(namespace, pod_name, annotations={HANDLED_ANNOTATION: "true"})
             if exit_code(pod) == EXIT_CONFIG_ERROR:
-                broken = termination_message(pod) or end_reason(pod)
-                self.emit("Warning", "ObjectiveNotLoadable", broken[:1000])
-            elif ran_trials:
-                count = 0
-            else:
-                count += 1
+                reason = termination_message(pod) or end_reason(pod)
+                self.emit("Warning", "ObjectiveNotLoadable", reason[:1000])
+                ended.append(EndedWorker(pod_name, Outcome.CANNOT_RUN, reason, progressed))
+                continue
+            if not progressed:
                 self.emit("Warning", "TrialPodFailed", end_reason(pod)[:1000])
-        if broken is None and count >= self.config.max_failed_pods_without_trials:
-            broken = (
-                f"{count} trial pods in a row failed before running a trial; the last: "
-                + end_reason(failed_pods_list(pods)[-1])
-                if failed_pods_list(pods)
-                else f"{count} trial pods failed"
-            )
-        return count, broken
+            ended.append(EndedWorker(pod_name, Outcome.CRASHED, end_reason(pod), progressed))
+        return tuple(ended)
 
     # --------------------------------------------------------------- pods
 
-    def _scale(
+    def _start_pods(
         self,
         meta: Mapping[str, Any],
         spec: StudySpec,
         study: optuna.Study,
-        ledger: TrialLedger,
-        live: Sequence[Mapping[str, Any]],
+        count: int,
         secret: tuple[str, str],
     ) -> kube.ApiRefused | None:
-        """Start pods up to ``parallelism``, never more than the budget has trials for;
-        when ``parallelism`` went down, remove pods that have not started a trial.
+        """Create ``count`` trial pods.
 
         Returns the API server's refusal when a pod could not be created (forbidden,
         invalid, over quota): the tick goes on and the status says why."""
-        spent = ledger.spending.trials
-        busy = {str(t.user_attrs.get(WORKER_ATTR)) for t in ledger.running}
-        running = sum(1 for p in live if p["metadata"]["name"] in busy)
-        remaining = max(0, trial_limit(spec) - spent)  # a grid's size when smaller
-        wanted = min(spec.budget.parallelism, running + remaining)
-        if len(live) < wanted:
-            self._ensure_trial_service_account(meta, spec)
-            for offset in range(wanted - len(live)):
-                pod = trial_pod(
-                    meta,
-                    spec,
-                    self.config,
-                    optuna_name=study.study_name,
-                    secret=secret,
-                    # Distinct per pod (seeds are offset by it); the clock keeps it unique
-                    # across ticks without storing a counter.
-                    worker_index=int(time.time() * 1000) % 2**31 + offset,
-                )
-                try:
-                    kube.create_pod(meta["namespace"], pod)
-                except kube.ApiRefused as refusal:
-                    # The account may have been deleted since: look again next time.
-                    self._trial_account_ready = False
-                    return refusal
-        elif len(live) > spec.budget.parallelism:
-            idle = [p for p in live if p["metadata"]["name"] not in busy]
-            for pod in idle[: len(live) - spec.budget.parallelism]:
-                kube.delete_pod(meta["namespace"], pod["metadata"]["name"])
+        self._ensure_trial_service_account(meta, spec)
+        for offset in range(count):
+            pod = trial_pod(
+                meta,
+                spec,
+                self.config,
+                optuna_name=study.study_name,
+                secret=secret,
+                # Distinct per pod (seeds are offset by it); the clock keeps it unique
+                # across ticks without storing a counter.
+                worker_index=int(time.time() * 1000) % 2**31 + offset,
+            )
+            try:
+                kube.create_pod(meta["namespace"], pod)
+            except kube.ApiRefused as refusal:
+                # The account may have been deleted since: look again next time.
+                self._trial_account_ready = False
+                return refusal
         return None
 
     def _ensure_trial_service_account(self, meta: Mapping[str, Any], spec: StudySpec) -> None:
