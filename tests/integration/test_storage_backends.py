@@ -23,6 +23,9 @@ from typing import Any
 
 import optuna
 import pytest
+from kubetune import bridge
+from kubetune.spec import validate_spec
+from kubetune.storage import open_storage
 from optuna.trial import TrialState
 from test_local import SPEC, run_cli, write_study
 
@@ -40,17 +43,28 @@ def cli_env(runner_env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def race_spec(storage: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``WORKERS`` workers whose first trials end together; one trial of the budget left."""
+def race_spec(storage: dict[str, Any] | None = None, history: int = 0) -> dict[str, Any]:
+    """``WORKERS`` workers whose first trials end together; one trial of the budget
+    left (after ``history`` trials that finished before)."""
     spec = dict(
         SPEC,
         searchSpace={},
-        budget={"maxTrials": WORKERS + 1, "parallelism": WORKERS},
+        budget={"maxTrials": history + WORKERS + 1, "parallelism": WORKERS},
         trial={"python": "kt_race_objectives:meets_the_others"},
     )
     if storage is not None:
         spec["storage"] = storage
     return spec
+
+
+def add_history(url: str, spec: dict[str, Any], count: int) -> None:
+    """Study ``local`` with ``count`` finished trials. Each claim reads every trial, so
+    with a history that read takes long enough for the racing workers' claims to meet:
+    SQLite answers a small study so fast that one worker could read and claim before
+    the next one reads, even with no lock."""
+    study = bridge.prepare_study(open_storage(url), "local", validate_spec(spec))
+    finished = optuna.trial.create_trial(params={}, distributions={}, value=0.0)
+    study.add_trials([finished] * count)
 
 
 def run_the_race(
@@ -64,24 +78,28 @@ def run_the_race(
     return result
 
 
-def assert_exact_budget(url: str) -> None:
+def assert_exact_budget(url: str, history: int = 0) -> None:
     study = optuna.load_study(study_name="local", storage=url)
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * (WORKERS + 1), [
-        (t.number, t.state.name, t.user_attrs) for t in study.trials
+    raced = study.trials[history:]
+    assert [t.state for t in raced] == [TrialState.COMPLETE] * (WORKERS + 1), [
+        (t.number, t.state.name, t.user_attrs) for t in raced
     ]
-    assert len({t.user_attrs["kubetune.worker"] for t in study.trials}) == WORKERS
+    assert len({t.user_attrs["kubetune.worker"] for t in raced}) == WORKERS
 
 
 def test_sqlite_url_from_the_spec_runs_the_exact_budget(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     """``spec.storage.url: sqlite:///study.db``, relative to where the command runs."""
-    result = run_the_race(cli_env, tmp_path, race_spec({"url": "sqlite:///study.db"}))
+    history = 1000
+    spec = race_spec({"url": "sqlite:///study.db"}, history)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    add_history(url, spec, history)
+    result = run_the_race(cli_env, tmp_path, spec)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "embedded PostgreSQL" not in result.stdout
-    assert (tmp_path / "study.db").exists()
-    assert_exact_budget(f"sqlite:///{tmp_path / 'study.db'}")
-    assert f"{WORKERS + 1} complete" in result.stdout
+    assert_exact_budget(url, history)
+    assert f"{history + WORKERS + 1} complete" in result.stdout
 
 
 def test_postgresql_url_from_the_spec_is_used(
