@@ -91,7 +91,7 @@ def test_sqlite_url_from_the_spec_runs_the_exact_budget(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     """``spec.storage.url: sqlite:///study.db``, relative to where the command runs."""
-    history = 1000
+    history = 3000
     spec = race_spec({"url": "sqlite:///study.db"}, history)
     url = f"sqlite:///{tmp_path / 'study.db'}"
     add_history(url, spec, history)
