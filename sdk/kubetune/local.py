@@ -2,9 +2,10 @@
 
 ``kubetune run study.yaml`` starts ``parallelism`` processes of the trial
 runner (``python -m kubetune_trial``, the same code a trial pod runs) against
-one storage, the embedded PostgreSQL by default, and supervises them the way
-the operator supervises pods: a worker that dies gets its running trial
-failed with the reason and retried as the spec allows, and is replaced.
+one storage, the embedded PostgreSQL by default, and supervises them with the
+operator's policy (:mod:`kubetune.supervision`): a worker that dies gets its
+running trial failed with the reason and retried as the spec allows, and is
+replaced; workers that cannot run, or keep dying, end the run with their reason.
 
 Example:
     >>> from kubetune.spec import load_study
@@ -36,6 +37,13 @@ from kubetune.recovery import FAIL_REASON_ATTR, WORKER_ATTR, fail_lost_trials
 from kubetune.spec import Study, StudySpec, TrialCounts
 from kubetune.storage import open_storage, scrub
 from kubetune.study_source import check_objective_code
+from kubetune.supervision import (
+    Decision,
+    EndedWorker,
+    Outcome,
+    Situation,
+    decide,
+)
 from kubetune.trials import effective_params
 from kubetune.worker import (
     EXIT_CONFIG_ERROR,
@@ -53,8 +61,6 @@ if TYPE_CHECKING:
 POLL_SECONDS = 0.5
 #: Seconds workers get to finish telling their trial after SIGTERM, before SIGKILL.
 STOP_GRACE = 10.0
-#: Consecutive workers dying before they finish a trial, after which the run gives up.
-MAX_CRASHES_WITHOUT_PROGRESS = 3
 #: How long ``kubetune run`` tries to reach the storage at the start: a wrong URL or a
 #: database that is down gets an answer in seconds. (Once running, a lost
 #: connection is retried for much longer: see ``storage.RECONNECT_SECONDS``.)
@@ -171,7 +177,7 @@ class LocalRun:
         self.run_id = f"{self.host}:{os.getpid()}"
         self._workers: list[_WorkerProcess] = []
         self._next_index = 0
-        self._crashes_without_progress = 0
+        self._last_words: dict[str, tuple[Path, str]] = {}  # a failed worker's log, its end
         self._trials_at_start = 0
         self._failures: dict[str, tuple[str, list[int]]] = {}  # key -> (example, numbers)
         self._stopped = 0  # trials handed back to run again, of every run: not failed
@@ -329,23 +335,31 @@ class LocalRun:
         done = self._tally(study).counts.finished
         self._workers.append(_WorkerProcess(index, name, process, log_path, done))
 
-    def _reap(self, study: optuna.Study, spec: StudySpec) -> None:
-        """Handle workers that exited: done, broken config, or died mid-trial."""
+    def _reap(self, study: optuna.Study, spec: StudySpec) -> tuple[EndedWorker, ...]:
+        """The workers that exited since the last look, as the policy sees them; the
+        trials a crashed worker was running are failed with its reason (and retried)."""
+        ended: list[EndedWorker] = []
         for worker in list(self._workers):
             code = worker.process.poll()
             if code is None:
                 continue
             self._workers.remove(worker)
             if code == EXIT_OK:
+                progressed = self._tally(study).counts.finished > worker.trials_done_at_start
+                ended.append(EndedWorker(worker.name, Outcome.DONE, "exited", progressed))
                 continue
             last_words = _tail(worker.log_path)
+            self._last_words[worker.name] = (worker.log_path, last_words)
             if code in (EXIT_CONFIG_ERROR, EXIT_STORAGE_ERROR):
-                self._stop_workers(study, spec, reason="another worker could not run")
+                # Locally the database is the supervisor's own: a worker that cannot
+                # reach it, like one that cannot load the objective, is not helped by
+                # another worker.
                 said = _given_up(last_words)
-                raise LocalRunError(
-                    scrub(said or f"worker exited with code {code}", self.url)
-                    + (f"\n  (the worker's log: {_shown(worker.log_path)})" if said else "")
+                reason = scrub(said or f"worker exited with code {code}", self.url) + (
+                    f"\n  (the worker's log: {_shown(worker.log_path)})" if said else ""
                 )
+                ended.append(EndedWorker(worker.name, Outcome.CANNOT_RUN, reason, False))
+                continue
             reason = f"worker process {worker.name} {_exit_description(code)}"
             lost = [
                 t
@@ -360,17 +374,24 @@ class LocalRun:
             progressed = self._tally(study).counts.finished > (
                 worker.trials_done_at_start + len(failed)
             )
-            self._crashes_without_progress = 0 if progressed else self._crashes_without_progress + 1
-            if self._crashes_without_progress >= MAX_CRASHES_WITHOUT_PROGRESS:
-                self._stop_workers(study, spec, reason="workers keep dying")
-                raise LocalRunError(
-                    f"{MAX_CRASHES_WITHOUT_PROGRESS} workers in a row died without finishing a "
-                    f"trial; the last: {reason}. Its log: {worker.log_path}\n"
-                    + scrub(last_words, self.url)
-                )
+            ended.append(EndedWorker(worker.name, Outcome.CRASHED, reason, progressed))
+        return tuple(ended)
 
-    def _stop_workers(self, study: optuna.Study, spec: StudySpec, *, reason: str) -> list[int]:
-        """SIGTERM every worker, wait, SIGKILL stragglers; re-queue what they ran."""
+    def _failure(self, decision: Decision) -> LocalRunError:
+        """The error that ends a run the policy failed, with the worker's own words."""
+        broken = decision.broken_worker
+        if broken is None or broken.outcome is Outcome.CANNOT_RUN:
+            return LocalRunError(decision.reason)
+        log_path, last_words = self._last_words.get(broken.name, (None, ""))
+        return LocalRunError(
+            f"{decision.reason}. Its log: {log_path}\n" + scrub(last_words, self.url)
+        )
+
+    def _stop_workers(
+        self, study: optuna.Study, spec: StudySpec, *, reason: str, requeue: bool = True
+    ) -> list[int]:
+        """SIGTERM every worker, wait, SIGKILL stragglers; their trials are handed back
+        to run again first (``requeue``) or failed with ``reason``."""
         for worker in self._workers:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(worker.process.pid, signal.SIGTERM)
@@ -389,6 +410,8 @@ class LocalRun:
             for t in study.get_trials(deepcopy=False)
             if t.user_attrs.get(WORKER_ATTR) in names and not t.state.is_finished()
         ]
+        if not requeue:
+            return fail_lost_trials(study, lost, reason, retries=0)
         return self._hand_back(study, lost, reason, spec.trial.retries)
 
     # ---------------------------------------------------------------- run
@@ -404,20 +427,44 @@ class LocalRun:
         already_complete = (
             stop_reason(spec, ledger.spending, now=time.time(), deadline=deadline) is not None
         )
+        ended: tuple[EndedWorker, ...] = ()
+        in_a_row = 0
         try:
-            if not already_complete:
-                for _ in range(self.parallelism):
+            while True:
+                names = {worker.name for worker in self._workers}
+                # Only this run's trials: one another run left running is not waited for.
+                ours = [t for t in ledger.running if t.user_attrs.get(WORKER_ATTR) in names]
+                decision = decide(
+                    Situation(
+                        spec=spec,
+                        spending=ledger.spending,
+                        now=time.time(),
+                        deadline=deadline,
+                        live_workers=len(self._workers),
+                        busy_workers=len({t.user_attrs.get(WORKER_ATTR) for t in ours}),
+                        running_trials=len(ours),
+                        ended=ended,
+                        ends_without_progress=in_a_row,
+                    )
+                )
+                in_a_row = decision.ends_without_progress
+                if decision.stop_workers:
+                    self._stop_workers(
+                        study, spec, reason=decision.stop_workers, requeue=decision.requeue
+                    )
+                if decision.phase == "Failed" and decision.stop is None:
+                    raise self._failure(decision)
+                if decision.finished:
+                    break
+                if decision.phase == "Suspended":
+                    self.on_message("spec.suspend is true: no trial runs until it is false")
+                    break
+                for _ in range(decision.start_workers):
                     self._start_worker(study)
-            while self._workers:
                 time.sleep(POLL_SECONDS)
-                self._reap(study, spec)
+                ended = self._reap(study, spec)
                 ledger = self._tally(study)
                 self.on_progress(self._progress(spec, ledger))
-                budget_left = (
-                    stop_reason(spec, ledger.spending, now=time.time(), deadline=deadline) is None
-                )
-                while budget_left and len(self._workers) < self.parallelism:
-                    self._start_worker(study)
         except KeyboardInterrupt:
             interrupted = True
             self._stop_workers(study, spec, reason="stopped by Ctrl-C")
