@@ -1,7 +1,7 @@
 """How long after a trial ends the Study's status shows it.
 
 The operator (a real ``kopf run`` in the e2e harness) reconciles each study every
-``KUBETUNE_RECONCILE_SECONDS`` (default 2 s); a trial's end reaches the status at
+``KUBETUNE_RECONCILE_SECONDS`` (default 1 s); a trial's end reaches the status at
 the next reconcile. This script runs a study of 0.5-1.5 s trials (two pods, each
 running many trials), polls the Study object on the emulated API server every
 20 ms, and for the k-th finished trial (by ``datetime_complete`` in the storage)

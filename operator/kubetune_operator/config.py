@@ -40,7 +40,9 @@ class OperatorConfig:
     trial_service_account_annotations: Mapping[str, str] = field(default_factory=dict)
     trial_image_pull_secrets: tuple[str, ...] = ()
     trial_command: tuple[str, ...] = ("kubetune-trial",)
-    reconcile_seconds: float = 2.0
+    #: How often a running Study is looked at: a finished trial shows in its status
+    #: within about this long. Resting Studies (finished, suspended) cost nothing.
+    reconcile_seconds: float = 1.0
     #: Threads shared by every Study's reconcile ticks (a Study holds one only while it ticks).
     reconcile_workers: int = 16
     #: Consecutive trial pods failing before they ran a trial, after which the study fails.
@@ -67,7 +69,7 @@ class OperatorConfig:
                 if name.strip()
             ),
             trial_command=tuple(command.split()) if command else ("kubetune-trial",),
-            reconcile_seconds=float(env.get("KUBETUNE_RECONCILE_SECONDS", "2")),
+            reconcile_seconds=float(env.get("KUBETUNE_RECONCILE_SECONDS", "1")),
             reconcile_workers=int(env.get("KUBETUNE_RECONCILE_WORKERS", "16")),
         )
 

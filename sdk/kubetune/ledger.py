@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kubetune.budget import Spending, was_retried
-from kubetune.recovery import FAIL_REASON_ATTR, WORKER_ATTR
+from kubetune.recovery import FAIL_REASON_ATTR, STOPPED_ATTR, WORKER_ATTR
 from kubetune.spec import TrialCounts
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class TrialLedger:
         self._prefix = 0
         self._prefix_last_id: int | None = None
         self._folded_ids: set[int] = set()
-        self._finished = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+        self._finished = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "STOPPED": 0}
         self._started = 0
         self._failures = 0
         self._best: FrozenTrial | None = None
@@ -101,7 +101,8 @@ class TrialLedger:
     def _fold(self, trial: FrozenTrial) -> None:
         from optuna.trial import TrialState
 
-        self._finished[trial.state.name] += 1
+        stopped = trial.state == TrialState.FAIL and STOPPED_ATTR in trial.user_attrs
+        self._finished["STOPPED" if stopped else trial.state.name] += 1
         worker = trial.user_attrs.get(WORKER_ATTR)
         if worker is not None:
             self._finished_workers.add(str(worker))
@@ -169,6 +170,7 @@ class TrialLedger:
             complete=self._finished["COMPLETE"],
             pruned=self._finished["PRUNED"],
             failed=self._finished["FAIL"],
+            stopped=self._finished["STOPPED"],
         )
 
     @property

@@ -33,7 +33,7 @@ from kubetune import bridge
 from kubetune.budget import StopReason, describe, stop_reason, trial_limit
 from kubetune.errors import NotFound, SpecChangeRefused
 from kubetune.ledger import TrialLedger, failure_summary, reason_key
-from kubetune.recovery import FAIL_REASON_ATTR, WORKER_ATTR, fail_lost_trials
+from kubetune.recovery import FAIL_REASON_ATTR, STOPPED_ATTR, WORKER_ATTR, fail_lost_trials
 from kubetune.spec import Study, StudySpec, TrialCounts
 from kubetune.storage import open_storage, scrub
 from kubetune.study_source import check_objective_code
@@ -49,7 +49,6 @@ from kubetune.worker import (
     EXIT_CONFIG_ERROR,
     EXIT_OK,
     EXIT_STORAGE_ERROR,
-    STOPPED_ATTR,
     STORAGE_URL_ENV,
     WorkerConfig,
 )
@@ -180,7 +179,6 @@ class LocalRun:
         self._last_words: dict[str, tuple[Path, str]] = {}  # a failed worker's log, its end
         self._trials_at_start = 0
         self._failures: dict[str, tuple[str, list[int]]] = {}  # key -> (example, numbers)
-        self._stopped = 0  # trials handed back to run again, of every run: not failed
         self._stopped_now: list[int] = []  # those handed back during this run
 
     # -------------------------------------------------------------- setup
@@ -255,7 +253,6 @@ class LocalRun:
             if trial.state.name != "FAIL":
                 continue
             if STOPPED_ATTR in trial.user_attrs:
-                self._stopped += 1
                 if announce:
                     self._stopped_now.append(trial.number)
                 continue
@@ -269,22 +266,11 @@ class LocalRun:
             self._failures[key][1].append(trial.number)
         return self._ledger
 
-    def _counts(self, ledger: TrialLedger) -> TrialCounts:
-        """The ledger's counts, trials stopped on purpose (and queued again) not
-        counted as failed: they are tried again, and their retry is counted."""
-        counts = ledger.counts
-        return counts.model_copy(update={"failed": max(0, counts.failed - self._stopped)})
-
     def _hand_back(
         self, study: optuna.Study, trials: list[Any], reason: str, retries: int
     ) -> list[int]:
         """Fail ``trials`` (still running) as stopped, not failed, and queue them to run
         again first; returns their numbers."""
-        from optuna.exceptions import UpdateFinishedTrialError
-
-        for trial in trials:
-            with contextlib.suppress(UpdateFinishedTrialError):
-                study._storage.set_trial_user_attr(trial._trial_id, STOPPED_ATTR, reason)
         return fail_lost_trials(study, trials, reason, retries=retries, requeue=True)
 
     def _recover_abandoned(self, study: optuna.Study, spec: StudySpec) -> None:
@@ -472,7 +458,7 @@ class LocalRun:
         self.on_progress(self._progress(spec, ledger))
         reason = stop_reason(spec, ledger.spending, now=time.time(), deadline=deadline)
         message = describe(reason, spec, ledger.spending) if reason else ""
-        counts = self._counts(ledger)
+        counts = ledger.counts
         if counts.complete == 0 and counts.failed and not (reason and reason.is_failure):
             message = f"no trial completed ({counts.failed} failed): the study failed" + (
                 f"; {message}" if message else ""
@@ -492,7 +478,7 @@ class LocalRun:
     def _progress(self, spec: StudySpec, ledger: TrialLedger) -> Progress:
         best = best_summaries(ledger, limit=1)
         return Progress(
-            counts=self._counts(ledger),
+            counts=ledger.counts,
             max_trials=trial_limit(spec),
             best_number=best[0]["number"] if best else None,
             best_values=best[0]["values"] if best else None,

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 WORKER_ATTR = "kubetune.worker"
 FAIL_REASON_ATTR = "kubetune.fail_reason"
 RETRY_OF_ATTR = "kubetune.retry_of"
+#: Marks a trial stopped on purpose (suspend, Ctrl-C, SIGTERM from its supervisor) and
+#: handed back to run again: Optuna records it FAIL, but it did not fail, and counts
+#: and summaries do not call it failed (see :class:`kubetune.ledger.TrialLedger`).
+STOPPED_ATTR = "kubetune.stopped"
 ATTEMPT_ATTR = "kubetune.attempt"
 
 #: A running trial with no worker recorded after this long was claimed by a
@@ -80,8 +84,10 @@ def fail_lost_trials(
         attempt = int(trial.user_attrs.get(ATTEMPT_ATTR, 1))
         again = requeue or attempt <= retries
         try:
+            # Marked while still running: Optuna refuses attributes on finished trials.
+            if requeue:
+                storage.set_trial_user_attr(trial._trial_id, STOPPED_ATTR, reason)
             if again:
-                # Marked while still running: Optuna refuses attributes on finished trials.
                 storage.set_trial_user_attr(trial._trial_id, RETRIED_ATTR, True)
         except UpdateFinishedTrialError:
             continue

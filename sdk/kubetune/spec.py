@@ -973,10 +973,12 @@ class TrialCounts(_Model):
     """Trials the pruner stopped."""
     failed: int = 0
     """Trials that failed (each with its reason)."""
+    stopped: int = 0
+    """Trials stopped on purpose (suspend, Ctrl-C) and queued to run again: not failures."""
 
     @property
     def finished(self) -> int:
-        return self.complete + self.pruned + self.failed
+        return self.complete + self.pruned + self.failed + self.stopped
 
 
 class TrialSummary(_Model):

@@ -94,11 +94,6 @@ def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int
     return value
 
 
-#: The user attribute marking a trial that was stopped on purpose (Ctrl-C, SIGTERM from
-#: the supervisor) and handed back to run again: Optuna records it FAIL, but it did not
-#: fail, and counts and summaries do not call it failed.
-STOPPED_ATTR = "kubetune.stopped"
-
 #: Exit codes of the trial runner, which supervisors act on.
 EXIT_OK = 0
 #: The objective cannot run at all (does not import, program not found, bad spec):

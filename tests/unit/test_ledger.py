@@ -145,3 +145,20 @@ def test_a_study_recreated_under_the_same_name_starts_the_totals_again() -> None
     ledger.update(again.get_trials(deepcopy=False))
     assert ledger.counts.complete == 1
     assert ledger.spending.best_value == 5.0
+
+
+def test_trials_stopped_on_purpose_are_counted_stopped_not_failed() -> None:
+    """A suspend or Ctrl-C hands running trials back (FAIL in Optuna, queued again):
+    the operator's status and kubetune run count them as stopped, not as failures."""
+    from kubetune.recovery import fail_lost_trials
+
+    study = optuna.create_study()
+    study.ask()
+    study.ask()
+    trials = study.get_trials(deepcopy=False)
+    fail_lost_trials(study, [trials[0]], "the study was suspended", retries=0, requeue=True)
+    fail_lost_trials(study, [trials[1]], "pod OOMKilled", retries=0)
+    ledger = TrialLedger(["minimize"])
+    ledger.update(study.get_trials(deepcopy=False))
+    assert (ledger.counts.stopped, ledger.counts.failed, ledger.counts.waiting) == (1, 1, 1)
+    assert ledger.spending.failures == 1  # the stopped trial costs no failure either

@@ -38,8 +38,7 @@ from kubetune.recovery import (
 )
 from kubetune.spec import StudySpec, load_study
 from kubetune.storage import ClaimLock, open_storage, scrub
-from kubetune.worker import STOPPED_ATTR, WorkerConfig
-from optuna.exceptions import UpdateFinishedTrialError
+from kubetune.worker import WorkerConfig
 from optuna.trial import TrialState
 
 from kubetune_trial.objectives import (
@@ -165,11 +164,9 @@ class Worker:
 
     def _hand_back(self, trial: optuna.Trial, stopped: WorkerStopped) -> None:
         """Fail the trial this worker was running, with why, marked as stopped (not
-        failed: see :data:`~kubetune.worker.STOPPED_ATTR`), and queue it again."""
+        failed: see :data:`~kubetune.recovery.STOPPED_ATTR`), and queue it again."""
         with self.signals.deferred():
             reason = f"worker {self.config.worker_name} was stopped by {stopped}"
-            with contextlib.suppress(UpdateFinishedTrialError):
-                self.study._storage.set_trial_user_attr(trial._trial_id, STOPPED_ATTR, reason)
             frozen = self.study._storage.get_trial(trial._trial_id)
             fail_lost_trials(
                 self.study,
