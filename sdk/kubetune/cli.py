@@ -179,6 +179,7 @@ def run(
 
     study = _load(path)
     assert isinstance(study, Study)
+    _check_local_data(study.spec)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with contextlib.ExitStack() as stack:
         url = _local_storage(study, storage, stack)
@@ -216,10 +217,35 @@ def run(
         raise typer.Exit(EXIT_STUDY_FAILED)
 
 
-def _local_storage(study: object, storage: str | None, stack: contextlib.ExitStack) -> str:
+def _check_local_data(spec: object) -> None:
+    """A built-in's data file, checked before any storage or worker starts: local
+    workers read it from here, so a file that is not here is an error, not a note."""
+    from kubetune.builtin_rules import check_local_data
+    from kubetune.spec import SpecError, StudySpec
+
+    assert isinstance(spec, StudySpec)
+    try:
+        missing = check_local_data(spec)
+    except SpecError as error:
+        for field, reason in error.problems:
+            print_error(f"{field}: {reason}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if missing:
+        builtin = spec.trial.builtin
+        assert builtin is not None
+        print_error(
+            f"spec.trial.builtin.data.path: {builtin.data.path} does not exist on this "
+            f"machine (relative to {Path.cwd()}, where the workers run)"
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _local_storage(
+    study: object, storage: str | None, stack: contextlib.ExitStack, *, reading_hint: bool = True
+) -> str:
     """A local study's storage URL: ``--storage``, ``$KUBETUNE_STORAGE_URL``,
     ``spec.storage.url``, else the embedded PostgreSQL, started for as long as
-    ``stack`` lasts."""
+    ``stack`` lasts. ``reading_hint`` says how to read the study afterwards."""
     from kubetune.embedded import configured_storage, data_home, local_storage
     from kubetune.spec import Study
     from kubetune.storage import redact
@@ -229,10 +255,15 @@ def _local_storage(study: object, storage: str | None, stack: contextlib.ExitSta
         console.print("[dim]starting the embedded PostgreSQL…[/]")
         url = stack.enter_context(local_storage(storage, study))
         # Its URL (a socket of this run) dies with the command: say what outlives it.
+        hint = (
+            " (afterwards: kubetune best|trials|plot|dashboard STUDY.yaml; in Python, "
+            "kubetune.local_storage())"
+            if reading_hint
+            else ""
+        )
         console.print(
             f"[dim]storage: the embedded PostgreSQL in {escape(str(data_home() / 'postgres'))}, "
-            "up while this command runs (afterwards: kubetune best|trials|plot|dashboard "
-            "STUDY.yaml; in Python, kubetune.local_storage())[/]",
+            f"up while this command runs{hint}[/]",
             soft_wrap=True,
             highlight=False,
         )
@@ -251,7 +282,7 @@ def delete_local(path: Path, storage: str | None) -> None:
     study = _load(path)
     assert isinstance(study, Study)
     with handled(), contextlib.ExitStack() as stack:
-        url = _local_storage(study, storage, stack)
+        url = _local_storage(study, storage, stack, reading_hint=False)
         count = delete_local_study(study, url, path)
     name = study.spec.storage.study_name or study.metadata.name
     console.print(f"study {name!r} deleted ({count} trials)", highlight=False)

@@ -466,7 +466,7 @@ def trials(
                 f"{row.duration:.1f}s" if row.duration is not None else "-",
                 esc(row.pod or "-"),
                 esc(format_params(row.params, 80)),
-                esc(_first_line(row.fail_reason or "", 120)),
+                esc(_first_line(row.fail_reason or "", 300)),
             )
         show(table)
 

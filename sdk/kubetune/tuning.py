@@ -370,7 +370,7 @@ def run_local(
             def on_progress(p: Any) -> None:
                 bar.update(total=p.max_trials, counts=p.counts, best=p.best_values)
 
-            on_message = bar.note
+            on_message = bar.message
         result = LocalRun(study, url, on_progress=on_progress, on_message=on_message).run()
         # Read now: the embedded server (and its URL) stops with this block.
         stored = load_stored_study(url, result.study_name)

@@ -114,3 +114,33 @@ def test_a_storage_that_does_not_answer_fails_fast_naming_it_without_password(
     assert "Traceback" not in output
     assert result.stderr.lstrip().startswith("error: ") and "[red]" not in result.stderr
     assert took < 20, f"took {took:.0f} s to give up"
+
+
+def test_a_builtin_data_file_that_is_not_here_stops_the_run_before_it_starts(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Local workers read ``data.path`` from here: a file that is not here (or lacks the
+    target column) is refused with exit 2 before a storage or a worker starts, naming
+    the field. ``--storage`` points nowhere: reaching it would be another error."""
+    builtin = {"model": "lightgbm", "task": "regression", "data": {"target": "y"}}
+    spec = {
+        "objective": {"direction": "minimize", "metric": "rmse"},
+        "budget": {"maxTrials": 2},
+        "trial": {"builtin": {**builtin, "data": {"path": "data/train.csv", "target": "y"}}},
+    }
+    nowhere = "postgresql+psycopg2://u@127.0.0.1:9/none"
+    result = kubetune(
+        cli_env, tmp_path, "run", str(write_study(tmp_path, spec)), "--storage", nowhere
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "spec.trial.builtin.data.path: data/train.csv does not exist on this machine" in (
+        result.stderr
+    )
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    result = kubetune(
+        cli_env, tmp_path, "run", str(write_study(tmp_path, spec)), "--storage", nowhere
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "spec.trial.builtin.data.target" in result.stderr
+    assert "cannot reach" not in result.stderr + result.stdout
