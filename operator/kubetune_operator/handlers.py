@@ -119,5 +119,5 @@ def delete_study(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
     """Stop the pods (failing their running trials), remove what the operator made,
     and drop the Optuna study if ``spec.storage.onDelete`` is ``delete``."""
     reconciler = StudyReconciler(CONFIG, emit=lambda *_args: None)
-    reconciler.delete(body.metadata, dict(body.spec))
+    reconciler.delete(body.metadata, dict(body.spec), dict(body.status))
     logger.info("study %s deleted", body.metadata.name)

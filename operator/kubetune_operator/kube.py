@@ -15,7 +15,7 @@ import contextlib
 import functools
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from kubetune.spec import API_GROUP, API_VERSION, PLURAL
 
@@ -69,6 +69,28 @@ class ApiRefused(Exception):
         status = int(getattr(error, "status", 0) or 0)
         reason = str(getattr(error, "reason", "") or "")
         return cls(status, reason, message or f"{status} {reason}".strip())
+
+
+class KubeCalls(Protocol):
+    """The calls a :class:`~kubetune_operator.reconciler.StudyReconciler` makes: this
+    module's functions, which it uses unless a test gives it something else."""
+
+    def patch_study_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+    def create_pod(self, namespace: str, pod: Mapping[str, Any]) -> dict[str, Any]: ...
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None: ...
+    def patch_pod_metadata(
+        self,
+        namespace: str,
+        name: str,
+        labels: Mapping[str, str | None] | None = None,
+        annotations: Mapping[str, str | None] | None = None,
+    ) -> None: ...
+    def read_secret_value(self, namespace: str, name: str, key: str) -> str | None: ...
+    def ensure_secret(self, namespace: str, body: Mapping[str, Any]) -> None: ...
+    def ensure_service_account(self, namespace: str, body: Mapping[str, Any]) -> None: ...
+    def apply_configmap(self, namespace: str, body: Mapping[str, Any]) -> None: ...
+    def delete_object(self, kind: str, namespace: str, name: str) -> None: ...
 
 
 def is_not_found(error: BaseException) -> bool:

@@ -40,6 +40,7 @@ from kubetune.worker import EXIT_CONFIG_ERROR
 
 from kubetune_operator import kube
 from kubetune_operator.config import OperatorConfig
+from kubetune_operator.kube import KubeCalls
 from kubetune_operator.labels import (
     BEST_PARAMS_KEY,
     COMPONENT_LABEL,
@@ -89,6 +90,8 @@ class StudyReconciler:
 
     config: OperatorConfig
     emit: EventSink
+    #: The Kubernetes calls (:mod:`kubetune_operator.kube`; a test passes its own).
+    kube: KubeCalls = field(default=kube)
     #: Asked after observing, before acting: True once this replica must stop
     #: (paused in favour of another, or exiting), so a tick in flight acts on nothing.
     stopping: Callable[[], bool] = field(default=lambda: False)
@@ -152,7 +155,7 @@ class StudyReconciler:
         namespace, name = meta["namespace"], meta["name"]
         ref = spec.storage.secret_ref
         if ref is not None:
-            url = kube.read_secret_value(namespace, ref.name, ref.key)
+            url = self.kube.read_secret_value(namespace, ref.name, ref.key)
             if url is None:
                 raise StorageNotReady(
                     f"spec.storage.secretRef: Secret {ref.name!r} with key {ref.key!r} "
@@ -170,7 +173,7 @@ class StudyReconciler:
                 "(KUBETUNE_STORAGE_URL is not set)"
             )
         secret_name = storage_secret(name)
-        kube.ensure_secret(
+        self.kube.ensure_secret(
             namespace,
             {
                 "apiVersion": "v1",
@@ -275,7 +278,7 @@ class StudyReconciler:
         ledger = self._tally(study)
         pods = [
             p
-            for p in kube.list_pods(namespace, study_selector(name))
+            for p in self.kube.list_pods(namespace, study_selector(name))
             if p["metadata"].get("labels", {}).get(STUDY_UID_LABEL) == uid
         ]
         live = [p for p in pods if is_live(p)]
@@ -345,7 +348,7 @@ class StudyReconciler:
         if decision.retire_idle_workers:
             idle = [p for p in live if p["metadata"]["name"] not in busy]
             for pod in idle[: decision.retire_idle_workers]:
-                kube.delete_pod(namespace, pod["metadata"]["name"])
+                self.kube.delete_pod(namespace, pod["metadata"]["name"])
         self._label_pods_with_trials(namespace, live, ledger)
 
         conditions = self._pod_conditions(conditions, live, refused)
@@ -425,10 +428,11 @@ class StudyReconciler:
             pod_name = meta["name"]
             progressed = pod_name in workers
             if pod["status"].get("phase") == "Succeeded":
-                kube.delete_pod(namespace, pod_name)
+                self.kube.delete_pod(namespace, pod_name)
                 ended.append(EndedWorker(pod_name, Outcome.DONE, "exited", progressed))
                 continue
-            kube.patch_pod_metadata(namespace, pod_name, annotations={HANDLED_ANNOTATION: "true"})
+            handled = {HANDLED_ANNOTATION: "true"}
+            self.kube.patch_pod_metadata(namespace, pod_name, annotations=handled)
             if exit_code(pod) == EXIT_CONFIG_ERROR:
                 reason = termination_message(pod) or end_reason(pod)
                 self.emit("Warning", "ObjectiveNotLoadable", reason[:1000])
@@ -466,7 +470,7 @@ class StudyReconciler:
                 worker_index=int(time.time() * 1000) % 2**31 + offset,
             )
             try:
-                kube.create_pod(meta["namespace"], pod)
+                self.kube.create_pod(meta["namespace"], pod)
             except kube.ApiRefused as refusal:
                 # The account may have been deleted since: look again next time.
                 self._trial_account_ready = False
@@ -497,7 +501,7 @@ class StudyReconciler:
         }
         if self.config.trial_image_pull_secrets:
             body["imagePullSecrets"] = [{"name": n} for n in self.config.trial_image_pull_secrets]
-        kube.ensure_service_account(meta["namespace"], body)
+        self.kube.ensure_service_account(meta["namespace"], body)
         self._trial_account_ready = True
 
     def _stop_pods(
@@ -520,7 +524,7 @@ class StudyReconciler:
         ]
         fail_lost_trials(study, running, reason, retries=spec.trial.retries, requeue=requeue)
         for pod in live:
-            kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])
+            self.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])
 
     def _label_pods_with_trials(
         self, namespace: str, live: Sequence[Mapping[str, Any]], ledger: TrialLedger
@@ -531,11 +535,11 @@ class StudyReconciler:
             name = pod["metadata"]["name"]
             label = current.get(name)
             if label and (pod["metadata"].get("labels") or {}).get(TRIAL_LABEL) != label:
-                kube.patch_pod_metadata(namespace, name, labels={TRIAL_LABEL: label})
+                self.kube.patch_pod_metadata(namespace, name, labels={TRIAL_LABEL: label})
 
     def _delete_old_failed_pods(self, namespace: str, failed: Sequence[Mapping[str, Any]]) -> None:
         for pod in failed[:-KEEP_FAILED_PODS]:
-            kube.delete_pod(namespace, pod["metadata"]["name"])
+            self.kube.delete_pod(namespace, pod["metadata"]["name"])
 
     def _pod_conditions(
         self,
@@ -595,7 +599,7 @@ class StudyReconciler:
         return computed
 
     def _write_best_params(self, meta: Mapping[str, Any], params: Any) -> None:
-        kube.apply_configmap(
+        self.kube.apply_configmap(
             meta["namespace"],
             {
                 "apiVersion": "v1",
@@ -622,8 +626,8 @@ class StudyReconciler:
         message: str,
     ) -> bool:
         """The study is done: final status, an Event, and no pod left behind."""
-        for pod in kube.list_pods(meta["namespace"], study_selector(meta["name"])):
-            kube.delete_pod(meta["namespace"], pod["metadata"]["name"])
+        for pod in self.kube.list_pods(meta["namespace"], study_selector(meta["name"])):
+            self.kube.delete_pod(meta["namespace"], pod["metadata"]["name"])
         kind = "Complete" if phase == "Succeeded" else "Failed"
         conditions = set_condition(conditions, kind, "True", reason, message)
         conditions = set_condition(conditions, "Running", "False", reason, message)
@@ -677,26 +681,53 @@ class StudyReconciler:
         if not patch:
             return
         safe = json.loads(scrub(json.dumps(patch), self._url or ""))
-        kube.patch_study_status(meta["namespace"], meta["name"], safe)
+        self.kube.patch_study_status(meta["namespace"], meta["name"], safe)
 
     # ------------------------------------------------------------- delete
 
-    def delete(self, meta: Mapping[str, Any], spec_data: Mapping[str, Any]) -> None:
+    def _existing_study(
+        self, meta: Mapping[str, Any], spec: StudySpec, status: Mapping[str, Any]
+    ) -> optuna.Study | None:
+        """The Study's Optuna study if it exists, made or changed nothing (a Study
+        deleted before it started must leave no Secret and no empty study behind)."""
+        import optuna
+
+        ref = spec.storage.secret_ref
+        if ref is not None:
+            url = self.kube.read_secret_value(meta["namespace"], ref.name, ref.key)
+        else:
+            url = self.config.storage_url if spec.storage.url is None else None
+        name = (
+            status.get("studyName")
+            or spec.storage.study_name
+            or optuna_study_name(meta["namespace"], meta["name"], meta["uid"])
+        )
+        if url is None:
+            return None
+        try:
+            storage = shared_storage(url)
+            storage.get_study_id_from_name(name)
+        except (StorageUnavailable, KeyError):
+            return None
+        self._url = url
+        return optuna.load_study(study_name=name, storage=storage)
+
+    def delete(
+        self,
+        meta: Mapping[str, Any],
+        spec_data: Mapping[str, Any],
+        status: Mapping[str, Any] | None = None,
+    ) -> None:
         """The Study is being deleted: stop its pods (failing their trials), remove
         what the operator made, and drop the Optuna study if the spec says so."""
         namespace, name = meta["namespace"], meta["name"]
-        pods = kube.list_pods(namespace, study_selector(name))
+        pods = self.kube.list_pods(namespace, study_selector(name))
         try:
             spec = validate_spec(spec_data)
         except SpecError:
             spec = None
         if spec is not None and self._study is None:
-            try:
-                url, _ = self._storage(meta, spec)
-                status: dict[str, Any] = {}
-                self._study, _ = self._optuna_study(meta, spec, status, url)
-            except (StorageNotReady, StorageUnavailable, SpecError):
-                self._study = None
+            self._study = self._existing_study(meta, spec, status or {})
         if spec is not None and self._study is not None:
             self._stop_pods(
                 self._study,
@@ -706,9 +737,9 @@ class StudyReconciler:
                 requeue=False,
             )
         for pod in pods:
-            kube.delete_pod(namespace, pod["metadata"]["name"])
-        kube.delete_object("ConfigMap", namespace, best_params_configmap(name))
-        kube.delete_object("Secret", namespace, storage_secret(name))
+            self.kube.delete_pod(namespace, pod["metadata"]["name"])
+        self.kube.delete_object("ConfigMap", namespace, best_params_configmap(name))
+        self.kube.delete_object("Secret", namespace, storage_secret(name))
         if spec is not None and self._study is not None and spec.storage.on_delete == "delete":
             import optuna
 
