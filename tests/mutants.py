@@ -123,9 +123,11 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="suspend-requeue",
         why="suspending a study fails its running trials without queueing them to run again",
-        path="operator/kubetune_operator/reconciler.py",
-        original='"the study was suspended", requeue=True)',
-        mutated='"the study was suspended", requeue=False)',
+        path="sdk/kubetune/supervision.py",
+        original='"the study was suspended" if situation.live_workers else None,\n'
+        "            requeue=True,\n",
+        mutated='"the study was suspended" if situation.live_workers else None,\n'
+        "            requeue=False,\n",
         tests=("tests/e2e/test_study_scenarios.py::test_suspend_stops_pods_and_resume_carries_on",),
     ),
     Mutant(

@@ -178,7 +178,8 @@ def test_failed_trials_show_their_reasons(
     assert f"{len(failed)} failed" in out
     # Said once per reason while running; reasons that differ only in a number are one.
     assert out.count("failed: objective returned NaN") == 1
-    assert out.count("is too small for this model") == 2  # while running, and in the table
+    assert out.count("failed: ValueError: x=") == 1
+    assert out.count("│ ValueError: x=") == 1  # and once in the table
     table = out[out.index("Failed trials") :]
     for numbers in (nan, too_small):
         assert f"│ {len(numbers)} │ {', '.join(map(str, numbers[:8]))}" in table
@@ -295,7 +296,9 @@ def test_ctrl_c_stops_cleanly_and_loses_no_finished_trial(
     by_number = {t.number: t for t in interrupted}
     for retry in retries:
         assert retry.state == TrialState.COMPLETE
-        assert retry.params == by_number[retry.user_attrs[RETRY_OF_ATTR]].params
+        stopped = by_number[retry.user_attrs[RETRY_OF_ATTR]]
+        if stopped.params:  # stopped after it suggested: the retry tries the same point
+            assert retry.params == stopped.params
 
 
 def test_a_killed_worker_is_recovered_and_replaced(
