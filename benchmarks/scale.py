@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from _bench import (
@@ -147,7 +148,6 @@ def measure(url: str, trials: int, ticks: int) -> dict[str, Any]:
     """In this (fresh) process: tick once cold, then ``ticks`` times with a new trial each."""
     import optuna
     from kubetune.storage import open_storage
-    from kubetune_operator import kube
     from kubetune_operator.config import OperatorConfig
     from kubetune_operator.reconciler import StudyReconciler
 
@@ -167,9 +167,8 @@ def measure(url: str, trials: int, ticks: int) -> dict[str, Any]:
         "ensure_secret": lambda *_a, **_k: None,
         "apply_configmap": lambda *_a, **_k: None,
         "delete_object": lambda *_a, **_k: None,
+        "ensure_service_account": lambda *_a, **_k: None,
     }
-    for name, fake in fakes.items():
-        setattr(kube, name, fake)
     spec = {**SPEC, "budget": {"maxTrials": trials + 10_000, "parallelism": 4}}
     body = {
         "apiVersion": "kubetune.io/v1alpha1",
@@ -178,7 +177,9 @@ def measure(url: str, trials: int, ticks: int) -> dict[str, Any]:
         "spec": spec,
         "status": {},
     }
-    reconciler = StudyReconciler(OperatorConfig(storage_url=url), emit=lambda *_a: None)
+    reconciler = StudyReconciler(
+        OperatorConfig(storage_url=url), emit=lambda *_a: None, kube=SimpleNamespace(**fakes)
+    )
     started = time.perf_counter()
     reconciler.tick(body)
     first = time.perf_counter() - started
