@@ -36,6 +36,7 @@ from kubetune.recovery import WORKER_ATTR, fail_lost_trials, lost_trials
 from kubetune.spec import SpecError, StudySpec, validate_metadata, validate_spec
 from kubetune.storage import StorageUnavailable, open_storage, scrub
 from kubetune.supervision import EndedWorker, Outcome, Situation, decide
+from kubetune.trials import best_params_document
 from kubetune.worker import EXIT_CONFIG_ERROR
 
 from kubetune_operator import kube
@@ -239,11 +240,7 @@ class StudyReconciler:
                 ),
             }
         )
-        changed = [
-            key
-            for key, value in spec.started_fields().items()
-            if stored.started_fields().get(key) != value
-        ]
+        changed = spec.changed_started_fields(stored)
         self._refused_change = (
             f"spec.{changed[0]}: the study has started; changing its {' and '.join(changed)} "
             "would make its trials incomparable. The change is ignored: create a new Study instead"
@@ -591,11 +588,9 @@ class StudyReconciler:
                 f"trial {best['number']} is the best so far: value {best['value']:g}, "
                 f"params {json.dumps(best['params'], ensure_ascii=False)}"[:1000],
             )
-            self._write_best_params(meta, best["params"])
+            self._write_best_params(meta, best_params_document([best]))
         if front is not None and front != status.get("paretoFront"):
-            self._write_best_params(
-                meta, [{"values": t["values"], "params": t["params"]} for t in front]
-            )
+            self._write_best_params(meta, best_params_document(front))
         return computed
 
     def _write_best_params(self, meta: Mapping[str, Any], params: Any) -> None:

@@ -332,12 +332,6 @@ class StudyChanged(SpecError):
         self.fields = fields
 
 
-def changed_fields(previous: StudySpec, spec: StudySpec) -> list[str]:
-    """The started fields (see ``StudySpec.started_fields``) that differ."""
-    before, after = previous.started_fields(), spec.started_fields()
-    return [key for key, value in after.items() if before.get(key) != value]
-
-
 def prepare_study(
     storage: optuna.storages.BaseStorage,
     study_name: str,
@@ -380,7 +374,7 @@ def prepare_study(
             ["objective"],
         )
     previous = stored_spec(storage, study._study_id)
-    changed = changed_fields(previous, spec) if previous is not None else []
+    changed = spec.changed_started_fields(previous) if previous is not None else []
     if changed:
         raise StudyChanged(
             [
@@ -421,7 +415,7 @@ def _start_over_if_unfinished(
     previous = stored_spec(storage, study_id)
     if previous is None:
         return  # not kubetune's: never deleted here
-    changed = changed_fields(previous, spec)
+    changed = spec.changed_started_fields(previous)
     if not changed:
         return
     trials = storage.get_all_trials(study_id, deepcopy=False)

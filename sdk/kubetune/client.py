@@ -78,6 +78,7 @@ from kubetune.spec import (
     load_study,
     validate_spec,
 )
+from kubetune.trials import best_params_document
 from kubetune.warmstart import ParamSets, check_param_sets, param_sets
 
 if TYPE_CHECKING:
@@ -942,8 +943,7 @@ def refused_fields(existing: Mapping[str, Any], spec: StudySpec) -> builtins.lis
         old = validate_spec(existing.get("spec") or {})
     except SpecError:
         return []  # the old spec never ran
-    before = old.started_fields()
-    return [key for key, value in spec.started_fields().items() if before.get(key) != value]
+    return spec.changed_started_fields(old)
 
 
 def is_finished(obj: Mapping[str, Any]) -> bool:
@@ -1013,11 +1013,10 @@ def best_params_of(
 ) -> dict[str, Any] | builtins.list[dict[str, Any]]:
     """What ``best_params.json`` holds for ``best`` (see :func:`best_of`): the best
     trial's params, or the Pareto front's values and params. NoBestTrial when empty."""
-    if not best:
+    document = best_params_document([t.model_dump() for t in best])
+    if document is None:
         raise NoBestTrial(name)
-    if len(best) == 1 and best[0].value is not None:
-        return dict(best[0].params)
-    return [{"values": t.values, "params": dict(t.params)} for t in best]
+    return document
 
 
 def _with_host(url: str, host: str | None) -> str:

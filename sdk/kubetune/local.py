@@ -44,7 +44,7 @@ from kubetune.supervision import (
     Situation,
     decide,
 )
-from kubetune.trials import effective_params
+from kubetune.trials import best_params_document, effective_params
 from kubetune.worker import (
     EXIT_CONFIG_ERROR,
     EXIT_OK,
@@ -121,11 +121,7 @@ class LocalResult:
     def best_params(self) -> dict[str, Any] | list[dict[str, Any]] | None:
         """What ``best_params.json`` holds: the best trial's params, or for a
         multi-objective study the Pareto front (values and params)."""
-        if not self.best_trials:
-            return None
-        if len(self.best_trials) == 1 and self.best_trials[0].get("value") is not None:
-            return dict(self.best_trials[0]["params"])
-        return [{"values": t["values"], "params": t["params"]} for t in self.best_trials]
+        return best_params_document(self.best_trials)
 
 
 @dataclasses.dataclass

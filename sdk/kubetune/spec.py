@@ -956,6 +956,12 @@ class StudySpec(_Model):
             "trial": {k: trial.get(k) for k in ("python", "command", "builtin")},
         }
 
+    def changed_started_fields(self, previous: StudySpec) -> list[str]:
+        """The started fields (see :meth:`started_fields`) that differ from ``previous``'s:
+        what an edit of a started study may not change."""
+        before = previous.started_fields()
+        return [key for key, value in self.started_fields().items() if before.get(key) != value]
+
 
 # ------------------------------------------------------------------ status
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kubetune.recovery import FAIL_REASON_ATTR, WORKER_ATTR
@@ -45,6 +45,24 @@ def effective_params(trial: FrozenTrial) -> dict[str, Any]:
     """
     carried = trial.user_attrs.get(PARAMS_ATTR)
     return {**trial.params, **carried} if isinstance(carried, dict) else dict(trial.params)
+
+
+def best_params_document(
+    best: Sequence[Mapping[str, Any]],
+) -> dict[str, Any] | list[dict[str, Any]] | None:
+    """What ``best_params.json`` (and a cluster Study's best-params ConfigMap) holds,
+    from the best trial's summary (``value``, ``values``, ``params``) or the Pareto
+    front's: the best trial's params, or each front trial's values and params. None
+    when there is no best trial.
+
+    >>> best_params_document([{"value": 0.1, "values": [0.1], "params": {"lr": 0.01}}])
+    {'lr': 0.01}
+    """
+    if not best:
+        return None
+    if len(best) == 1 and best[0].get("value") is not None:
+        return dict(best[0]["params"])
+    return [{"values": list(t["values"]), "params": dict(t["params"])} for t in best]
 
 
 @dataclasses.dataclass(frozen=True)
