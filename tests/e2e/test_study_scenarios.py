@@ -172,10 +172,10 @@ def test_deleting_a_study_removes_its_pods_and_keeps_its_data(
     study = optuna.load_study(study_name=study_name, storage=storage_url)
     assert study.trials, "the Optuna study is kept"
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
-    # The trial that was running (30 s of sleep) ends FAIL, saying why.
+    # The trials that were running (30 s of sleep) end FAIL, saying why.
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
-    assert [t.user_attrs.get("kubetune.worker") for t in failed] == [pod["metadata"]["name"]]
-    assert failed[0].user_attrs.get("kubetune.fail_reason") == "the Study was deleted"
+    assert pod["metadata"]["name"] in [t.user_attrs.get("kubetune.worker") for t in failed]
+    assert {t.user_attrs.get("kubetune.fail_reason") for t in failed} == {"the Study was deleted"}
     assert kube.get("configmaps", "gone-best-params", "default", missing_ok=True) is None
     # onDelete: delete drops the Optuna study too.
     create(
@@ -445,7 +445,7 @@ def test_goal_and_timeout_end_the_study(cluster: Any, kube: Any, storage_url: st
     pod = running_trial_pod(kube, "slow")
     slow = wait_phase(kube, "slow", "Succeeded", timeout=45)
     assert condition(slow, "Complete")["reason"] == "Timeout"
-    assert slow["trials"] == {"waiting": 0, "running": 0, "complete": 0, "pruned": 0, "failed": 1}
+    assert {state: n for state, n in slow["trials"].items() if n} == {"failed": 1}, slow["trials"]
     # The timeout stops the pod at once, failing its trial with the reason.
     wait_until(lambda: not live_pods(kube, "slow"), timeout=15)
     trials = optuna_study(kube, storage_url, "slow").trials
