@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
+from kubetune.errors import KubetuneError
 from kubetune.spec import (
     BuiltinData,
     CategoricalParam,
@@ -62,7 +63,7 @@ Kind: TypeAlias = Literal["int", "float"]
 _DATA = "spec.trial.builtin.data"
 
 
-class RuleBroken(ValueError):
+class RuleBroken(KubetuneError, ValueError):
     """A built-in rule the spec breaks; ``field`` is its full path (spec.objective.direction)."""
 
     def __init__(self, field: str, reason: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 
 class KubetuneError(Exception):
-    """Base class of the client's errors."""
+    """The root of every error kubetune raises (the client's, the spec's, local mode's, ...)."""
 
 
 class ClusterUnavailable(KubetuneError):

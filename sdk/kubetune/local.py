@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubetune import bridge
 from kubetune.budget import StopReason, describe, stop_reason, trial_limit
-from kubetune.errors import NotFound, SpecChangeRefused
+from kubetune.errors import KubetuneError, NotFound, SpecChangeRefused
 from kubetune.ledger import TrialLedger, failure_summary, reason_key
 from kubetune.recovery import FAIL_REASON_ATTR, STOPPED_ATTR, WORKER_ATTR, fail_lost_trials
 from kubetune.spec import Study, StudySpec, TrialCounts
@@ -72,7 +72,7 @@ SOURCE_ATTR = "kubetune.source"
 REASON_LINES = 4
 
 
-class LocalRunError(RuntimeError):
+class LocalRunError(KubetuneError, RuntimeError):
     """The run could not go on; the message says why (and holds no password)."""
 
 

@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kubetune.errors import KubetuneError
+
 if TYPE_CHECKING:
     import optuna
 
@@ -41,7 +43,7 @@ AXIS_INCHES = 1.2
 COLORBAR_INCHES = 1.6
 
 
-class PlotError(ValueError):
+class PlotError(KubetuneError, ValueError):
     """The figure cannot be drawn for this study; the message says why."""
 
 

@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from kubetune.errors import KubetuneError
+
 #: A ConfigMap holds at most 1 MiB; leave room for its metadata.
 MAX_SHIPPED_BYTES = 900 * 1024
 #: Module name for a function defined where there is no file (a notebook, a REPL).
@@ -44,7 +46,7 @@ INTERACTIVE_MODULE = "kubetune_objective"
 SCRIPT_MODULE_PREFIX = "kubetune_"
 
 
-class ShippingError(ValueError):
+class ShippingError(KubetuneError, ValueError):
     """The function or a module cannot be shipped; the message says which and why."""
 
 

@@ -47,6 +47,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from typing_extensions import Self
 
+from kubetune.errors import KubetuneError
+
 API_GROUP = "kubetune.io"
 API_VERSION = "v1alpha1"
 KIND = "Study"
@@ -119,7 +121,7 @@ DEFAULT_CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
 }
 
 
-class SpecError(ValueError):
+class SpecError(KubetuneError, ValueError):
     """A Study document that does not validate.
 
     ``problems`` holds ``(field path, reason)`` pairs; ``str()`` gives one line

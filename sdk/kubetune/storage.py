@@ -22,6 +22,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from kubetune.errors import KubetuneError
+
 if TYPE_CHECKING:
     import optuna
     import sqlalchemy
@@ -35,7 +37,7 @@ _PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^/:@\s]*:)(?P<password>[^@
 RECONNECT_SECONDS = float(os.environ.get("KUBETUNE_RECONNECT_SECONDS") or 60.0)
 
 
-class StorageUnavailable(RuntimeError):
+class StorageUnavailable(KubetuneError, RuntimeError):
     """The storage could not be opened or reached; the message holds no password."""
 
 

@@ -17,6 +17,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from kubetune.errors import KubetuneError
+
 STUDY_NAME_ENV = "KUBETUNE_STUDY_NAME"
 STORAGE_URL_ENV = "KUBETUNE_STORAGE_URL"
 WORKER_NAME_ENV = "KUBETUNE_WORKER_NAME"
@@ -25,7 +27,7 @@ MAX_TRIALS_ENV = "KUBETUNE_TRIALS_PER_WORKER"
 SPEC_FILE_ENV = "KUBETUNE_SPEC_FILE"
 
 
-class WorkerConfigError(ValueError):
+class WorkerConfigError(KubetuneError, ValueError):
     """The worker's environment is missing or malformed (the message names the variable)."""
 
 

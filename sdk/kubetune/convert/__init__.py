@@ -21,13 +21,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from kubetune.errors import KubetuneError
 from kubetune.spec import MAX_NAME_LENGTH, SpecError, load_study
 
 Source = Literal["wandb", "katib", "hydra"]
 SOURCES: tuple[Source, ...] = ("wandb", "katib", "hydra")
 
 
-class ConversionError(ValueError):
+class ConversionError(KubetuneError, ValueError):
     """The input is not a file of that kind, or maps to no valid Study."""
 
 
