@@ -292,7 +292,8 @@ def test_a_whole_cluster_study_never_shows_the_password(
     pods_seen.extend(wait_until(lambda: live_pods(kube, "default-storage"), timeout=60))
     pods_seen.extend(wait_until(lambda: live_pods(kube, "secret-storage"), timeout=60))
     final = wait_phase(kube, "default-storage", "Succeeded", timeout=120)
-    assert final["trials"] == {"waiting": 0, "running": 0, "complete": 2, "pruned": 0, "failed": 2}
+    counts = {state: n for state, n in final["trials"].items() if n}
+    assert counts == {"complete": 2, "failed": 2}, final["trials"]
     wait_phase(kube, "secret-storage", "Succeeded", timeout=120)
 
     # The URL reaches pods only through a secretKeyRef.

@@ -207,7 +207,7 @@ def test_operator_killed_mid_study_loses_and_duplicates_nothing(
     final = wait_phase(kube, "restart", "Succeeded")
     study = optuna_study(kube, storage_url, "restart")
     assert states(study) == {"COMPLETE": 6}
-    assert final["trials"] == {"waiting": 0, "running": 0, "complete": 6, "pruned": 0, "failed": 0}
+    assert {state: n for state, n in final["trials"].items() if n} == {"complete": 6}, final
     assert most_pods <= 2
     assert len(events(kube, reason="NewBestTrial")) == len(
         {e["message"] for e in events(kube, reason="NewBestTrial")}
