@@ -116,7 +116,7 @@ MUTANTS: tuple[Mutant, ...] = (
         name="best-params-configmap",
         why="a new best trial of a single-objective study is not written to the ConfigMap",
         path="operator/kubetune_operator/reconciler.py",
-        original='            self._write_best_params(meta, best["params"])\n',
+        original="            self._write_best_params(meta, best_params_document([best]))\n",
         mutated="            pass  # mutant: no best-params ConfigMap\n",
         tests=("tests/e2e/test_study_lifecycle.py::test_study_runs_to_succeeded_with_best_params",),
     ),
@@ -163,6 +163,10 @@ MUTANTS: tuple[Mutant, ...] = (
 )
 
 
+class StaleMutant(Exception):
+    """A mutant's original text is no longer in its file (exactly once)."""
+
+
 def export_tree(source: Path, destination: Path, ref: str) -> None:
     """The committed tree at ``ref`` of ``source``, written into ``destination``."""
     destination.mkdir(parents=True, exist_ok=True)
@@ -204,7 +208,7 @@ def apply(copy: Path, mutant: Mutant) -> str:
     text = path.read_text(encoding="utf-8")
     count = text.count(mutant.original)
     if count != 1:
-        raise SystemExit(
+        raise StaleMutant(
             f"{mutant.name}: the original text occurs {count} times in {mutant.path} "
             "(the code changed; update the mutant in tests/mutants.py)"
         )
@@ -279,7 +283,12 @@ def main(argv: list[str] | None = None) -> int:
             caught: list[bool] = []
             for attempt in range(args.repeat):
                 print(f"{mutant.name} (run {attempt + 1}/{args.repeat}): {mutant.why}", flush=True)
-                before = apply(copy, mutant)
+                try:
+                    before = apply(copy, mutant)
+                except StaleMutant as stale:
+                    print(f"  STALE: {stale}", flush=True)
+                    caught.append(False)
+                    break
                 try:
                     caught.append(run_tests(copy, env, mutant.tests, work / "pt") == 1)
                 finally:
