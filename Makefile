@@ -40,6 +40,7 @@ quickstart: $(VENV)/.quickstart
 
 # The tests run the images (tests/harness/images.py reuses what `make images` built).
 test: $(VENV)/.dev images
+	scripts/test-host.sh
 	$(PY) -m pytest -n 2
 
 # Cheap when nothing changed: podman reuses its cached layers.

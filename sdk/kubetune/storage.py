@@ -339,6 +339,10 @@ def engine_of(storage: optuna.storages.BaseStorage) -> sqlalchemy.engine.Engine 
     return None
 
 
+#: Seconds a MySQL/MariaDB worker waits for the claim lock: in effect, for ever.
+MYSQL_LOCK_WAIT = 365 * 24 * 3600
+
+
 class ClaimLock:
     """A lock per study, held while a worker decides whether the budget allows
     one more trial and creates it, so that several workers never overrun
@@ -397,7 +401,14 @@ class ClaimLock:
                 "SELECT pg_advisory_lock(:ns, :study)", ns=self._PG_NAMESPACE, study=self._study_id
             )
         elif self._url.startswith("mysql"):
-            self._run("SELECT GET_LOCK(:name, -1)", name=self._lock_name())
+            # A year, not -1 ("forever"): MariaDB refuses a negative timeout (NULL, no lock).
+            got = self._run(
+                "SELECT GET_LOCK(:name, :wait)", name=self._lock_name(), wait=MYSQL_LOCK_WAIT
+            )
+            if got != 1:
+                raise StorageUnavailable(
+                    f"the claim lock at {redact(self._url)} was not granted (GET_LOCK gave {got})"
+                )
         elif self._url.startswith("sqlite"):
             path = Path(self._url.split("///", 1)[-1] or "optuna.db")
             handle = open(f"{path}.kubetune-lock", "a+")  # noqa: SIM115 - held until release

@@ -172,11 +172,6 @@ def mysql_url(socket: Path, database: str) -> str:
     return f"mysql+pymysql://root@localhost/{database}?unix_socket={socket}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: ClaimLock runs GET_LOCK(name, -1); MariaDB refuses a negative "
-    "timeout (warning 1411, result NULL), so no lock is taken and workers overrun maxTrials",
-)
 def test_mysql_url_runs_the_exact_budget(
     cli_env: dict[str, str], mariadb_socket: Path, tmp_path: Path
 ) -> None:
