@@ -236,6 +236,8 @@ def waiting_problem(pod: Mapping[str, Any]) -> tuple[str, str] | None:
         if waiting.get("reason") in (
             "ErrImagePull",
             "ImagePullBackOff",
+            # imagePullPolicy: Never and the image is not on the node (kind, air-gapped).
+            "ErrImageNeverPull",
             "InvalidImageName",
             "CreateContainerConfigError",
             "CrashLoopBackOff",

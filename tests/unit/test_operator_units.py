@@ -262,6 +262,9 @@ def test_deleted_running_pod_reason_and_waiting_problems() -> None:
         }
     }
     assert waiting_problem(pulling) == ("ImagePullBackOff", "no such image")
+    never = {"reason": "ErrImageNeverPull", "message": 'image "me/trial:1" is not present'}
+    not_here = {"status": {"containerStatuses": [{"state": {"waiting": never}}]}}
+    assert waiting_problem(not_here) == ("ErrImageNeverPull", never["message"])
     assert waiting_problem({"status": {"phase": "Running"}}) is None
 
 
