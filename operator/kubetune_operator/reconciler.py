@@ -204,11 +204,7 @@ class StudyReconciler:
         """
         import optuna
 
-        name = (
-            status.get("studyName")
-            or spec.storage.study_name
-            or optuna_study_name(meta["namespace"], meta["name"], meta["uid"])
-        )
+        name = _optuna_name(meta, spec, status)
         if self._study is None or self._url != url or self._study.study_name != name:
             storage = shared_storage(url)
             try:
@@ -692,11 +688,7 @@ class StudyReconciler:
             url = self.kube.read_secret_value(meta["namespace"], ref.name, ref.key)
         else:
             url = self.config.storage_url if spec.storage.url is None else None
-        name = (
-            status.get("studyName")
-            or spec.storage.study_name
-            or optuna_study_name(meta["namespace"], meta["name"], meta["uid"])
-        )
+        name = _optuna_name(meta, spec, status)
         if url is None:
             return None
         try:
@@ -765,6 +757,16 @@ def shared_storage(url: str) -> optuna.storages.BaseStorage:
             storage = open_storage(url, retry_seconds=STORAGE_FIRST_CONNECT_SECONDS)
             _STORAGES[url] = storage
         return storage
+
+
+def _optuna_name(meta: Mapping[str, Any], spec: StudySpec, status: Mapping[str, Any]) -> str:
+    """The Optuna study a Study runs: the one its status names, else the spec's
+    ``storage.studyName``, else one made from its namespace, name and uid."""
+    return (
+        status.get("studyName")
+        or spec.storage.study_name
+        or optuna_study_name(meta["namespace"], meta["name"], meta["uid"])
+    )
 
 
 def merge_patch(old: Any, new: Any) -> Any:
