@@ -23,15 +23,15 @@ export CONTAINER_ENGINE BASE_IMAGE
 $(PY):
 	python3 -m venv $(VENV)
 
-# The quickstart needs only the LightGBM extra.
+# The quickstart needs the command (the cli extra) and the LightGBM extra.
 $(VENV)/.quickstart: pyproject.toml | $(PY)
-	$(PIP) -e '.[lightgbm]'
+	$(PIP) -e '.[cli,lightgbm]'
 	touch $@
 
 # torch first, pinned to the CPU build on this machine's disk; then everything else.
 $(VENV)/.dev: pyproject.toml | $(PY)
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[operator,client,lightgbm,xgboost,lightning,dev]'
+	$(PIP) -e '.[cli,operator,client,lightgbm,xgboost,lightning,dev]'
 	$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
 

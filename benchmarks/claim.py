@@ -61,10 +61,10 @@ def run_plain(url: str, trials: int) -> tuple[float, float]:
 
 
 def run_kubetune(url: str, trials: int) -> tuple[float, float]:
-    from kubetune import bridge
-    from kubetune.spec import validate_spec
-    from kubetune.storage import engine_of, open_storage
-    from kubetune.worker import WorkerConfig
+    from kubetune.engine import bridge
+    from kubetune.engine.storage import engine_of, open_storage
+    from kubetune.engine.worker import WorkerConfig
+    from kubetune.study.spec import validate_spec
     from kubetune_trial.runner import Worker
 
     name = f"kubetune-{time.monotonic_ns()}"

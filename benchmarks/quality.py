@@ -31,8 +31,8 @@ from _bench import (
     record,
 )
 from bench_objectives import HARTMANN6_MINIMUM, hartmann6
-from kubetune import bridge
-from kubetune.spec import validate_spec
+from kubetune.engine import bridge
+from kubetune.study.spec import validate_spec
 
 #: (trials per study, seeds) per mode.
 SIZES = {"quick": (60, 3), "default": (100, 5), "full": (200, 10)}

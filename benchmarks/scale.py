@@ -58,8 +58,8 @@ def make_trial(number: int) -> Any:
     import random
 
     import optuna
-    from kubetune import bridge
-    from kubetune.spec import validate_spec
+    from kubetune.engine import bridge
+    from kubetune.study.spec import validate_spec
     from optuna.trial import TrialState
 
     rng = random.Random(number)
@@ -98,9 +98,9 @@ def populate(url: str, trials: int) -> float:
     """Create the study and its finished trials; seconds it took."""
     import optuna
     import psycopg2
-    from kubetune import bridge
-    from kubetune.spec import validate_spec
-    from kubetune.storage import open_storage
+    from kubetune.engine import bridge
+    from kubetune.engine.storage import open_storage
+    from kubetune.study.spec import validate_spec
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dsn = url.replace("postgresql+psycopg2://", "postgresql://", 1)
@@ -136,7 +136,7 @@ def populate(url: str, trials: int) -> float:
 def add_trials(url: str, first: int, stop: int) -> None:
     """Add finished trials ``first`` .. ``stop - 1`` to the study, in batches."""
     import optuna
-    from kubetune.storage import open_storage
+    from kubetune.engine.storage import open_storage
 
     study = optuna.load_study(study_name=STUDY, storage=open_storage(url))
     batch = 250
@@ -147,7 +147,7 @@ def add_trials(url: str, first: int, stop: int) -> None:
 def measure(url: str, trials: int, ticks: int) -> dict[str, Any]:
     """In this (fresh) process: tick once cold, then ``ticks`` times with a new trial each."""
     import optuna
-    from kubetune.storage import open_storage
+    from kubetune.engine.storage import open_storage
     from kubetune_operator.config import OperatorConfig
     from kubetune_operator.reconciler import StudyReconciler
 

@@ -59,7 +59,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="sqlite-claim-lock",
         why="the claim lock takes no file lock on SQLite: the budget can be overrun",
-        path="sdk/kubetune/storage.py",
+        path="sdk/kubetune/engine/storage.py",
         original="            fcntl.flock(handle, fcntl.LOCK_EX)\n",
         mutated="            pass  # mutant: no file lock\n",
         tests=(
@@ -89,7 +89,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="dashboard-everywhere",
         why="kubetune dashboard listens on every interface, not only 127.0.0.1",
-        path="sdk/kubetune/cli_tools.py",
+        path="sdk/kubetune/cli/tools.py",
         original='    ] = "127.0.0.1",\n',
         mutated='    ] = "0.0.0.0",  # mutant: every interface\n',
         tests=("tests/integration/test_dashboard_loopback.py",),
@@ -123,7 +123,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="suspend-requeue",
         why="suspending a study fails its running trials without queueing them to run again",
-        path="sdk/kubetune/supervision.py",
+        path="sdk/kubetune/engine/supervision.py",
         original='"the study was suspended" if situation.live_workers else None,\n'
         "            requeue=True,\n",
         mutated='"the study was suspended" if situation.live_workers else None,\n'

@@ -22,8 +22,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 import optuna
 import torch
-from kubetune import bridge
-from kubetune.storage import open_storage
+from kubetune.engine import bridge
+from kubetune.engine.storage import open_storage
 from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split

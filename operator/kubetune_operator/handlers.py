@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
-from kubetune.spec import API_GROUP, API_VERSION, PLURAL
-from kubetune.storage import scrub
+from kubetune.engine.storage import scrub
+from kubetune.study.spec import API_GROUP, API_VERSION, PLURAL
 
 from kubetune_operator.config import OperatorConfig
 from kubetune_operator.reconciler import StudyReconciler

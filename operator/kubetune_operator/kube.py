@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from kubetune.spec import API_GROUP, API_VERSION, PLURAL
+from kubetune.study.spec import API_GROUP, API_VERSION, PLURAL
 
 USER_AGENT = "kubetune-operator/0.1.0"
 

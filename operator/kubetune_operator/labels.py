@@ -1,13 +1,13 @@
 """Names and labels of the objects the operator makes for a study.
 
 The names a client also needs (``<study>-best-params``, ``<study>-storage``, the
-study label) are defined once in :mod:`kubetune.names`; this module adds the
+study label) are defined once in :mod:`kubetune.study.names`; this module adds the
 operator's own.
 """
 
 from __future__ import annotations
 
-from kubetune.names import (
+from kubetune.study.names import (
     BEST_PARAMS_KEY,
     MANAGED_BY_LABEL,
     STUDY_LABEL,
@@ -17,7 +17,7 @@ from kubetune.names import (
     storage_secret,
     study_selector,
 )
-from kubetune.spec import API_GROUP
+from kubetune.study.spec import API_GROUP
 
 __all__ = [
     "BEST_PARAMS_KEY",

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kubetune.spec import API_VERSION_FULL, KIND, StudySpec, TrialTemplate
-from kubetune.worker import (
+from kubetune.engine.worker import (
     MAX_TRIALS_ENV,
     STORAGE_URL_ENV,
     STUDY_NAME_ENV,
     WORKER_INDEX_ENV,
     WORKER_NAME_ENV,
 )
+from kubetune.study.spec import API_VERSION_FULL, KIND, StudySpec, TrialTemplate
 
 from kubetune_operator.config import OperatorConfig
 from kubetune_operator.labels import (

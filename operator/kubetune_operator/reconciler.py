@@ -12,7 +12,7 @@ A tick, in order:
    to what defines the trials is refused);
 3. read the trials, then the pods (in that order, so a pod that claims a trial
    meanwhile is seen alive); finished trials are folded into a
-   :class:`~kubetune.ledger.TrialLedger` once, so a tick's cost does not grow
+   :class:`~kubetune.engine.ledger.TrialLedger` once, so a tick's cost does not grow
    with the study; fail the running trials of pods that are gone,
    with the pod's reason, and retry them as the spec allows;
 4. start pods up to ``parallelism`` while the budget lasts, or stop them when
@@ -30,14 +30,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kubetune import bridge
-from kubetune.ledger import TrialLedger
-from kubetune.recovery import WORKER_ATTR, fail_lost_trials, lost_trials
-from kubetune.spec import SpecError, StudySpec, validate_metadata, validate_spec
-from kubetune.storage import StorageUnavailable, open_storage, scrub
-from kubetune.supervision import EndedWorker, Outcome, Situation, decide
-from kubetune.trials import best_params_document
-from kubetune.worker import EXIT_CONFIG_ERROR
+from kubetune.engine import bridge
+from kubetune.engine.ledger import TrialLedger
+from kubetune.engine.recovery import WORKER_ATTR, fail_lost_trials, lost_trials
+from kubetune.engine.storage import StorageUnavailable, open_storage, scrub
+from kubetune.engine.supervision import EndedWorker, Outcome, Situation, decide
+from kubetune.engine.trials import best_params_document
+from kubetune.engine.worker import EXIT_CONFIG_ERROR
+from kubetune.study.spec import SpecError, StudySpec, validate_metadata, validate_spec
 
 from kubetune_operator import kube
 from kubetune_operator.config import OperatorConfig

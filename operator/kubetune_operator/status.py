@@ -14,11 +14,11 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from kubetune.spec import MAX_PARETO_FRONT, StudySpec, TrialSummary
-from kubetune.trials import effective_params
+from kubetune.engine.trials import effective_params
+from kubetune.study.spec import MAX_PARETO_FRONT, StudySpec, TrialSummary
 
 if TYPE_CHECKING:
-    from kubetune.ledger import TrialLedger
+    from kubetune.engine.ledger import TrialLedger
     from optuna.trial import FrozenTrial
 
 

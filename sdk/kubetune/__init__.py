@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kubetune import space
-    from kubetune.client import Client
-    from kubetune.embedded import local_storage
+    from kubetune.client.client import Client
+    from kubetune.engine.trials import TrialRecord
     from kubetune.errors import (
         ClusterUnavailable,
         KubetuneError,
@@ -39,20 +39,20 @@ if TYPE_CHECKING:
         StudyFailed,
         WaitTimeout,
     )
-    from kubetune.spec import ObjectMeta, SpecError, Study, StudySpec, load_study
-    from kubetune.trials import TrialRecord
+    from kubetune.local.embedded import local_storage
+    from kubetune.study.spec import ObjectMeta, SpecError, Study, StudySpec, load_study
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Client": "kubetune.client",
-    "Study": "kubetune.spec",
-    "StudySpec": "kubetune.spec",
-    "ObjectMeta": "kubetune.spec",
-    "SpecError": "kubetune.spec",
-    "load_study": "kubetune.spec",
-    "local_storage": "kubetune.embedded",
-    "TrialRecord": "kubetune.trials",
+    "Client": "kubetune.client.client",
+    "Study": "kubetune.study.spec",
+    "StudySpec": "kubetune.study.spec",
+    "ObjectMeta": "kubetune.study.spec",
+    "SpecError": "kubetune.study.spec",
+    "load_study": "kubetune.study.spec",
+    "local_storage": "kubetune.local.embedded",
+    "TrialRecord": "kubetune.engine.trials",
     "KubetuneError": "kubetune.errors",
     "ClusterUnavailable": "kubetune.errors",
     "NotFound": "kubetune.errors",

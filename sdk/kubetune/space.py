@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from kubetune.spec import (
+from kubetune.study.spec import (
     CategoricalParam,
     Choice,
     FloatParam,

@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 import pytest
 from badinput_helpers import SUPPORT, kubetune, write_study
-from kubetune.recovery import FAIL_REASON_ATTR
+from kubetune.engine.recovery import FAIL_REASON_ATTR
 from optuna.trial import TrialState
 
 pytestmark = pytest.mark.timeout(90)

@@ -12,9 +12,9 @@ from typing import Any
 import optuna
 import pytest
 from builtin_helpers import WorkerRun
-from kubetune import bridge
-from kubetune.spec import validate_spec
-from kubetune.storage import open_storage
+from kubetune.engine import bridge
+from kubetune.engine.storage import open_storage
+from kubetune.study.spec import validate_spec
 
 
 class StartedWorker:

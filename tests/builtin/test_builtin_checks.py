@@ -1,6 +1,6 @@
 """What a built-in objective checks before any trial, each problem naming its spec field.
 
-The rules that need only the spec are the core's (:mod:`kubetune.builtin_rules`):
+The rules that need only the spec are the core's (:mod:`kubetune.study.builtin_rules`):
 the spec's validation refuses them, and a worker given a spec that skipped it
 (one stored by an older kubetune) refuses them too. The rules that need the
 data or the machine are the worker's.
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from builtin_helpers import builtin_spec
-from kubetune.spec import SpecError, StudySpec, validate_spec
+from kubetune.study.spec import SpecError, StudySpec, validate_spec
 from kubetune_trial.builtin import load_builtin
 from kubetune_trial.objectives import ObjectiveNotLoadable
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kubetune.spec import load_study
+from kubetune.study.spec import load_study
 from kubetune_trial.builtin.data import load_table, split
 from kubetune_trial.builtin.objective import check_stepwise, resolve_metric
 from kubetune_trial.builtin.space import effective_space

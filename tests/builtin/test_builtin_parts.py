@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from kubetune.spec import BuiltinData, SaveModel, Validation, validate_spec
+from kubetune.study.spec import BuiltinData, SaveModel, Validation, validate_spec
 from kubetune_trial.builtin import device
 from kubetune_trial.builtin.data import load_table, split
 from kubetune_trial.builtin.metrics import METRICS

@@ -5,10 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 from builtin_helpers import builtin_spec
-from kubetune.ledger import TrialLedger
-from kubetune.local import best_summaries
-from kubetune.spec import SpecError, validate_spec
-from kubetune.trials import effective_params
+from kubetune.engine.ledger import TrialLedger
+from kubetune.engine.trials import best_summaries, effective_params
+from kubetune.study.spec import SpecError, validate_spec
 
 
 def ledger_of(study: optuna.Study) -> TrialLedger:

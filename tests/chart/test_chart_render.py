@@ -216,7 +216,7 @@ def _study_schema() -> dict[str, Any]:
 
 
 def test_quickstart_cluster_example_is_the_quickstart_for_a_cluster() -> None:
-    from kubetune.spec import load_study
+    from kubetune.study.spec import load_study
 
     cluster_path = REPO / "examples" / "quickstart-cluster.yaml"
     cluster = yaml.safe_load(cluster_path.read_text())
@@ -240,7 +240,7 @@ def _yaml_blocks(path: Path) -> list[dict[str, Any]]:
 
 
 def test_studies_in_the_helm_docs_are_valid() -> None:
-    from kubetune.spec import load_study
+    from kubetune.study.spec import load_study
 
     studies = [doc for doc in _yaml_blocks(REPO / "docs" / "helm.md") if doc.get("kind") == "Study"]
     assert studies, "docs/helm.md shows no Study"

@@ -165,7 +165,7 @@ class OwnPostgres:
         self.url = ""
 
     def __enter__(self) -> OwnPostgres:
-        from kubetune.embedded import _ensure_database, _sqlalchemy_url
+        from kubetune.local.embedded import _ensure_database, _sqlalchemy_url
 
         self.server.__enter__()
         _ensure_database(self.server.get_uri(), self._database)

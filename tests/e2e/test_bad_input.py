@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 import pytest
 from harness.apiserver import ApiError
-from kubetune.storage import open_storage
+from kubetune.engine.storage import open_storage
 from optuna.trial import TrialState
 from scenario import IMAGE, condition, create, live_pods, spec, status, wait_phase, wait_until
 

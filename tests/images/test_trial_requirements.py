@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from kubetune import bridge
-from kubetune.spec import validate_spec
-from kubetune.storage import open_storage
+from kubetune.engine import bridge
+from kubetune.engine.storage import open_storage
+from kubetune.study.spec import validate_spec
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import optuna
 import pytest
-from kubetune import bridge
-from kubetune.spec import StudySpec, validate_spec
-from kubetune.storage import open_storage
+from kubetune.engine import bridge
+from kubetune.engine.storage import open_storage
+from kubetune.study.spec import StudySpec, validate_spec
 
 SUPPORT = Path(__file__).resolve().parent / "support"
 REPO = Path(__file__).resolve().parents[2]

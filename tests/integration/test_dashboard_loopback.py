@@ -16,7 +16,7 @@ import optuna
 import psutil
 import pytest
 import yaml
-from kubetune.storage import open_storage
+from kubetune.engine.storage import open_storage
 from test_local import ctrl_c_works
 
 pytestmark = pytest.mark.timeout(120)

@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from kubetune.recovery import FAIL_REASON_ATTR
+from kubetune.engine.recovery import FAIL_REASON_ATTR
 from optuna.trial import TrialState
 
 pytestmark = pytest.mark.timeout(180)

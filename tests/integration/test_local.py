@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 import yaml
-from kubetune.recovery import FAIL_REASON_ATTR, RETRY_OF_ATTR
+from kubetune.engine.recovery import FAIL_REASON_ATTR, RETRY_OF_ATTR
 from optuna.trial import TrialState
 from runner_helpers import load
 

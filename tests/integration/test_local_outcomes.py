@@ -17,7 +17,7 @@ from typing import Any
 
 import optuna
 import pytest
-from kubetune.spec import validate_spec
+from kubetune.study.spec import validate_spec
 from optuna.trial import TrialState
 from runner_helpers import load
 from test_local import SPEC, run_cli, write_study
@@ -207,7 +207,7 @@ def test_the_first_trials_failing_the_same_way_stop_the_study(
 
 def test_first_failures_rule_is_the_budget_s_and_keeps_an_explicit_limit() -> None:
     """The operator and the trial runner ask the same function."""
-    from kubetune.budget import Spending, StopReason, describe, stop_reason
+    from kubetune.engine.budget import Spending, StopReason, describe, stop_reason
 
     spec = validate_spec({"budget": {"maxTrials": 50}, "trial": {"python": "m:f"}})
     same = Spending(
@@ -264,10 +264,10 @@ def test_the_grid_gives_a_retried_trial_its_point_and_no_point_twice(storage_url
     """In one process, as workers ask under the claim lock: a lost trial's retry runs
     its point again, a trial re-queued before it had parameters gets a free point,
     and the budget ends the study when every point ran once."""
-    from kubetune import bridge
-    from kubetune.budget import StopReason, stop_reason
-    from kubetune.ledger import TrialLedger
-    from kubetune.recovery import fail_lost_trials
+    from kubetune.engine import bridge
+    from kubetune.engine.budget import StopReason, stop_reason
+    from kubetune.engine.ledger import TrialLedger
+    from kubetune.engine.recovery import fail_lost_trials
 
     spec = validate_spec(
         {

@@ -14,13 +14,13 @@ from typing import Any
 import optuna
 import psutil
 import pytest
-from kubetune.recovery import (
+from kubetune.engine.recovery import (
     FAIL_REASON_ATTR,
     WORKER_ATTR,
     fail_lost_trials,
     lost_trials,
 )
-from kubetune.worker import EXIT_CONFIG_ERROR
+from kubetune.engine.worker import EXIT_CONFIG_ERROR
 from optuna.trial import TrialState
 from runner_helpers import load, run_worker, start_worker
 
@@ -443,8 +443,8 @@ def test_a_claim_made_while_the_lock_was_lost_gives_way_when_the_budget_is_spent
     notices when it releases it, and gives its trial up: never more than maxTrials."""
     import psycopg2
     import sqlalchemy
-    from kubetune.ledger import TrialLedger
-    from kubetune.worker import WorkerConfig
+    from kubetune.engine.ledger import TrialLedger
+    from kubetune.engine.worker import WorkerConfig
     from kubetune_trial.runner import Worker, WorkerSummary
 
     monkeypatch.syspath_prepend(runner_env["PYTHONPATH"].split(os.pathsep)[0])

@@ -1,7 +1,7 @@
 """README, Local mode: "Any Optuna RDB URL works (``postgresql://…``, ``mysql://…``,
 ``sqlite:///study.db``)", and ``spec.storage.url`` is used when no ``--storage`` is given.
 
-Each backend has its own claim lock branch (``kubetune.storage.ClaimLock``): four
+Each backend has its own claim lock branch (``kubetune.engine.storage.ClaimLock``): four
 workers whose first trials end together all reach for the last trial of the budget at
 once, so a lock that does not hold shows as an overrun every time.
 
@@ -23,9 +23,9 @@ from typing import Any
 
 import optuna
 import pytest
-from kubetune import bridge
-from kubetune.spec import validate_spec
-from kubetune.storage import open_storage
+from kubetune.engine import bridge
+from kubetune.engine.storage import open_storage
+from kubetune.study.spec import validate_spec
 from optuna.trial import TrialState
 from test_local import SPEC, run_cli, write_study
 

@@ -149,7 +149,7 @@ def test_typed_builders_are_sent_as_the_user_wrote_them(
     """A Study built from the typed models is sent with only what the user set
     (camelCase, no defaults filled in), into the namespace asked for."""
     from kubetune import space
-    from kubetune.spec import Budget, ObjectMeta, SpecError, Study, StudySpec, TrialTemplate
+    from kubetune.study.spec import Budget, ObjectMeta, SpecError, Study, StudySpec, TrialTemplate
 
     kube.create(
         "namespaces",

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from kubetune.cli import app
 from kubetune.convert import ConversionError, convert
-from kubetune.spec import load_study
+from kubetune.study.spec import load_study
 from typer.testing import CliRunner
 
 EXAMPLES = Path(__file__).parent / "examples"

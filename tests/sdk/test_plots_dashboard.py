@@ -217,7 +217,7 @@ def test_parallel_coordinates_of_nine_parameters_are_readable(
     assert sizes["nine"][0] > 1.6 * sizes["two"][0], sizes
 
     # No parameter name runs into the next, and no axis' tick labels reach the next axis.
-    from kubetune.plots import draw_figure
+    from kubetune.visualization.plots import draw_figure
 
     ax = draw_figure(nine_parameters(None, "in-memory"), "parallel", html=False)
     figure = ax.figure

@@ -15,11 +15,11 @@ import tune_helpers
 import tune_objectives
 from kubetune import space
 from kubetune.cli import app
-from kubetune.client import is_finished, refused_fields
-from kubetune.shipping import INTERACTIVE_MODULE, ShippingError, ship
-from kubetune.spec import SpecError, validate_spec
-from kubetune.tuning import build_study, default_name, resources_spec
-from kubetune.warmstart import check_param_sets, param_sets
+from kubetune.client.client import is_finished, refused_fields
+from kubetune.client.tuning import build_study, default_name, resources_spec
+from kubetune.cluster.shipping import INTERACTIVE_MODULE, ShippingError, ship
+from kubetune.engine.warmstart import check_param_sets, param_sets
+from kubetune.study.spec import SpecError, validate_spec
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +47,7 @@ def test_lazy_public_surface() -> None:
 
 
 def test_names_match_the_operators() -> None:
-    from kubetune import names
+    from kubetune.study import names
     from kubetune_operator import labels
 
     long = "a" * 60

@@ -112,7 +112,7 @@ def test_tune_locally(storage_url: str, tmp_path: Path, monkeypatch: pytest.Monk
     assert study.best_params_file == Path("best_params.json")
     assert json.loads((tmp_path / "best_params.json").read_text(encoding="utf-8")) == {"x": 0.1}
     import optuna
-    from kubetune.trials import records
+    from kubetune.engine.trials import records
 
     optuna_study = optuna.load_study(study_name=study.metadata.name, storage=storage_url)
     rows = records(optuna_study.trials)

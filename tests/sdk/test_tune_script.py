@@ -152,7 +152,7 @@ def shipped(script: Path) -> Any:
     script is run up to its tune() call)."""
     import types
 
-    from kubetune.shipping import ship
+    from kubetune.cluster.shipping import ship
 
     source = script.read_text().split("study = kubetune.Client", 1)[0]
     module = types.ModuleType("__main__")
@@ -221,7 +221,7 @@ def test_a_killed_user_of_the_embedded_server_does_not_keep_it_running(tmp_path:
     import signal
 
     import psutil
-    from kubetune.embedded import HANDLES_FILE, embedded_postgres
+    from kubetune.local.embedded import HANDLES_FILE, embedded_postgres
 
     data = tmp_path / "kubetune-home" / "postgres"
     holder = subprocess.Popen(
@@ -229,7 +229,7 @@ def test_a_killed_user_of_the_embedded_server_does_not_keep_it_running(tmp_path:
             sys.executable,
             "-c",
             "import sys, time, pathlib\n"
-            "from kubetune.embedded import embedded_postgres\n"
+            "from kubetune.local.embedded import embedded_postgres\n"
             "with embedded_postgres(pathlib.Path(sys.argv[1])):\n"
             "    print('up', flush=True)\n"
             "    time.sleep(600)\n",
@@ -304,7 +304,7 @@ import functools
 import json
 import os
 
-from kubetune.shipping import ship
+from kubetune.cluster.shipping import ship
 
 from .helpers import curve
 
@@ -368,7 +368,7 @@ def test_a_name_set_only_under_the_main_guard_is_refused_when_tune_is_called(
 ) -> None:
     import types
 
-    from kubetune.shipping import ShippingError, ship
+    from kubetune.cluster.shipping import ShippingError, ship
 
     script = tmp_path / "guarded.py"
     script.write_text(
@@ -387,8 +387,9 @@ def test_a_trial_is_inside_a_trial_while_it_imports_and_runs_and_not_after(
     """The runner marks the objective's import and each call as inside a trial (tune()
     there raises TuneInsideTrial); a process that loads a worker in-process is not
     marked afterwards."""
-    from kubetune.spec import validate_spec
-    from kubetune.tuning import IN_TRIAL_ENV, TuneInsideTrial
+    from kubetune.client.tuning import TuneInsideTrial
+    from kubetune.engine.worker import IN_TRIAL_ENV
+    from kubetune.study.spec import validate_spec
     from kubetune_trial.objectives import load_objective
 
     (tmp_path / "marks.py").write_text(

@@ -1,4 +1,4 @@
-"""The code behind a study's objective, as its identity counts it (kubetune.study_source)."""
+"""The code behind a study's objective, as its identity counts it (kubetune.client.sources)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import optuna
 import pytest
 from kubetune.errors import SpecChangeRefused
-from kubetune.spec import Study, load_study
-from kubetune.study_source import CODE_DIGEST_ATTR, check_objective_code, objective_code
+from kubetune.local.code import CODE_DIGEST_ATTR, check_objective_code, objective_code
+from kubetune.study.spec import Study, load_study
 
 
 def document(python: str | None = "proj.objective:objective", **annotations: str) -> Study:

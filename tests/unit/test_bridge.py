@@ -6,8 +6,8 @@ from typing import Any
 
 import optuna
 import pytest
-from kubetune import bridge
-from kubetune.spec import SpecError, StudySpec, validate_spec
+from kubetune.engine import bridge, budget
+from kubetune.study.spec import SpecError, StudySpec, validate_spec
 
 SPACE = {
     "x": {"type": "float", "low": -1.0, "high": 1.0, "step": 0.5},
@@ -110,7 +110,7 @@ def test_grid_of_a_float_the_step_does_not_divide_stays_in_range(
     optuna_high = optuna.distributions.FloatDistribution(low, high, step=step).high
     assert max(points) == pytest.approx(optuna_high)
     assert all(low <= point <= high for point in points)
-    assert bridge.grid_size(spec) == len(points)
+    assert budget.grid_size(spec) == len(points)
 
 
 def test_bad_sampler_argument_is_named() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from kubetune.crd import crd_yaml, study_crd
+from kubetune.study.crd import crd_yaml, study_crd
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -144,7 +144,7 @@ def test_examples_lose_nothing_to_pruning(name: str) -> None:
 
 def test_what_the_api_server_would_prune_kubetune_refuses() -> None:
     """The same field names work with ``kubetune run`` and with ``kubectl apply``."""
-    from kubetune.spec import SpecError, validate_spec
+    from kubetune.study.spec import SpecError, validate_spec
 
     spec = {
         "trial": {

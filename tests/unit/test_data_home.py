@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kubetune import embedded
+from kubetune.local import embedded
 
 
 def test_kubetune_home_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

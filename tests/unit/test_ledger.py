@@ -8,9 +8,9 @@ import random
 
 import optuna
 import pytest
-from kubetune.budget import RETRIED_ATTR
-from kubetune.ledger import TrialLedger
-from kubetune.recovery import WORKER_ATTR
+from kubetune.engine.budget import RETRIED_ATTR
+from kubetune.engine.ledger import TrialLedger
+from kubetune.engine.recovery import WORKER_ATTR
 from optuna.trial import TrialState
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -150,7 +150,7 @@ def test_a_study_recreated_under_the_same_name_starts_the_totals_again() -> None
 def test_trials_stopped_on_purpose_are_counted_stopped_not_failed() -> None:
     """A suspend or Ctrl-C hands running trials back (FAIL in Optuna, queued again):
     the operator's status and kubetune run count them as stopped, not as failures."""
-    from kubetune.recovery import fail_lost_trials
+    from kubetune.engine.recovery import fail_lost_trials
 
     study = optuna.create_study()
     study.ask()

@@ -9,8 +9,8 @@ from typing import Any
 
 import optuna
 import pytest
-from kubetune.ledger import TrialLedger
-from kubetune.spec import MAX_PARETO_FRONT, TRIAL_IMAGE_UID, validate_spec
+from kubetune.engine.ledger import TrialLedger
+from kubetune.study.spec import MAX_PARETO_FRONT, TRIAL_IMAGE_UID, validate_spec
 from kubetune_operator.cli import _parser, kopf_arguments
 from kubetune_operator.config import OperatorConfig
 from kubetune_operator.labels import best_params_configmap, optuna_study_name, pod_prefix

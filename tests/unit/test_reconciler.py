@@ -10,7 +10,7 @@ from typing import Any
 
 import optuna
 import pytest
-from kubetune.worker import EXIT_CONFIG_ERROR
+from kubetune.engine.worker import EXIT_CONFIG_ERROR
 from kubetune_operator.config import OperatorConfig
 from kubetune_operator.labels import optuna_study_name, storage_secret
 from kubetune_operator.reconciler import StudyReconciler

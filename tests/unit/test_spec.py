@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubetune.spec import SpecError, Study, load_study, parse_duration, validate_spec
+from kubetune.study.spec import SpecError, Study, load_study, parse_duration, validate_spec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -296,7 +296,7 @@ def test_durations(text: str | int, seconds: int) -> None:
 
 
 def test_python_builders_take_snake_case() -> None:
-    from kubetune.spec import Budget, FloatParam, ObjectMeta, StudySpec, TrialTemplate
+    from kubetune.study.spec import Budget, FloatParam, ObjectMeta, StudySpec, TrialTemplate
 
     study = Study(
         metadata=ObjectMeta(name="built"),
@@ -357,7 +357,7 @@ def test_documents_take_only_the_crds_camel_case_names(
 
 
 def test_every_entry_point_for_documents_refuses_snake_case() -> None:
-    from kubetune.spec import Budget, StudySpec
+    from kubetune.study.spec import Budget, StudySpec
 
     with pytest.raises(SpecError, match=r"spec.budget.max_trials: unknown field"):
         validate_spec({"trial": {"python": "a:b"}, "budget": {"max_trials": 3}})
@@ -368,7 +368,7 @@ def test_every_entry_point_for_documents_refuses_snake_case() -> None:
 
 
 def test_python_builders_take_either_name_and_emit_camel_case() -> None:
-    from kubetune.spec import StudySpec
+    from kubetune.study.spec import StudySpec
 
     snake = StudySpec(
         search_space={"x": {"type": "float", "low": 0, "high": 1}},
@@ -490,7 +490,7 @@ BUILTIN_WINE = {"model": "lightgbm", "data": {"dataset": "sklearn:wine"}}
 
 
 def test_the_python_builders_apply_the_builtin_rules() -> None:
-    from kubetune.spec import StudySpec
+    from kubetune.study.spec import StudySpec
 
     with pytest.raises(ValueError, match=r"objective\.direction: must be maximize for metric auc"):
         StudySpec(
@@ -508,7 +508,7 @@ def test_checking_a_builtin_spec_imports_no_ml_library() -> None:
     spec = {"objective": {"metric": "auc"}, "trial": {"builtin": BUILTIN_WINE}}
     script = (
         "import sys\n"
-        "from kubetune.spec import SpecError, validate_spec\n"
+        "from kubetune.study.spec import SpecError, validate_spec\n"
         "try:\n"
         f"    validate_spec({spec!r})\n"
         "except SpecError as error:\n"

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from kubetune.storage import StorageUnavailable
+from kubetune.engine.storage import StorageUnavailable
 from kubetune_operator import reconciler as reconciler_module
 from kubetune_operator.config import OperatorConfig
 from kubetune_operator.reconciler import StudyReconciler

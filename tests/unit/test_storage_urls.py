@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from kubetune.storage import (
+from kubetune.engine.storage import (
     StorageUnavailable,
     is_connection_error,
     open_storage,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kubetune.budget import Spending, StopReason
-from kubetune.spec import validate_spec
-from kubetune.supervision import Decision, EndedWorker, Outcome, Situation, decide
+from kubetune.engine.budget import Spending, StopReason
+from kubetune.engine.supervision import Decision, EndedWorker, Outcome, Situation, decide
+from kubetune.study.spec import validate_spec
 
 
 def situation(

@@ -14,8 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from kubetune.storage import StorageUnavailable, scrub
-from kubetune.worker import (
+from kubetune.engine.storage import StorageUnavailable, scrub
+from kubetune.engine.worker import (
     DEFAULT_TERMINATION_LOG,
     EXIT_CONFIG_ERROR,
     EXIT_OK,
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # Imported here so that --help stays instant.
     import optuna
-    from kubetune.spec import SpecError
+    from kubetune.study.spec import SpecError
 
     from kubetune_trial.objectives import ObjectiveFailed, ObjectiveNotLoadable
     from kubetune_trial.runner import Worker

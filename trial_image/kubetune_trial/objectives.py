@@ -30,9 +30,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import optuna
-from kubetune.spec import PLACEHOLDER, StudySpec
-from kubetune.tuning import IN_TRIAL_ENV
+from kubetune.engine.worker import IN_TRIAL_ENV
+from kubetune.study.spec import PLACEHOLDER, StudySpec
 
+from kubetune_trial.errors import ObjectiveNotLoadable
 from kubetune_trial.metrics import parse_line
 
 Objective = Callable[[optuna.Trial], Any]
@@ -40,15 +41,6 @@ Objective = Callable[[optuna.Trial], Any]
 #: Seconds a pruned or stopped command gets to exit after SIGTERM before SIGKILL.
 TERMINATE_GRACE = 5.0
 _STDERR_TAIL_LINES = 20
-
-
-class ObjectiveNotLoadable(Exception):
-    """The objective cannot run at all; ``field`` names the spec field to fix."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        super().__init__(f"{field}: {reason}")
 
 
 class ObjectiveFailed(Exception):

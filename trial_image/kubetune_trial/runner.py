@@ -7,7 +7,7 @@ COMPLETE, PRUNED or FAIL, and a FAIL carries its reason in the user attribute
 ``kubetune.fail_reason``.
 
 Example:
-    >>> from kubetune.worker import WorkerConfig
+    >>> from kubetune.engine.worker import WorkerConfig
     >>> run_worker(WorkerConfig(study_name="demo", worker_name="w0"), url)  # doctest: +SKIP
 """
 
@@ -27,18 +27,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from kubetune import bridge
-from kubetune.budget import StopReason, stop_reason
-from kubetune.ledger import TrialLedger
-from kubetune.recovery import (
+from kubetune.engine import bridge
+from kubetune.engine.budget import StopReason, stop_reason
+from kubetune.engine.ledger import TrialLedger
+from kubetune.engine.recovery import (
     FAIL_REASON_ATTR,
     WORKER_ATTR,
     fail_lost_trials,
     give_up_trial,
 )
-from kubetune.spec import StudySpec, load_study
-from kubetune.storage import ClaimLock, open_storage, scrub
-from kubetune.worker import WorkerConfig
+from kubetune.engine.storage import ClaimLock, open_storage, scrub
+from kubetune.engine.worker import WorkerConfig
+from kubetune.study.spec import StudySpec, load_study
 from optuna.trial import TrialState
 
 from kubetune_trial.objectives import (
@@ -164,7 +164,7 @@ class Worker:
 
     def _hand_back(self, trial: optuna.Trial, stopped: WorkerStopped) -> None:
         """Fail the trial this worker was running, with why, marked as stopped (not
-        failed: see :data:`~kubetune.recovery.STOPPED_ATTR`), and queue it again."""
+        failed: see :data:`~kubetune.engine.recovery.STOPPED_ATTR`), and queue it again."""
         with self.signals.deferred():
             reason = f"worker {self.config.worker_name} was stopped by {stopped}"
             frozen = self.study._storage.get_trial(trial._trial_id)

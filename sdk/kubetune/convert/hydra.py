@@ -66,7 +66,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kubetune.convert import Conversion, ConversionError, document, number, study_name
+from kubetune.convert.common import Conversion, ConversionError, document, number, study_name
 
 _SAMPLER_CLASSES = {
     "TPESampler": "tpe",

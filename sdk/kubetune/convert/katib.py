@@ -44,7 +44,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from kubetune.convert import Conversion, ConversionError, document, number, study_name
+from kubetune.convert.common import Conversion, ConversionError, document, number, study_name
 
 _PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 _OTHER_PLACEHOLDER = re.compile(r"\$\{(trialSpec\.[^}]+)\}")

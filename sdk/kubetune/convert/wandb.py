@@ -55,7 +55,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubetune.convert import Conversion, ConversionError, document, number, study_name
+from kubetune.convert.common import Conversion, ConversionError, document, number, study_name
 
 METHODS = {"grid": "grid", "random": "random", "bayes": "gp"}
 #: The command W&B runs when a sweep gives none.

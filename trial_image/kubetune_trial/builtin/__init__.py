@@ -5,7 +5,7 @@ Nothing heavy is imported here: :func:`load_builtin` imports only the chosen
 model's library, when a worker loads the objective.
 
 Example:
-    >>> from kubetune.spec import validate_spec
+    >>> from kubetune.study.spec import validate_spec
     >>> spec = validate_spec({
     ...     "objective": {"direction": "maximize", "metric": "auc"},
     ...     "trial": {"builtin": {"model": "lightgbm", "data": {"dataset": "sklearn:breast_cancer"},
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import optuna
-from kubetune.spec import StudySpec
+from kubetune.study.spec import StudySpec
 
 
 def load_builtin(spec: StudySpec, study_name: str | None = None) -> Callable[[optuna.Trial], float]:

@@ -26,10 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from kubetune.builtin_rules import SKLEARN_DATASETS, RuleBroken, Task, check_columns, check_data
-from kubetune.spec import BuiltinData, Validation
+from kubetune.study.builtin_rules import (
+    SKLEARN_DATASETS,
+    RuleBroken,
+    Task,
+    check_columns,
+    check_data,
+)
+from kubetune.study.spec import BuiltinData, Validation
 
-from kubetune_trial.objectives import ObjectiveNotLoadable
+from kubetune_trial.errors import ObjectiveNotLoadable
 
 __all__ = ["MAX_CLASSES", "SKLEARN_DATASETS", "Table", "load_table", "split"]
 

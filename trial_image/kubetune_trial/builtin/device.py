@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kubetune_trial.objectives import ObjectiveNotLoadable
+from kubetune_trial.errors import ObjectiveNotLoadable
 
 Requested = Literal["auto", "cpu", "cuda"]
 

@@ -1,7 +1,7 @@
 """The metrics a built-in objective can optimize, and how to compute them.
 
 The table (each name, its task, whether higher is better) is the core's
-:data:`kubetune.builtin_rules.METRICS`, which the spec's validation checks
+:data:`kubetune.study.builtin_rules.METRICS`, which the spec's validation checks
 ``spec.objective`` against; here each entry learns to compute itself. Every
 model computes a metric the same way (with scikit-learn, on predicted
 probabilities or values), so a value means the same whichever model made it.
@@ -17,15 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from kubetune.builtin_rules import DEFAULT_METRIC, MetricRule, Task
-from kubetune.builtin_rules import METRICS as RULES
+from kubetune.study.builtin_rules import DEFAULT_METRIC, MetricRule, Task
+from kubetune.study.builtin_rules import METRICS as RULES
 
 __all__ = ["DEFAULT_METRIC", "METRICS", "Metric", "Task"]
 
 
 @dataclass(frozen=True)
 class Metric(MetricRule):
-    """One metric of :data:`kubetune.builtin_rules.METRICS`, and how to compute it.
+    """One metric of :data:`kubetune.study.builtin_rules.METRICS`, and how to compute it.
 
     ``compute(y_true, predictions)`` takes class-index labels and either the
     positive-class probability (binary), a ``(n, classes)`` probability matrix

@@ -3,7 +3,7 @@ one model trained per trial.
 
 Checked before any trial (each problem raises :class:`ObjectiveNotLoadable`
 naming the spec field, and the worker exits with code 3): the rules of
-:mod:`kubetune.builtin_rules` (metric and direction, stepwise, search space,
+:mod:`kubetune.study.builtin_rules` (metric and direction, stepwise, search space,
 data source), which the spec's validation applies before any worker starts
 and which are applied again here for a spec that skipped it; then what only
 the worker can see: the data and its target, the device, the model's library.
@@ -22,8 +22,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import optuna
-from kubetune import builtin_rules
-from kubetune.spec import StudySpec
+from kubetune.study import builtin_rules
+from kubetune.study.spec import StudySpec
 
 from kubetune_trial.builtin.data import load_table, split
 from kubetune_trial.builtin.device import decide, probe
@@ -31,7 +31,7 @@ from kubetune_trial.builtin.metrics import METRICS, Metric
 from kubetune_trial.builtin.problem import Problem, Trainer
 from kubetune_trial.builtin.saving import ModelKeeper
 from kubetune_trial.builtin.space import Param, effective_space, suggest_all
-from kubetune_trial.objectives import ObjectiveNotLoadable
+from kubetune_trial.errors import ObjectiveNotLoadable
 
 #: The trial user attribute recording where the model trained ("cuda" or "cpu").
 DEVICE_ATTR = "kubetune.device"
@@ -46,17 +46,18 @@ _MODULES = {
 
 
 def resolve_metric(spec: StudySpec) -> Metric:
-    """The spec's metric (checked by :func:`kubetune.builtin_rules.resolve_metric`)."""
+    """The spec's metric (checked by :func:`kubetune.study.builtin_rules.resolve_metric`)."""
     return METRICS[_ruled(builtin_rules.resolve_metric, spec).name]
 
 
 def check_stepwise(spec: StudySpec) -> None:
-    """Refuse what stepwise tuning cannot honour (:func:`kubetune.builtin_rules.check_stepwise`)."""
+    """Refuse what stepwise tuning cannot honour (see
+    :func:`kubetune.study.builtin_rules.check_stepwise`)."""
     _ruled(builtin_rules.check_stepwise, spec)
 
 
 def _ruled(check: Callable[[StudySpec], T], spec: StudySpec) -> T:
-    """``check(spec)``, its :class:`~kubetune.builtin_rules.RuleBroken` as the worker's error.
+    """``check(spec)``, its :class:`~kubetune.study.builtin_rules.RuleBroken` as the worker's error.
 
     A validated spec passes these already; a worker still applies them, so a spec
     that skipped validation cannot start trials that would all fail.

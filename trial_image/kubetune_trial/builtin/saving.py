@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from kubetune.spec import SaveModel
+from kubetune.study.spec import SaveModel
 
-from kubetune_trial.objectives import ObjectiveNotLoadable
+from kubetune_trial.errors import ObjectiveNotLoadable
 
 #: The user attributes of a trial whose model went to an artifact store.
 ARTIFACT_ATTR = "kubetune.model_artifact"

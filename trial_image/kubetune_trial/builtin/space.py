@@ -1,6 +1,6 @@
 """Each built-in model's default search space, and how ``spec.searchSpace`` changes it.
 
-The spaces and the rule live in the core (:mod:`kubetune.builtin_rules`), where
+The spaces and the rule live in the core (:mod:`kubetune.study.builtin_rules`), where
 the spec's validation applies them; here the objective suggests them on a trial.
 The rule, applied once when the objective loads:
 
@@ -16,7 +16,7 @@ the objective runs; the objective suggests the rest with the same calls, so
 a parameter is suggested once with one distribution.
 
 Example:
-    >>> from kubetune.spec import validate_spec
+    >>> from kubetune.study.spec import validate_spec
     >>> spec = validate_spec({
     ...     "searchSpace": {"num_leaves": {"type": "int", "low": 8, "high": 32}},
     ...     "trial": {"builtin": {"model": "lightgbm", "data": {"dataset": "sklearn:wine"},
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubetune.builtin_rules import (
+from kubetune.study.builtin_rules import (
     DEFAULT_SPACES,
     LIGHTGBM_SPACE,
     LIGHTNING_DEFAULTS,
@@ -40,7 +40,7 @@ from kubetune.builtin_rules import (
     Param,
     effective_space,
 )
-from kubetune.spec import StudySpec
+from kubetune.study.spec import StudySpec
 
 __all__ = [
     "DEFAULT_SPACES",
@@ -57,6 +57,6 @@ __all__ = [
 def suggest_all(trial: Any, spec: StudySpec, space: dict[str, Param]) -> dict[str, Any]:
     """Suggest every parameter of ``space`` on ``trial`` (those the runner already
     suggested come back unchanged) and return the values."""
-    from kubetune import bridge
+    from kubetune.engine import bridge
 
     return bridge.suggest(trial, spec.model_copy(update={"search_space": space}))

@@ -37,12 +37,12 @@ from typing import Any
 
 import numpy as np
 import optuna
-from kubetune.trials import PARAMS_ATTR
+from kubetune.engine.trials import PARAMS_ATTR
 from optuna_integration.lightgbm import LightGBMTuner, LightGBMTunerCV
 
 from kubetune_trial.builtin import lightgbm_model
 from kubetune_trial.builtin.problem import Outcome, Problem
-from kubetune_trial.objectives import ObjectiveNotLoadable
+from kubetune_trial.errors import ObjectiveNotLoadable
 
 MODEL_FILE = lightgbm_model.MODEL_FILE
 DEFAULT_ROUNDS = lightgbm_model.DEFAULT_ROUNDS

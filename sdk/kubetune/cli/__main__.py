@@ -1,0 +1,5 @@
+"""``python -m kubetune.cli``."""
+
+from kubetune.cli import main
+
+main()

@@ -1,0 +1,192 @@
+"""A local study's identity: the code behind its objective.
+
+A study continues while the objective's code is unchanged, and is refused
+(:class:`~kubetune.errors.SpecChangeRefused`) once it has results and the code
+changed. The code is, for ``tune()``, what it ships (its digest is the
+``kubetune.io/code-digest`` annotation); for a Study file's ``python:``, the file
+of the module it names, the packages above it and the modules of the same
+project that it imports (see :func:`objective_code`).
+
+Example:
+    >>> from kubetune.study.spec import load_study
+    >>> objective_code(load_study("examples/quickstart.yaml")) is None  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kubetune.errors import SpecChangeRefused
+from kubetune.study.names import CODE_DIGEST_ANNOTATION
+
+if TYPE_CHECKING:
+    import optuna
+
+    from kubetune.study.spec import Study
+
+#: The study system attribute holding the digest of the code its trials ran.
+CODE_DIGEST_ATTR = "kubetune.code-digest"
+#: At most this many files make up a ``python:`` objective's code (a guard, not a limit
+#: anyone should meet: the files are the module and the project's modules it imports).
+MAX_CODE_FILES = 500
+
+
+def objective_code(
+    document: Study, search_path: Sequence[str] | None = None
+) -> tuple[str, dict[str, str]] | None:
+    """The digest of the code behind ``document``'s objective, and its files
+    (path: text; empty for ``tune()``, whose digest is its annotation), or None
+    when there is no code to follow (a command, a built-in, a module not found here).
+
+    A ``python: pkg.module:function`` objective's code is found as the worker finds
+    it (the working directory first, then ``$PYTHONPATH``, then ``sys.path``): the
+    module's file, the ``__init__.py`` of the packages above it, and, transitively,
+    the modules it imports that live under the same folder (the project's own code,
+    not installed libraries).
+    """
+    annotated = document.metadata.annotations.get(CODE_DIGEST_ANNOTATION)
+    if annotated:
+        return annotated, {}
+    entry = document.spec.trial.python
+    if entry is None:
+        return None
+    roots = list(search_path) if search_path is not None else _search_path()
+    module = entry.partition(":")[0]
+    for root in roots:
+        if _module_file(Path(root), module) is not None:
+            files = _project_files(Path(root), module)
+            sha = hashlib.sha256(entry.encode())
+            for path in sorted(files):
+                sha.update(b"\0" + path.encode() + b"\0" + files[path].encode())
+            return sha.hexdigest(), files
+    return None
+
+
+def check_objective_code(study: optuna.Study, document: Study, source: Path | None = None) -> None:
+    """Refuse ``study`` when its objective's code changed since its trials ran; else
+    record the code's digest in it.
+
+    A study with no finished (COMPLETE, PRUNED) or running trial takes the new code,
+    as it takes a new spec. ``source`` is the Study file, for the message.
+    """
+    from optuna.trial import TrialState
+
+    found = objective_code(document)
+    if found is None:
+        return
+    digest = found[0]
+    storage = study._storage
+    recorded = storage.get_study_system_attrs(study._study_id).get(CODE_DIGEST_ATTR)
+    if recorded is not None and recorded != digest:
+        trials = study.get_trials(deepcopy=False)
+        held = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        if any(t.state in held for t in trials):
+            raise SpecChangeRefused(
+                study.study_name,
+                ["trial"],
+                _code_changed(study, document, source, recorded, digest),
+            )
+    if recorded != digest:
+        storage.set_study_system_attr(study._study_id, CODE_DIGEST_ATTR, digest)
+
+
+def _code_changed(
+    study: optuna.Study, document: Study, source: Path | None, recorded: str, digest: str
+) -> str:
+    name = study.study_name
+    count = len(study.get_trials(deepcopy=False))
+    what = (
+        "the objective tune() ships"
+        if CODE_DIGEST_ANNOTATION in document.metadata.annotations
+        else f"the code behind spec.trial.python ({document.spec.trial.python})"
+    )
+    if source is not None:
+        start_over = f"kubetune run {source} --fresh (or kubetune delete {source} first)"
+    elif CODE_DIGEST_ANNOTATION in document.metadata.annotations:
+        start_over = "leave name= unset (each version of the code gets its own study)"
+    else:
+        start_over = "delete the study (optuna.delete_study) first"
+    return (
+        f"spec.trial: study {name!r} already ran with other code: {what} changed "
+        f"(digest {recorded[:12]}, now {digest[:12]}); its trials would not be comparable.\n"
+        f"  To start over, deleting its {count} trials: {start_over}.\n"
+        "  To keep them and run the changed code beside them: give it a new name."
+    )
+
+
+def _search_path() -> list[str]:
+    paths = [os.getcwd()]
+    paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    paths += [p for p in sys.path if p]
+    return paths
+
+
+def _module_file(root: Path, module: str) -> Path | None:
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _project_files(root: Path, module: str) -> dict[str, str]:
+    """``module``'s file, its packages' ``__init__.py`` and the modules under ``root``
+    it imports, transitively; keyed by their path under ``root``."""
+    installed = bool({"site-packages", "dist-packages"} & set(root.parts))
+    files: dict[str, str] = {}
+    pending = [module]
+    seen: set[str] = set()
+    while pending and len(files) < MAX_CODE_FILES:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        for depth in range(1, len(parts)):  # the packages above it run on import
+            pending.append(".".join(parts[:depth]))
+        file = _module_file(root, name)
+        if file is None:
+            continue
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        files[file.relative_to(root).as_posix()] = text
+        if installed:
+            continue  # an installed library's own imports are not the project's code
+        package = name if file.name == "__init__.py" else ".".join(parts[:-1])
+        pending.extend(_imports(text, package))
+    return files
+
+
+def _imports(source: str, package: str) -> list[str]:
+    """The modules ``source`` imports (``from a import b`` may import module ``a.b``)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base_parts = package.split(".") if package else []
+                if node.level - 1 > len(base_parts):
+                    continue
+                base_parts = base_parts[: len(base_parts) - (node.level - 1)]
+                base = ".".join(base_parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            if not base:
+                continue
+            names.append(base)
+            names += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
+    return names

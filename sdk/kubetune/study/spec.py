@@ -1,0 +1,838 @@
+"""The Study resource: the one definition of its ``spec`` and ``status``.
+
+Everything else derives from these models: the CRD (:mod:`kubetune.study.crd`), the
+Optuna objects (:mod:`kubetune.engine.bridge`), the operator's pods and the trial
+runner's behaviour. Field names are camelCase on the wire (YAML, the API
+server) and snake_case in Python attributes. Documents (YAML, mappings given
+to :func:`load_study` or ``model_validate``) take only the camelCase names,
+exactly as the CRD does (an API server silently drops any other name); the
+Python builders (``StudySpec(search_space=...)``) take either.
+
+Example:
+    >>> from kubetune.study.spec import load_study
+    >>> study = load_study({
+    ...     "apiVersion": "kubetune.io/v1alpha1", "kind": "Study",
+    ...     "metadata": {"name": "demo"},
+    ...     "spec": {
+    ...         "objective": {"direction": "maximize", "metric": "auc"},
+    ...         "searchSpace": {"lr": {"type": "float", "low": 1e-3, "high": 0.3, "log": True}},
+    ...         "trial": {"python": "examples.objectives.quadratic:objective"},
+    ...     },
+    ... })
+    >>> study.spec.budget.max_trials
+    100
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeAlias, Union, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from kubetune.study import builtin_rules
+from kubetune.study.parts import (  # noqa: F401 - re-exported: the spec's names
+    _DNS_LABEL,
+    _LABEL_NAME,
+    _PARAM_NAME,
+    _PYTHON_ENTRY,
+    API_GROUP,
+    API_VERSION,
+    API_VERSION_FULL,
+    DEFAULT_CONTAINER_SECURITY_CONTEXT,
+    DEFAULT_POD_SECURITY_CONTEXT,
+    KIND,
+    MAX_CHOICES,
+    MAX_NAME_LENGTH,
+    MAX_PARETO_FRONT,
+    PLACEHOLDER,
+    PLURAL,
+    RESERVED_PLACEHOLDERS,
+    TRIAL_IMAGE_UID,
+    Budget,
+    BuiltinData,
+    BuiltinObjective,
+    CategoricalParam,
+    Choice,
+    Direction,
+    FloatParam,
+    IntParam,
+    Objective,
+    Param,
+    Phase,
+    PrunerName,
+    PrunerSpec,
+    SamplerName,
+    SamplerSpec,
+    SaveModel,
+    SpecError,
+    Validation,
+    _field_error,
+    _Model,
+    parse_duration,
+    quantity_value,
+)
+
+
+def is_extended_resource(name: str) -> bool:
+    """A resource such as ``nvidia.com/gpu``: a domain prefix other than kubernetes.io."""
+    return "/" in name and "kubernetes.io/" not in name and not name.startswith("requests.")
+
+
+class Resources(_Model):
+    """Kubernetes resource requests and limits, e.g. ``limits: {nvidia.com/gpu: 1}``.
+
+    Extended resources (a name with a domain prefix, such as ``nvidia.com/gpu``)
+    cannot be overcommitted: one given only in ``requests`` is placed into
+    ``limits`` too, and a request different from its limit is refused.
+    """
+
+    model_config = ConfigDict(alias_generator=None)
+
+    limits: dict[str, str | int | float] = Field(default_factory=dict)
+    """Limits, e.g. {nvidia.com/gpu: 1, memory: 16Gi}."""
+    requests: dict[str, str | int | float] = Field(
+        default_factory=dict,
+        description=(
+            "Requests, e.g. {cpu: 2, memory: 4Gi}. An extended resource such as "
+            "nvidia.com/gpu requested here with no limit is placed into limits as well "
+            "(Kubernetes takes extended resources only in limits, equal to any request)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_quantities(self) -> Resources:
+        for kind in ("limits", "requests"):
+            for name, amount in getattr(self, kind).items():
+                try:
+                    quantity_value(amount)
+                except ValueError as error:
+                    raise _field_error(f"{kind}.{name}", str(error)) from None
+        for name, amount in self.requests.items():
+            if not is_extended_resource(name):
+                continue
+            if name not in self.limits:
+                self.limits[name] = amount  # in place: an assignment would validate again
+            elif quantity_value(self.limits[name]) != quantity_value(amount):
+                raise _field_error(
+                    f"requests.{name}",
+                    f"must equal limits.{name} (extended resources cannot be overcommitted)",
+                )
+        return self
+
+
+class EnvVar(_Model):
+    """A container environment variable, as in a pod spec."""
+
+    model_config = ConfigDict(alias_generator=None)
+
+    name: str = Field(min_length=1)
+    """The variable's name."""
+    value: str | None = None
+    """Its value (or valueFrom, as in a pod)."""
+    valueFrom: dict[str, Any] | None = None
+    """A secretKeyRef, configMapKeyRef or fieldRef, as in a pod."""
+
+
+class LocalObjectReference(_Model):
+    """An object in the Study's namespace, by name (e.g. an image pull Secret)."""
+
+    name: str = Field(min_length=1)
+
+
+def _name_to_reference(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+#: ``regcred`` or ``{name: regcred}``; kept as ``{name: regcred}``.
+NamedReference: TypeAlias = Annotated[
+    LocalObjectReference,
+    BeforeValidator(_name_to_reference, json_schema_input_type=str | LocalObjectReference),
+]
+
+
+def _context_doc(what: str, defaults: Mapping[str, Any]) -> str:
+    shown = ", ".join(f"{key}: {json.dumps(value)}" for key, value in defaults.items())
+    return (
+        f"The trial {what}'s securityContext (Kubernetes' field names). Each key given "
+        f"replaces kubetune's default for that key; a key set to null removes it. "
+        f"Defaults: {{{shown}}}."
+    )
+
+
+_POD_SECURITY_DOC = _context_doc("pod", DEFAULT_POD_SECURITY_CONTEXT) + (
+    f" {TRIAL_IMAGE_UID} is the trial image's user, the owner of its /work; an image with "
+    "another user sets runAsUser (and runAsGroup, fsGroup) here. On clusters that assign "
+    "users themselves (OpenShift), set runAsUser, runAsGroup and fsGroup to null."
+)
+_SHM_DOC = (
+    "Size of /dev/shm, a Kubernetes quantity such as 2Gi: an in-memory emptyDir mounted "
+    "there (PyTorch DataLoader workers pass batches through it; the default is 64Mi). "
+    "It counts against the container's memory limit."
+)
+_DEADLINE_DOC = (
+    "A hard cap on one trial pod's run time (the pod's activeDeadlineSeconds): seconds, or "
+    "a duration such as 30m, 2h or 1h30m. The pod is stopped when it passes, and its "
+    "running trial fails (and is retried if spec.trial.retries allows)."
+)
+
+
+class TrialTemplate(_Model):
+    """How one trial runs: exactly one of ``python``, ``command`` or ``builtin``,
+    and the pod it runs in.
+
+    - ``python: package.module:function`` is called with an ``optuna.Trial``;
+    - ``command: [argv...]`` runs a program with ``{param}`` placeholders filled
+      in and reads ``name=value`` or JSON lines from its standard output;
+    - ``builtin: {model: lightgbm, ...}`` trains a ready-made model.
+    """
+
+    python: str | None = None
+    """An Optuna objective, package.module:function, taking an optuna.Trial."""
+    command: list[str] | None = Field(default=None, min_length=1)
+    """A program's argv with {param} placeholders; metrics read from its standard output."""
+    builtin: BuiltinObjective | None = None
+    """A ready-made LightGBM, XGBoost or Lightning objective."""
+    image: str | None = None
+    """The trial pods' image (default: the operator's trial image)."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """Always, IfNotPresent or Never."""
+    resources: Resources = Field(default_factory=Resources)
+    """The trial container's requests and limits (GPUs: limits.nvidia.com/gpu)."""
+    env: list[EnvVar] = Field(default_factory=list)
+    """Environment variables of the trial container."""
+    working_dir: str | None = None
+    """The trial container's working directory (on sys.path for python objectives)."""
+    image_pull_secrets: list[NamedReference] = Field(
+        default_factory=list,
+        description=(
+            "Secrets in the Study's namespace for pulling a private image: names, or "
+            "{name: ...} objects as in a pod spec."
+        ),
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="The trial pods' nodeSelector, e.g. {cloud.google.com/gke-accelerator: ...}.",
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description=(
+            "The trial pods' tolerations, as in a pod spec. A pod asking for nvidia.com/gpu "
+            "also gets {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule} (the taint "
+            "of GPU node pools) unless these already tolerate that key."
+        ),
+    )
+    shm_size: str | int | None = Field(default=None, description=_SHM_DOC)
+    active_deadline_seconds: str | int | None = Field(default=None, description=_DEADLINE_DOC)
+    pod_security_context: dict[str, Any] = Field(
+        default_factory=dict, description=_POD_SECURITY_DOC
+    )
+    security_context: dict[str, Any] = Field(
+        default_factory=dict,
+        description=_context_doc("container", DEFAULT_CONTAINER_SECURITY_CONTEXT),
+    )
+    affinity: dict[str, Any] | None = None
+    """The trial pods' affinity."""
+    volumes: list[dict[str, Any]] = Field(default_factory=list)
+    """Volumes of the trial pods."""
+    volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
+    """Where the trial container mounts them."""
+    service_account_name: str | None = None
+    """The trial pods' ServiceAccount (default: the operator's trial account)."""
+    priority_class_name: str | None = None
+    """The trial pods' PriorityClass."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels added to the trial pods."""
+    annotations: dict[str, str] = Field(default_factory=dict)
+    """Annotations added to the trial pods."""
+    trials_per_pod: int = Field(default=1, ge=1)
+    """Trials one pod (or worker) runs in turn before it exits: raise it for short trials."""
+    retries: int = Field(default=0, ge=0, le=10)
+    """Re-runs of a trial whose pod or worker died (same parameters)."""
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            prefix, _, name = key.rpartition("/")
+            if not _LABEL_NAME.match(name) or len(name) > MAX_NAME_LENGTH or len(prefix) > 253:
+                raise ValueError(f"label key {key!r} is not a valid Kubernetes label key")
+            if len(value) > MAX_NAME_LENGTH or (value and not _LABEL_NAME.match(value)):
+                raise ValueError(
+                    f"label {key}={value!r}: a value must be at most 63 letters, digits, "
+                    "'-', '_' or '.', starting and ending with a letter or digit"
+                )
+        return labels
+
+    @field_validator("python")
+    @classmethod
+    def _check_python(cls, value: str | None) -> str | None:
+        if value is not None and not _PYTHON_ENTRY.match(value):
+            raise ValueError(f"{value!r} is not of the form package.module:function")
+        return value
+
+    @field_validator("shm_size")
+    @classmethod
+    def _check_shm_size(cls, value: str | int | None) -> str | int | None:
+        if value is not None and not quantity_value(value) > 0:
+            raise ValueError("must be larger than zero")
+        return value
+
+    @field_validator("active_deadline_seconds")
+    @classmethod
+    def _check_deadline(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_root(self) -> TrialTemplate:
+        """runAsUser 0 with our runAsNonRoot default would leave every pod unable to start."""
+        effective = {**self.pod_security(), **self.container_security()}
+        if effective.get("runAsUser") == 0 and effective.get("runAsNonRoot"):
+            field = (
+                "securityContext" if "runAsUser" in self.security_context else "podSecurityContext"
+            )
+            raise _field_error(
+                f"{field}.runAsUser",
+                "0 is root; set runAsNonRoot: false as well (kubetune's default is true)",
+            )
+        return self
+
+    def pod_security(self) -> dict[str, Any]:
+        """The pod's securityContext: kubetune's defaults, replaced key by key by the spec's."""
+        return _overlay(DEFAULT_POD_SECURITY_CONTEXT, self.pod_security_context)
+
+    def container_security(self) -> dict[str, Any]:
+        """The container's securityContext: the defaults, replaced key by key by the spec's."""
+        return _overlay(DEFAULT_CONTAINER_SECURITY_CONTEXT, self.security_context)
+
+    @property
+    def deadline_seconds(self) -> int | None:
+        """``activeDeadlineSeconds`` in seconds, or None when unset."""
+        value = self.active_deadline_seconds
+        return None if value is None else parse_duration(value)
+
+    @model_validator(mode="after")
+    def _exactly_one_objective(self) -> TrialTemplate:
+        given = [k for k in ("python", "command", "builtin") if getattr(self, k) is not None]
+        if len(given) != 1:
+            detail = "none is given" if not given else f"{' and '.join(given)} are given"
+            raise _field_error(
+                "python", f"give exactly one of python, command or builtin ({detail})"
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["python", "command", "builtin"]:
+        if self.python is not None:
+            return "python"
+        if self.command is not None:
+            return "command"
+        return "builtin"
+
+
+def _overlay(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """``defaults`` with each key of ``given`` replacing it; a None value removes the key."""
+    merged = {**defaults, **given}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
+# ----------------------------------------------------------------- storage
+
+
+class SecretKeyRef(_Model):
+    """A key of a Secret in the Study's namespace."""
+
+    name: str = Field(min_length=1)
+    """The Secret's name, in the Study's namespace."""
+    key: str = "url"
+    """The key holding the SQLAlchemy URL."""
+
+
+class StorageSpec(_Model):
+    """Where trials are stored: a Secret holding a database URL (cluster), or
+    a URL without a password (local). Unset: the operator's default database,
+    or the embedded PostgreSQL of ``kubetune run``.
+
+    ``studyName`` overrides the Optuna study name, to continue an existing
+    Optuna study; ``onDelete: delete`` drops the Optuna study with the Study.
+    """
+
+    secret_ref: SecretKeyRef | None = None
+    """A Secret holding the database URL (the way for URLs with a password)."""
+    url: str | None = None
+    """A database URL with no password (local runs; in a cluster use secretRef)."""
+    study_name: str | None = Field(default=None, min_length=1, max_length=512)
+    """The Optuna study's name (default: from the namespace, name and uid)."""
+    on_delete: Literal["retain", "delete"] = "retain"
+    """retain keeps the Optuna study when the Study is deleted; delete drops it."""
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, url: str | None) -> str | None:
+        if url is not None and re.match(r"^[\w+]+://[^/@]*:[^/@]+@", url):
+            raise ValueError(
+                "must not contain a password (it would be readable by anyone who can read the "
+                "Study); put the URL in a Secret and use secretRef, or pass --storage"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StorageSpec:
+        if self.secret_ref is not None and self.url is not None:
+            raise _field_error("url", "give either secretRef or url, not both")
+        return self
+
+
+# -------------------------------------------------------------------- spec
+
+
+class StudySpec(_Model):
+    """The ``spec`` of a Study."""
+
+    objective: Objective = Field(default_factory=Objective)
+    """What to optimize."""
+    search_space: dict[str, Param] = Field(default_factory=dict)
+    """Parameters suggested before the objective runs, by name."""
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    """How parameters are proposed."""
+    pruner: PrunerSpec | None = None
+    """How unpromising trials are stopped (default: median; none for multi-objective)."""
+    budget: Budget = Field(default_factory=Budget)
+    """How much to spend."""
+    trial: TrialTemplate
+    """How one trial runs, and its pod."""
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    """Where the Optuna study is kept."""
+    suspend: bool = False
+    """true removes the trial pods (running trials are queued again); false carries on."""
+
+    @field_validator("search_space")
+    @classmethod
+    def _check_param_names(cls, space: dict[str, Any]) -> dict[str, Any]:
+        for name in space:
+            if not _PARAM_NAME.match(name) or len(name) > 128:
+                raise ValueError(
+                    f"parameter name {name!r} must start with a letter or _ and use only "
+                    "letters, digits, _, . and - (at most 128 characters)"
+                )
+        return space
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> StudySpec:
+        multi = self.objective.is_multi_objective
+        if self.trial.command is not None:
+            if self.objective.metric_names is None:
+                raise _field_error(
+                    "objective.metric", "required for a command objective (the name it prints)"
+                )
+            for index, arg in enumerate(self.trial.command):
+                for name in PLACEHOLDER.findall(arg):
+                    if name not in self.search_space and name not in RESERVED_PLACEHOLDERS:
+                        raise _field_error(
+                            f"trial.command[{index}]",
+                            f"{{{name}}} is not a parameter in searchSpace",
+                        )
+        if self.trial.builtin is not None and multi:
+            raise _field_error("objective.directions", "built-in objectives optimize one metric")
+        if multi and self.sampler.name in ("cmaes",):
+            raise _field_error(
+                "sampler.name",
+                f"{self.sampler.name} supports one objective only; use tpe or nsgaii",
+            )
+        if multi and self.pruner is not None and self.pruner.name != "none":
+            raise _field_error(
+                "pruner.name",
+                "Optuna cannot prune multi-objective trials; use none or leave it out",
+            )
+        if self.sampler.name == "grid":
+            for name, param in self.search_space.items():
+                if isinstance(param, FloatParam) and param.step is None:
+                    raise _field_error(
+                        f"searchSpace.{name}.step", "the grid sampler needs a step for a float"
+                    )
+                if isinstance(param, IntParam | FloatParam) and param.log:
+                    raise _field_error(f"searchSpace.{name}.log", "the grid sampler cannot use log")
+            if not self.search_space:
+                raise _field_error("searchSpace", "the grid sampler needs a search space")
+        if self.trial.builtin is not None:
+            try:
+                builtin_rules.check(self)
+            except builtin_rules.RuleBroken as broken:
+                raise _field_error(broken.field.removeprefix("spec."), broken.reason) from None
+        return self
+
+    @property
+    def effective_pruner(self) -> PrunerSpec:
+        """The pruner to build: the spec's, or Optuna's default (median) for one objective."""
+        if self.pruner is not None:
+            return self.pruner
+        return PrunerSpec(name="none" if self.objective.is_multi_objective else "median")
+
+    def started_fields(self) -> dict[str, Any]:
+        """The fields that define a study's trials; they cannot change once it started.
+
+        The pruner is one: trials pruned under one rule and completed under another
+        would not be comparable, and running pods would keep the old rule.
+        """
+        dumped = self.to_dict()
+        trial = dumped.get("trial", {})
+        return {
+            "objective": dumped.get("objective"),
+            "searchSpace": dumped.get("searchSpace", {}),
+            "sampler": dumped.get("sampler"),
+            "pruner": self.effective_pruner.to_dict(),
+            "trial": {k: trial.get(k) for k in ("python", "command", "builtin")},
+        }
+
+    def changed_started_fields(self, previous: StudySpec) -> list[str]:
+        """The started fields (see :meth:`started_fields`) that differ from ``previous``'s:
+        what an edit of a started study may not change."""
+        before = previous.started_fields()
+        return [key for key, value in self.started_fields().items() if before.get(key) != value]
+
+
+# ------------------------------------------------------------------ status
+
+
+class TrialCounts(_Model):
+    """How many trials are in each state (``waiting``: queued, not started)."""
+
+    waiting: int = 0
+    """Trials queued."""
+    running: int = 0
+    """Trials running."""
+    complete: int = 0
+    """Trials that finished with a value."""
+    pruned: int = 0
+    """Trials the pruner stopped."""
+    failed: int = 0
+    """Trials that failed (each with its reason)."""
+    stopped: int = 0
+    """Trials stopped on purpose (suspend, Ctrl-C) and queued to run again: not failures."""
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.failed + self.stopped
+
+
+class TrialSummary(_Model):
+    """One trial in the status: its number, value(s) and parameters."""
+
+    number: int
+    """The trial's number in the study."""
+    value: float | None = None
+    """Its value (single objective)."""
+    values: list[float] | None = None
+    """Its values (multi-objective)."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Its parameters."""
+
+
+class Condition(_Model):
+    """A Kubernetes-style condition, e.g. ``Unschedulable`` with a reason and message."""
+
+    type: str
+    """StorageReady, PodsReady, SpecChangeRefused, Suspended, Running, Complete or Failed."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+    reason: str = ""
+    """A CamelCase word saying why."""
+    message: str = ""
+    """The reason in words."""
+    last_transition_time: str | None = None
+    """When status last changed."""
+
+
+class StudyStatus(_Model):
+    """The ``status`` of a Study: the same size whatever the number of trials."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    phase: Phase | None = None
+    """Pending, Running, Suspended, Succeeded or Failed."""
+    message: str | None = None
+    """Why the study ended."""
+    study_name: str | None = None
+    """The Optuna study's name in the storage."""
+    progress: str | None = None
+    """Finished trials / maxTrials."""
+    trials: TrialCounts = Field(default_factory=TrialCounts)
+    """Trial counts by state."""
+    best_trial: TrialSummary | None = None
+    """The best trial so far (single objective)."""
+    pareto_front: list[TrialSummary] = Field(default_factory=list, max_length=MAX_PARETO_FRONT)
+    """The first trials of the Pareto front (multi-objective)."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """What is going on, one condition per aspect."""
+    observed_generation: int | None = None
+    """The generation of the spec this status describes."""
+    failed_pods_without_trials: int = 0
+    """Trial pods that failed in a row before running a trial (3 fail the study)."""
+    start_time: str | None = None
+    """When the study started."""
+    completion_time: str | None = None
+    """When the study ended."""
+
+
+# ---------------------------------------------------------------- document
+
+
+class ObjectMeta(_Model):
+    """The part of Kubernetes metadata a Study file sets; the server's fields are kept."""
+
+    model_config = ConfigDict(extra="allow", alias_generator=None)
+
+    name: str
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        if len(name) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"must be at most {MAX_NAME_LENGTH} characters (got {len(name)}), since it "
+                "names the trial pods and labels them"
+            )
+        if not _DNS_LABEL.match(name):
+            raise ValueError(
+                f"{name!r} must be lowercase letters, digits and '-', starting and ending "
+                "with a letter or digit"
+            )
+        return name
+
+
+class Study(_Model):
+    """A whole Study document, as ``kubectl apply -f`` takes it."""
+
+    model_config = ConfigDict(alias_generator=None)
+
+    apiVersion: Literal["kubetune.io/v1alpha1"] = API_VERSION_FULL
+    kind: Literal["Study"] = KIND
+    metadata: ObjectMeta
+    spec: StudySpec
+    status: StudyStatus | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+# ------------------------------------------------------------- validation
+
+
+def _format_location(loc: Iterable[int | str], tags: frozenset[str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in tags:
+            continue  # a discriminated-union tag, not a field
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+_UNION_TAGS = frozenset({"float", "int", "categorical"})
+_UNKNOWN_FIELD = "unknown field (check its spelling against the spec reference)"
+
+
+def _bare(annotation: Any) -> Any:
+    """``X`` out of ``Annotated[X, ...]`` and ``X | None``."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, types.UnionType):
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        if len(options) == 1:
+            return _bare(options[0])
+    return annotation
+
+
+def _is_model(node: Any) -> bool:
+    return isinstance(node, type) and issubclass(node, BaseModel)
+
+
+def _step(node: Any, part: int | str) -> Any:
+    """The type found at ``part`` inside a value of type ``node`` (None: not known)."""
+    node = _bare(node)
+    if _is_model(node):
+        for name, field in node.model_fields.items():
+            if part in (name, field.alias):
+                return field.annotation
+        return None
+    origin = get_origin(node)
+    if origin in (dict, Mapping):
+        return get_args(node)[1]
+    if origin is list:
+        return get_args(node)[0]
+    if origin in (Union, types.UnionType):  # a tagged union: ``part`` is the tag
+        for option in get_args(node):
+            tag = getattr(option, "model_fields", {}).get("type")
+            if tag is not None and part in get_args(tag.annotation):
+                return option
+    return None
+
+
+def _unknown_field(root: Any, loc: Sequence[int | str]) -> str:
+    """Why a key is unknown, with the field meant when it is recognisable."""
+    node: Any = root
+    for part in loc[:-1]:
+        node = _step(node, part)
+    node, key = _bare(node), str(loc[-1])
+    if not _is_model(node):
+        return _UNKNOWN_FIELD
+    names = {name: field.alias or name for name, field in node.model_fields.items()}
+    meant = names.get(key) or next(
+        iter(difflib.get_close_matches(key, list(names.values()), n=1, cutoff=0.6)), None
+    )
+    return f"unknown field; did you mean {meant}?" if meant else _UNKNOWN_FIELD
+
+
+def _format_problems(
+    error: ValidationError, prefix: str, root: Any = None
+) -> list[tuple[str, str]]:
+    """``(path, reason)`` pairs; ``root`` is the type validated (to name a misspelt field)."""
+    problems: list[tuple[str, str]] = []
+    for item in error.errors(include_url=False):
+        loc = [part for part in item["loc"] if not (isinstance(part, str) and "[" in part)]
+        path = _format_location(loc, _UNION_TAGS)
+        message = str(item["msg"])
+        kind = item["type"]
+        if message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        if message.startswith("@"):
+            field, _, message = message[1:].partition(": ")
+            path = f"{path}.{field}" if path else field
+        elif kind == "extra_forbidden":
+            message = _unknown_field(root, item["loc"])
+        elif kind == "missing":
+            message = "required"
+        elif kind == "union_tag_invalid":
+            message = "type must be one of: float, int, categorical"
+        elif kind == "union_tag_not_found":
+            message = "needs a type: float, int or categorical"
+        elif kind == "literal_error":
+            expected = item.get("ctx", {}).get("expected", "")
+            message = f"must be one of {expected} (got {item.get('input')!r})"
+        elif message.startswith("Input should be"):
+            message = "must be" + message.removeprefix("Input should be")
+        full = f"{prefix}.{path}" if prefix and path else (prefix or path)
+        problems.append((full, message))
+    return _without_required_meant_elsewhere(problems)
+
+
+def _without_required_meant_elsewhere(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Drops ``x.high: required`` when ``x.hihg`` is reported as meaning ``high``."""
+    meant = {
+        ".".join(filter(None, (path.rpartition(".")[0], reason.rpartition(" ")[2].rstrip("?"))))
+        for path, reason in problems
+        if reason.startswith("unknown field; did you mean ")
+    }
+    return [
+        (path, reason) for path, reason in problems if not (reason == "required" and path in meant)
+    ]
+
+
+def validate_spec(data: Mapping[str, Any]) -> StudySpec:
+    """Validate a ``spec`` mapping; raise :class:`SpecError` naming each bad field."""
+    try:
+        return StudySpec.model_validate(dict(data))
+    except ValidationError as error:
+        raise SpecError(_format_problems(error, "spec", StudySpec)) from None
+
+
+def validate_metadata(data: Mapping[str, Any]) -> ObjectMeta:
+    """Validate a Study's metadata (its name must fit pod names and label values)."""
+    try:
+        return ObjectMeta.model_validate(dict(data))
+    except ValidationError as error:
+        raise SpecError(_format_problems(error, "metadata", ObjectMeta)) from None
+
+
+def load_study(source: Mapping[str, Any] | str | Path) -> Study:
+    """Load a Study from a mapping, a YAML file path, or YAML text.
+
+    A one-line string is a file path unless it is a YAML mapping itself. Raises
+    :class:`SpecError` with one ``field.path: reason`` line per problem; a file
+    that is missing, a directory, unreadable or empty is named with the reason
+    (``studies/x.yaml: no such file``).
+    """
+    data: Any
+    if isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        import yaml
+
+        one_line = isinstance(source, str) and "\n" not in source and bool(source.strip())
+        from_file = isinstance(source, Path) or (one_line and Path(source).exists())
+        text = _read_study_file(Path(source)) if from_file else str(source)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise SpecError([("", f"not valid YAML: {error}")]) from None
+        if one_line and not from_file and not isinstance(data, dict):
+            # Not a file here, and not a one-line YAML mapping: most likely a mistyped path.
+            raise SpecError([(str(source), "no such file")])
+        if data is None:
+            where = str(source) if from_file else ""
+            raise SpecError([(where, "is empty: a Study needs apiVersion, kind, metadata, spec")])
+    if not isinstance(data, dict):
+        raise SpecError(
+            [("", "a Study document must be a mapping with apiVersion, kind, metadata, spec")]
+        )
+    convert = _other_tools_format(data)
+    if convert is not None:
+        tool, command = convert
+        raise SpecError(
+            [("", f"this is a {tool}, not a Study: convert it with `{command} FILE > study.yaml`")]
+        )
+    try:
+        return Study.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(_format_problems(error, "", Study)) from None
+
+
+def _read_study_file(path: Path) -> str:
+    """A Study file's text; a :class:`SpecError` naming the path when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([(str(path), "no such file")]) from None
+    except IsADirectoryError:
+        raise SpecError([(str(path), "is a directory, not a Study file")]) from None
+    except UnicodeDecodeError:
+        raise SpecError([(str(path), "is not a text (UTF-8) file")]) from None
+    except OSError as error:
+        raise SpecError([(str(path), f"cannot be read: {error.strerror or error}")]) from None
+
+
+def _other_tools_format(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(what it is, the kubetune convert command) for a W&B sweep, a Hydra config or a
+    Katib Experiment given where a Study was expected; None otherwise."""
+    if str(data.get("apiVersion", "")).startswith("kubeflow.org/") and (
+        data.get("kind") == "Experiment"
+    ):
+        return "Katib Experiment", "kubetune convert katib"
+    if "apiVersion" in data or "kind" in data:
+        return None
+    if "parameters" in data and {"method", "program", "command", "metric"} & set(data):
+        return "W&B sweep", "kubetune convert wandb"
+    if "hydra" in data or "defaults" in data:
+        return "Hydra config", "kubetune convert hydra"
+    return None
