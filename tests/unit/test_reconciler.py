@@ -12,6 +12,7 @@ import optuna
 import pytest
 from kubetune.engine.worker import EXIT_CONFIG_ERROR
 from kubetune_operator.config import OperatorConfig
+from kubetune_operator.kube import ApiRefused
 from kubetune_operator.labels import optuna_study_name, storage_secret
 from kubetune_operator.reconciler import StudyReconciler
 
@@ -30,16 +31,17 @@ class FakeKube:
         self.pods: dict[str, dict[str, Any]] = {}
         self.secrets: dict[str, dict[str, Any]] = {}
         self.status: dict[str, Any] = {}
+        self.configmaps: dict[str, dict[str, str]] = {}
+        self.service_accounts: dict[str, dict[str, Any]] = {}
+        #: Set to make the API server refuse every trial pod with it.
+        self.refusal: ApiRefused | None = None
         self.calls: list[str] = []
         self._names = itertools.count()
 
     def patch_study_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """A JSON merge patch (RFC 7386), as the API server applies it to the status."""
         self.calls.append("patch_study_status")
-        for key, value in status.items():
-            if value is None:
-                self.status.pop(key, None)
-            else:
-                self.status[key] = value
+        self.status = apply_merge_patch(self.status, status)
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         key, _, value = selector.partition("=")
@@ -47,6 +49,8 @@ class FakeKube:
 
     def create_pod(self, namespace: str, pod: Mapping[str, Any]) -> dict[str, Any]:
         self.calls.append("create_pod")
+        if self.refusal is not None:
+            raise self.refusal
         created = {**pod, "metadata": dict(pod["metadata"]), "status": {"phase": "Pending"}}
         name = created["metadata"].pop("generateName", "pod-") + str(next(self._names))
         created["metadata"]["name"] = name
@@ -77,14 +81,31 @@ class FakeKube:
 
     def ensure_service_account(self, namespace: str, body: Mapping[str, Any]) -> None:
         self.calls.append("ensure_service_account")
+        self.service_accounts.setdefault(body["metadata"]["name"], dict(body))
 
     def apply_configmap(self, namespace: str, body: Mapping[str, Any]) -> None:
         self.calls.append("apply_configmap")
+        self.configmaps[body["metadata"]["name"]] = dict(body["data"])
 
     def delete_object(self, kind: str, namespace: str, name: str) -> None:
         self.calls.append(f"delete {kind}")
         if kind == "Secret":
             self.secrets.pop(name, None)
+        if kind == "ConfigMap":
+            self.configmaps.pop(name, None)
+
+
+def apply_merge_patch(target: Any, patch: Any) -> Any:
+    """``target`` with the JSON merge patch ``patch`` applied (null removes a key)."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = apply_merge_patch(result.get(key), value)
+    return result
 
 
 @pytest.fixture

@@ -1,0 +1,777 @@
+"""The operator's reconcile rules, one Study at a time: the reconciler ticks against an
+in-memory API server (``FakeKube``: pods, Secrets, ConfigMaps, the Study's status as merge
+patches) and a real PostgreSQL; the test plays the kubelet (pod phases, exit codes,
+evictions) and the trial runner (claiming trials in the storage, as a pod's worker does).
+
+Each test asserts what a user would see: the Study's phase, its conditions (type, reason,
+a message naming the field), its trial counts, its Events, the pods made and removed, the
+trials' fail reasons in the storage.
+
+These rules were e2e tests, each starting a ``kopf run`` operator, a fake kubelet and real
+trial pods (seconds to tens of seconds each). The e2e suite keeps what only a running
+operator shows, once: Kopf's wiring, finalizers and deletion, operator and API server and
+database restarts, real pods running real trials across processes (pruning across pods,
+a killed and an evicted pod, a deleted pod whose worker hands its trial back), peering,
+Events posted through the API server, kubectl, RBAC.
+
+Where each removed or merged e2e test's assertions are now
+(e2e paths relative to tests/e2e; unit tests in this module unless named):
+
+=============================================================  ==============================
+removed / merged e2e test                                      covered by
+=============================================================  ==============================
+test_study_scenarios::test_killed_pod_trial_fails_with_reason  test_an_oom_killed_pods_trial_
+  _and_is_retried (OOM reason, the retry runs the same          fails_with_the_reason_and_runs
+  params, the retry does not count against maxTrials,          _again; a real pod killed mid-
+  failed=1, a TrialFailed Event)                               trial and retried: e2e test_
+                                                               study_scenarios::test_evicted_
+                                                               and_deleted_pods_fail_their_
+                                                               trials_with_reasons (kept)
+test_study_scenarios::test_invalid_spec_fails_the_study_with   test_an_invalid_spec_fails_the_
+  _the_field_and_no_crash_loop (InvalidSpec naming the field,  study_naming_the_field_once;
+  an Event, no pod, the operator goes on with another study)   the operator going on: e2e test_
+                                                               bad_input::test_invalid_studies
+                                                               _fail_with_the_field_and_the_
+                                                               others_proceed (kept)
+test_study_scenarios::test_suspend_stops_pods_and_resume       test_suspend_stops_the_pods_
+  _carries_on (Suspended phase and condition, no live pod,     requeues_their_trials_and_
+  trials failed "the study was suspended" and queued again,    resume_carries_on
+  resume completes 4 with the stopped params)
+test_study_scenarios::test_raising_parallelism_takes_effect    test_raising_parallelism_starts
+  (3 pods after the edit, maxTrials lowered to 5: progress     _pods_and_lowering_max_trials_
+  5/5, 5 trials)                                               ends_sooner (the edited budget
+                                                               is stored for the workers; the
+                                                               workers' claims never exceeding
+                                                               it: tests/integration/test_
+                                                               runner.py::test_parallel_
+                                                               workers_never_exceed_max_trials)
+test_study_scenarios::test_deleting_a_study_removes_its_pods   the first half stays e2e (the
+  _and_keeps_its_data, second half (onDelete: delete drops     finalizer); onDelete: test_on_
+  the Optuna study)                                            delete_delete_drops_the_optuna_
+                                                               study
+test_study_scenarios::test_two_studies_in_two_namespaces       test_studies_of_one_name_in_two
+  (distinct Optuna studies, 3 and 5 trials)                    _namespaces_are_two_optuna_
+                                                               studies; a Study in another
+                                                               namespace through Kopf: e2e
+                                                               test_cluster_path::test_a_study
+                                                               _in_a_new_namespace_gets_its_
+                                                               trial_service_account (kept)
+test_study_scenarios::test_unschedulable_gpu_pod_is_a          test_a_pod_that_cannot_start_is
+  _condition_and_an_event (PodsReady=False Unschedulable,      _a_condition_and_one_event
+  "Insufficient nvidia.com/gpu", an Event, the pod's GPU       [unschedulable-gpu], test_a_gpu
+  limit)                                                       _study_asks_for_a_gpu_limit
+test_study_scenarios::test_changing_the_search_space_of_a      test_a_started_studys_sampler_
+  _started_study_is_refused (SpecChangeRefused naming          change_is_refused_and_it_goes_on
+  spec.sampler, the study completes its 3 trials)
+test_study_scenarios::test_several_trials_per_pod (6 trials,   test_several_trials_per_pod; the
+  two pods of 3)                                               worker's quota: tests/integration
+                                                               /test_runner.py::test_trials_
+                                                               per_worker_quota
+test_study_scenarios::test_objective_that_does_not_import      test_an_objective_that_does_not_
+  _fails_the_study (Failed TrialPodsFailing with the import    load_fails_the_study; a real pod
+  error, an ObjectiveNotLoadable Event, no live pod)           exiting with a config error:
+                                                               e2e test_bad_input::test_trials
+                                                               _that_print_no_metric_or_nan_
+                                                               fail_with_reasons ("no-program")
+test_study_scenarios::test_storage_from_a_secret (no default   test_with_no_default_storage_
+  storage: StorageReady=False naming KUBETUNE_STORAGE_URL;     the_study_waits_saying_so, test_
+  a secretRef reaches pods only as a secretKeyRef; it runs)    a_storage_secret_reaches_pods_
+                                                               only_by_reference; a secretRef
+                                                               study run by real pods: e2e
+                                                               test_bad_input::test_a_whole_
+                                                               cluster_study_never_shows_the_
+                                                               password (kept)
+test_study_scenarios::test_multi_objective_study_reports_a     test_a_multi_objective_study_
+  _pareto_front (paretoFront = Optuna's best trials, two       reports_its_pareto_front; a
+  values each, no bestTrial, the ConfigMap lists the front)    worker's two values: tests/
+                                                               integration/test_runner.py::
+                                                               test_multi_objective_python
+test_study_scenarios::test_too_many_failed_trials_fail_the     test_too_many_failed_trials_fail
+  _study (TooManyFailedTrials, its message, failed=2, no pod)  _the_study
+test_study_scenarios::test_goal_and_timeout_end_the_study      test_reaching_the_goal_ends_the_
+  (GoalReached after 1 trial; Timeout stops the pod at once,   study, test_the_timeout_stops_
+  its trial failed "the study stopped: Timeout")               the_pods_at_once
+test_bad_input::test_names_too_long_for_kubernetes             test_an_invalid_spec_fails_the_
+  (InvalidSpec naming metadata.name and spec.trial.labels      study_naming_the_field_once
+  and the 63-character limit, no pod)                          [long-name, long-label]
+test_bad_input::test_invalid_studies_fail_with_the_field_and   kept (the API server's 422s, the
+  _the_others_proceed                                          operator going on, one Event
+                                                               each); its three messages are
+                                                               also [bad-range, unknown-sampler
+                                                               -arg, huge-choices] here
+test_readme_claims::test_editing_the_timeout_of_a_running      test_editing_the_timeout_of_a_
+  _study_ends_it (Timeout, failed=1, no live pod)              running_study_ends_it
+test_readme_claims::test_editing_pod_settings_of_a_running     test_editing_pod_settings_
+  _study_reaches_its_next_pods (the next pod has the new       reaches_the_next_pods
+  label and env, the first the old)
+test_readme_claims::test_a_pod_that_cannot_pull_its_image_is   test_a_pod_that_cannot_start_is
+  _a_condition_and_an_event (the test played the kubelet)      _a_condition_and_one_event
+                                                               [image-pull-back-off]
+=============================================================  ==============================
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+import pytest
+from kubetune.engine import bridge
+from kubetune.engine.worker import EXIT_CONFIG_ERROR, MAX_TRIALS_ENV, STORAGE_URL_ENV
+from kubetune_operator.config import OperatorConfig
+from kubetune_operator.reconciler import StudyReconciler, shared_storage
+from optuna.trial import TrialState
+from test_reconciler import FakeKube
+
+BASE_SPEC: dict[str, Any] = {
+    "objective": {"direction": "minimize"},
+    "sampler": {"name": "random", "seed": 0},
+    "budget": {"maxTrials": 4, "parallelism": 2},
+    "trial": {"python": "examples.objectives.quadratic:objective"},
+}
+
+
+def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` merged in as ``kubectl patch --type merge`` does."""
+    result = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+class Study:
+    """A Study as a user sees it (status, Events, pods), reconciled tick by tick.
+
+    The test plays the kubelet and each pod's trial runner with :meth:`claim`,
+    :meth:`exit`, :meth:`run_round`.
+    """
+
+    def __init__(
+        self,
+        fake: FakeKube,
+        url: str | None,
+        *,
+        name: str = "demo",
+        namespace: str = "team-a",
+        config_url: str | None = "",
+        **spec_changes: Any,
+    ) -> None:
+        self.fake = fake
+        self.url = url
+        self.meta = {"name": name, "namespace": namespace, "uid": f"uid-{namespace}-{name}"}
+        self.generation = 1
+        # budget and trial are merged into the base spec's; the other parts replaced.
+        self.spec = {
+            **copy.deepcopy(BASE_SPEC),
+            **{k: v for k, v in spec_changes.items() if k not in ("budget", "trial")},
+        }
+        self.spec = merged(
+            self.spec, {k: v for k, v in spec_changes.items() if k in ("budget", "trial")}
+        )
+        self.events: list[tuple[str, str, str]] = []
+        storage_url = url if config_url == "" else config_url
+        self.reconciler = StudyReconciler(
+            OperatorConfig(storage_url=storage_url, trial_service_account="kubetune-trial"),
+            emit=lambda *event: self.events.append(event),
+            kube=fake,
+        )
+        self._optuna: optuna.Study | None = None
+        #: The trial each pod's worker runs now.
+        self.running: dict[str, optuna.Trial] = {}
+
+    # ------------------------------------------------------------ the user's view
+
+    def tick(self) -> bool:
+        body = {
+            "metadata": {**self.meta, "generation": self.generation},
+            "spec": copy.deepcopy(self.spec),
+            "status": copy.deepcopy(self.fake.status),
+        }
+        return self.reconciler.tick(body)
+
+    def edit(self, **changes: Any) -> None:
+        """``kubectl patch`` of the spec: a new generation."""
+        self.spec = merged(self.spec, changes)
+        self.generation += 1
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.fake.status
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        conditions = self.status.get("conditions") or []
+        return next((c for c in conditions if c["type"] == type_), {})
+
+    def events_of(self, reason: str) -> list[str]:
+        return [message for _, why, message in self.events if why == reason]
+
+    def live_pods(self) -> list[dict[str, Any]]:
+        return [
+            p
+            for p in self.fake.pods.values()
+            if p["status"].get("phase", "Pending") in ("Pending", "Running")
+        ]
+
+    @property
+    def optuna(self) -> optuna.Study:
+        if self._optuna is None:
+            self._optuna = optuna.load_study(
+                study_name=self.status["studyName"], storage=shared_storage(str(self.url))
+            )
+        return self._optuna
+
+    # ------------------------------------------------ the kubelet and the runner
+
+    def claim(self, pod: dict[str, Any]) -> optuna.Trial:
+        """The pod's worker claims a trial (a queued one first, as Optuna's ask does)."""
+        pod["status"] = {"phase": "Running"}
+        trial = self.optuna.ask()
+        trial.set_user_attr("kubetune.worker", pod["metadata"]["name"])
+        trial.suggest_float("x", -10, 10)
+        self.running[pod["metadata"]["name"]] = trial
+        return trial
+
+    def complete(self, trial: optuna.Trial, values: float | list[float] | None = None) -> None:
+        x = trial.params["x"]
+        self.optuna.tell(trial, (x - 2) ** 2 if values is None else values)
+        self._told(trial)
+
+    def _told(self, trial: optuna.Trial) -> None:
+        self.running = {pod: t for pod, t in self.running.items() if t is not trial}
+
+    def fail(self, trial: optuna.Trial, reason: str) -> None:
+        trial.set_user_attr("kubetune.fail_reason", reason)
+        self.optuna.tell(trial, state=TrialState.FAIL)
+        self._told(trial)
+
+    @staticmethod
+    def exit(pod: dict[str, Any], code: int = 0, reason: str = "", message: str = "") -> None:
+        terminated = {"exitCode": code, "reason": reason, "message": message}
+        pod["status"] = {
+            "phase": "Succeeded" if code == 0 else "Failed",
+            "containerStatuses": [{"name": "trial", "state": {"terminated": terminated}}],
+        }
+
+    def run_round(self) -> None:
+        """Each live pod runs one trial (the one it runs, or a new one) to COMPLETE and exits."""
+        for pod in self.live_pods():
+            trial = self.running.get(pod["metadata"]["name"]) or self.claim(pod)
+            self.complete(trial)
+            self.exit(pod)
+
+    def run_to_end(self, rounds: int = 20) -> dict[str, Any]:
+        for _ in range(rounds):
+            if self.tick():
+                return self.status
+            self.run_round()
+        raise AssertionError(f"not finished after {rounds} rounds: {self.status}")
+
+
+@pytest.fixture
+def fake() -> FakeKube:
+    return FakeKube()
+
+
+@pytest.fixture
+def make(fake: FakeKube, storage_url: str) -> Callable[..., Study]:
+    def made(**changes: Any) -> Study:
+        return Study(fake, storage_url, **changes)
+
+    return made
+
+
+def counts(status: dict[str, Any]) -> dict[str, int]:
+    return {state: n for state, n in status["trials"].items() if n}
+
+
+# ----------------------------------------------------------------- trials lost with pods
+
+
+def test_an_oom_killed_pods_trial_fails_with_the_reason_and_runs_again(
+    make: Callable[..., Study],
+) -> None:
+    study = make(budget={"maxTrials": 2, "parallelism": 1}, trial={"retries": 1})
+    study.tick()
+    (pod,) = study.live_pods()
+    name = pod["metadata"]["name"]
+    lost = study.claim(pod)
+    study.exit(pod, 137, "OOMKilled")
+    study.tick()
+    failed = study.optuna.trials[lost.number]
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs["kubetune.fail_reason"] == (
+        f"pod {name} was OOMKilled (exit code 137); raise its memory limit"
+    )
+    assert study.status["trials"]["failed"] == 1
+    assert [m for m in study.events_of("TrialFailed") if "OOMKilled" in m]
+    (retry,) = [t for t in study.optuna.trials if t.state == TrialState.WAITING]
+    assert retry.system_attrs["fixed_params"] == failed.params, "the same parameters again"
+    assert len(study.live_pods()) == 1, "a pod to run the retry"
+    final = study.run_to_end()
+    assert final["phase"] == "Succeeded"
+    complete = [t for t in study.optuna.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2, "the retry replaces the lost attempt in the budget"
+    assert failed.params in [t.params for t in complete]
+    assert counts(final) == {"complete": 2, "failed": 1}
+
+
+def test_evicted_and_deleted_pods_fail_their_trials_with_reasons(
+    make: Callable[..., Study], fake: FakeKube
+) -> None:
+    study = make(budget={"maxTrials": 3, "parallelism": 2}, trial={"retries": 2})
+    study.tick()
+    evicted, deleted = study.live_pods()
+    first, second = evicted["metadata"]["name"], deleted["metadata"]["name"]
+    study.claim(evicted)
+    study.claim(deleted)
+    evicted["status"] = {
+        "phase": "Failed",
+        "reason": "Evicted",
+        "message": "The node was low on resource: memory. ",
+    }
+    del fake.pods[second]
+    study.tick()
+    reasons = {
+        t.user_attrs["kubetune.worker"]: t.user_attrs["kubetune.fail_reason"]
+        for t in study.optuna.trials
+        if t.state == TrialState.FAIL
+    }
+    assert reasons == {
+        first: f"pod {first} was evicted: The node was low on resource: memory.",
+        second: f"pod {second} is gone (deleted while its trial was running)",
+    }
+    assert len([t for t in study.optuna.trials if t.state == TrialState.WAITING]) == 2
+    assert len(study.events_of("TrialFailed")) == 2
+    final = study.run_to_end()
+    assert counts(final) == {"complete": 3, "failed": 2}
+
+
+# ---------------------------------------------------------------------------- bad specs
+
+LONG_NAME = "a-study-name-that-is-longer-than-a-kubernetes-label-value-allows-" + "x" * 20
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "expected"),
+    [
+        pytest.param(
+            "demo",
+            {"searchSpace": {"lr": {"type": "float", "low": 0, "high": 1, "log": True}}},
+            "spec.searchSpace.lr.low: must be > 0 when log is true",
+            id="log-range",
+        ),
+        pytest.param(
+            "demo",
+            {"searchSpace": {"x": {"type": "float", "low": 3, "high": 1}}},
+            "spec.searchSpace.x.high: must be >= low (3.0)",
+            id="bad-range",
+        ),
+        pytest.param(
+            "demo",
+            {"sampler": {"name": "tpe", "args": {"n_startup": 3}}},
+            "spec.sampler.args.n_startup: TPESampler has no argument 'n_startup'",
+            id="unknown-sampler-arg",
+        ),
+        pytest.param(
+            "demo",
+            {
+                "searchSpace": {
+                    "c": {"type": "categorical", "choices": [f"c{i}" for i in range(1001)]}
+                }
+            },
+            "spec.searchSpace.c.choices: has 1001 choices; at most 1000 are allowed",
+            id="huge-choices",
+        ),
+        pytest.param(
+            LONG_NAME,
+            {},
+            f"metadata.name: must be at most 63 characters (got {len(LONG_NAME)})",
+            id="long-name",
+        ),
+        pytest.param(
+            "demo",
+            {"trial": {"labels": {"team": "t" * 64}}},
+            "spec.trial.labels: label team='tttt",
+            id="long-label",
+        ),
+    ],
+)
+def test_an_invalid_spec_fails_the_study_naming_the_field_once(
+    make: Callable[..., Study], fake: FakeKube, name: str, changes: dict[str, Any], expected: str
+) -> None:
+    study = make(name=name, **changes)
+    for _ in range(3):
+        assert study.tick() is True, "an invalid study rests: no retry loop"
+    assert study.status["phase"] == "Failed"
+    failed = study.condition("Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "InvalidSpec")
+    assert expected in failed["message"]
+    if name == LONG_NAME or "labels" in changes.get("trial", {}):
+        assert "at most 63" in failed["message"]
+    assert len(study.events_of("InvalidSpec")) == 1
+    assert fake.pods == {} and fake.secrets == {}
+
+
+def test_an_objective_that_does_not_load_fails_the_study(make: Callable[..., Study]) -> None:
+    study = make(trial={"python": "nowhere:objective"})
+    study.tick()
+    broken, other = study.live_pods()
+    message = "spec.trial.python: cannot import 'nowhere': No module named 'nowhere'"
+    study.exit(broken, EXIT_CONFIG_ERROR, "Error", message)
+    assert study.tick() is True
+    assert study.status["phase"] == "Failed"
+    failed = study.condition("Failed")
+    assert failed["reason"] == "TrialPodsFailing"
+    assert "spec.trial.python: cannot import 'nowhere'" in failed["message"]
+    assert study.events_of("ObjectiveNotLoadable") == [message]
+    assert study.live_pods() == []
+    assert other["metadata"]["name"] not in study.fake.pods
+
+
+# ------------------------------------------------------------------ how a study ends
+
+
+def test_too_many_failed_trials_fail_the_study(make: Callable[..., Study]) -> None:
+    study = make(
+        budget={"maxTrials": 20, "parallelism": 1, "maxFailedTrials": 1},
+        trial={"trialsPerPod": 5},
+    )
+    study.tick()
+    (pod,) = study.live_pods()
+    study.fail(study.claim(pod), "ValueError: boom: the objective broke")
+    assert study.tick() is False, "one failure is allowed"
+    study.fail(study.claim(pod), "ValueError: boom: the objective broke")
+    assert study.tick() is True
+    final = study.status
+    assert final["phase"] == "Failed"
+    failed = study.condition("Failed")
+    assert failed["reason"] == "TooManyFailedTrials"
+    assert failed["message"] == "2 trials failed, more than maxFailedTrials (1)"
+    assert final["trials"]["failed"] == 2
+    assert study.live_pods() == []
+
+
+def test_reaching_the_goal_ends_the_study(make: Callable[..., Study]) -> None:
+    study = make(
+        objective={"direction": "minimize", "goal": 1000.0},
+        budget={"maxTrials": 50, "parallelism": 1},
+    )
+    final = study.run_to_end()
+    assert final["phase"] == "Succeeded"
+    assert study.condition("Complete")["reason"] == "GoalReached"
+    assert counts(final) == {"complete": 1}
+
+
+def test_the_timeout_stops_the_pods_at_once(make: Callable[..., Study]) -> None:
+    study = make(
+        budget={"maxTrials": 50, "parallelism": 1, "timeout": "1s"},
+        trial={"trialsPerPod": 50},
+    )
+    study.tick()
+    (pod,) = study.live_pods()
+    study.claim(pod)  # a long trial: running when the timeout comes
+    assert study.tick() is False
+    time.sleep(1.2)
+    assert study.tick() is True
+    final = study.status
+    assert final["phase"] == "Succeeded"
+    assert study.condition("Complete")["reason"] == "Timeout"
+    assert counts(final) == {"failed": 1}
+    assert study.fake.pods == {}, "the timeout stops the pod at once"
+    (trial,) = study.optuna.trials
+    assert (trial.state, trial.user_attrs["kubetune.worker"]) == (
+        TrialState.FAIL,
+        pod["metadata"]["name"],
+    )
+    assert trial.user_attrs["kubetune.fail_reason"] == "the study stopped: Timeout"
+
+
+def test_editing_the_timeout_of_a_running_study_ends_it(make: Callable[..., Study]) -> None:
+    study = make(budget={"maxTrials": 5, "parallelism": 1}, trial={"trialsPerPod": 5})
+    study.tick()
+    (pod,) = study.live_pods()
+    study.claim(pod)
+    assert study.tick() is False
+    assert study.status["phase"] == "Running"
+    study.edit(budget={"timeout": "1s"})
+    time.sleep(1.2)
+    study.tick()
+    final = study.status
+    assert final["phase"] == "Succeeded"
+    assert study.condition("Complete")["reason"] == "Timeout"
+    assert final["trials"]["failed"] == 1 and final["trials"]["complete"] == 0
+    assert study.live_pods() == []
+
+
+# ------------------------------------------------------------------------- edits
+
+
+def test_suspend_stops_the_pods_requeues_their_trials_and_resume_carries_on(
+    make: Callable[..., Study],
+) -> None:
+    study = make(budget={"maxTrials": 4, "parallelism": 2})
+    study.tick()
+    for pod in study.live_pods():
+        study.claim(pod)
+    study.edit(suspend=True)
+    study.tick()
+    assert study.status["phase"] == "Suspended"
+    assert study.condition("Suspended")["status"] == "True"
+    assert study.live_pods() == []
+    stopped = [
+        t
+        for t in study.optuna.trials
+        if t.state == TrialState.FAIL
+        and t.user_attrs.get("kubetune.fail_reason") == "the study was suspended"
+    ]
+    assert len(stopped) == 2
+    waiting = [t for t in study.optuna.trials if t.state == TrialState.WAITING]
+    assert sorted(t.system_attrs["fixed_params"]["x"] for t in waiting) == sorted(
+        t.params["x"] for t in stopped
+    )
+    assert study.tick() is True, "suspended with no pod: it rests"
+    assert study.status["trials"]["stopped"] == 2 and study.status["trials"]["failed"] == 0
+    assert study.fake.calls.count("create_pod") == 2
+
+    study.edit(suspend=False)
+    study.tick()
+    assert study.status["phase"] == "Running"
+    assert study.condition("Suspended")["status"] == "False"
+    assert len(study.live_pods()) == 2
+    final = study.run_to_end()
+    assert final["phase"] == "Succeeded"
+    assert final["trials"]["complete"] == 4
+    complete_params = [t.params for t in study.optuna.trials if t.state == TrialState.COMPLETE]
+    assert all(t.params in complete_params for t in stopped)
+
+
+def test_raising_parallelism_starts_pods_and_lowering_max_trials_ends_sooner(
+    make: Callable[..., Study],
+) -> None:
+    study = make(budget={"maxTrials": 8, "parallelism": 1})
+    study.tick()
+    (first,) = study.live_pods()
+    study.claim(first)
+    study.edit(budget={"parallelism": 3})
+    study.tick()
+    assert len(study.live_pods()) == 3
+    study.edit(budget={"maxTrials": 5})
+    study.tick()
+    stored = bridge.stored_spec(study.optuna._storage, study.optuna._study_id)
+    assert stored is not None and stored.budget.max_trials == 5, "the workers read it there"
+    final = study.run_to_end()
+    assert final["phase"] == "Succeeded"
+    assert final["progress"] == "5/5"
+    assert len(study.optuna.trials) == 5
+    assert study.fake.calls.count("create_pod") == 5, "no pod beyond the budget"
+
+
+def test_a_started_studys_sampler_change_is_refused_and_it_goes_on(
+    make: Callable[..., Study],
+) -> None:
+    study = make(budget={"maxTrials": 3, "parallelism": 1})
+    study.tick()
+    (pod,) = study.live_pods()
+    study.claim(pod)
+    study.edit(sampler={"name": "tpe", "seed": 1})
+    study.tick()
+    study.tick()
+    refused = study.condition("SpecChangeRefused")
+    assert (refused["status"], refused["reason"]) == ("True", "StartedFieldsChanged")
+    assert refused["message"].startswith("spec.sampler: the study has started")
+    assert len(study.events_of("SpecChangeRefused")) == 1
+    stored = bridge.stored_spec(study.optuna._storage, study.optuna._study_id)
+    assert stored is not None and stored.sampler.name == "random", "the change is ignored"
+    final = study.run_to_end()
+    assert final["phase"] == "Succeeded"
+    assert final["trials"]["complete"] == 3
+
+
+def test_editing_pod_settings_reaches_the_next_pods(make: Callable[..., Study]) -> None:
+    study = make(
+        budget={"maxTrials": 2, "parallelism": 1},
+        trial={"env": [{"name": "KT_SLEEP", "value": "3"}], "labels": {"team": "before"}},
+    )
+    study.tick()
+    (first,) = study.live_pods()
+    study.complete(study.claim(first))
+    study.exit(first)
+    study.edit(trial={"env": [{"name": "KT_SLEEP", "value": "0"}], "labels": {"team": "after"}})
+    study.tick()
+    (second,) = study.live_pods()
+
+    def settings(pod: dict[str, Any]) -> tuple[str, str]:
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        return pod["metadata"]["labels"]["team"], env["KT_SLEEP"]
+
+    assert settings(first) == ("before", "3")
+    assert settings(second) == ("after", "0")
+
+
+def test_several_trials_per_pod(make: Callable[..., Study]) -> None:
+    study = make(budget={"maxTrials": 6, "parallelism": 1}, trial={"trialsPerPod": 3})
+    for _ in range(2):
+        study.tick()
+        (pod,) = study.live_pods()
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert env[MAX_TRIALS_ENV] == "3"
+        for _ in range(3):
+            study.complete(study.claim(pod))
+            assert study.tick() is False
+            assert study.live_pods() == [pod], "a busy pod is not doubled"
+        study.exit(pod)
+    assert study.tick() is True
+    assert study.status["phase"] == "Succeeded"
+    workers = [t.user_attrs["kubetune.worker"] for t in study.optuna.trials]
+    assert len(workers) == 6
+    assert sorted(workers.count(w) for w in set(workers)) == [3, 3]
+
+
+# ---------------------------------------------------------------- pods that cannot start
+
+UNSCHEDULABLE = {
+    "phase": "Pending",
+    "conditions": [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
+        }
+    ],
+}
+PULL_MESSAGE = 'Back-off pulling image "registry.example/no-such-image:1"'
+IMAGE_PULL = {
+    "phase": "Pending",
+    "containerStatuses": [
+        {
+            "name": "trial",
+            "ready": False,
+            "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": PULL_MESSAGE}},
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("pod_status", "reason", "message"),
+    [
+        pytest.param(
+            UNSCHEDULABLE, "Unschedulable", "Insufficient nvidia.com/gpu", id="unschedulable-gpu"
+        ),
+        pytest.param(IMAGE_PULL, "ImagePullBackOff", PULL_MESSAGE, id="image-pull-back-off"),
+    ],
+)
+def test_a_pod_that_cannot_start_is_a_condition_and_one_event(
+    make: Callable[..., Study], pod_status: dict[str, Any], reason: str, message: str
+) -> None:
+    study = make(budget={"parallelism": 1})
+    study.tick()
+    (pod,) = study.live_pods()
+    pod["status"] = copy.deepcopy(pod_status)
+    for _ in range(3):
+        assert study.tick() is False
+    ready = study.condition("PodsReady")
+    assert (ready["status"], ready["reason"]) == ("False", reason)
+    assert message in ready["message"] and pod["metadata"]["name"] in ready["message"]
+    assert study.status["phase"] == "Running"
+    (event,) = study.events_of(reason)
+    assert message in event
+
+
+def test_a_gpu_study_asks_for_a_gpu_limit(make: Callable[..., Study]) -> None:
+    study = make(trial={"resources": {"limits": {"nvidia.com/gpu": 1}}})
+    study.tick()
+    pod = study.live_pods()[0]
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    assert toleration in pod["spec"]["tolerations"]
+
+
+# ---------------------------------------------------------------------------- storage
+
+
+def test_with_no_default_storage_the_study_waits_saying_so(fake: FakeKube) -> None:
+    study = Study(fake, None, config_url=None, budget={"maxTrials": 1})
+    assert study.tick() is False
+    waiting = study.condition("StorageReady")
+    assert (waiting["status"], waiting["reason"]) == ("False", "StorageUnavailable")
+    assert "KUBETUNE_STORAGE_URL is not set" in waiting["message"]
+    assert study.status["phase"] == "Pending"
+    assert fake.pods == {}
+
+
+def test_a_storage_secret_reaches_pods_only_by_reference(fake: FakeKube, storage_url: str) -> None:
+    fake.secrets["pg"] = {"stringData": {"url": storage_url}}
+    study = Study(
+        fake,
+        storage_url,
+        config_url=None,
+        budget={"maxTrials": 2},
+        storage={"secretRef": {"name": "pg"}},
+    )
+    study.tick()
+    assert study.condition("StorageReady")["status"] == "True"
+    pods = study.live_pods()
+    assert pods
+    for pod in pods:
+        env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        assert env[STORAGE_URL_ENV]["valueFrom"] == {"secretKeyRef": {"name": "pg", "key": "url"}}
+        assert storage_url not in json.dumps(pod)
+    assert "ensure_secret" not in fake.calls, "the user's Secret is used, not copied"
+    assert study.run_to_end()["phase"] == "Succeeded"
+
+
+def test_studies_of_one_name_in_two_namespaces_are_two_optuna_studies(storage_url: str) -> None:
+    a = Study(FakeKube(), storage_url, name="same-name", namespace="team-a")
+    b = Study(FakeKube(), storage_url, name="same-name", namespace="team-b")
+    a.edit(budget={"maxTrials": 3})
+    b.edit(budget={"maxTrials": 5})
+    assert a.run_to_end()["phase"] == b.run_to_end()["phase"] == "Succeeded"
+    assert a.status["studyName"] != b.status["studyName"]
+    assert len(a.optuna.trials) == 3
+    assert len(b.optuna.trials) == 5
+
+
+def test_on_delete_delete_drops_the_optuna_study(make: Callable[..., Study]) -> None:
+    study = make(budget={"maxTrials": 1}, storage={"onDelete": "delete"})
+    study.run_to_end()
+    name = study.status["studyName"]
+    assert name in optuna.get_all_study_names(study.url)
+    # The delete handler makes a fresh reconciler.
+    fresh = Study(study.fake, study.url, storage={"onDelete": "delete"})
+    fresh.reconciler.delete(study.meta, study.spec, dict(study.status))
+    assert name not in optuna.get_all_study_names(study.url)
+
+
+# ------------------------------------------------------------------ multi-objective
+
+
+def test_a_multi_objective_study_reports_its_pareto_front(make: Callable[..., Study]) -> None:
+    study = make(
+        objective={"directions": ["minimize", "minimize"], "metrics": ["a", "b"]},
+        budget={"maxTrials": 4, "parallelism": 2},
+    )
+    study.tick()
+    values = iter([[0.2, 0.8], [0.5, 0.5], [0.9, 0.9], [0.8, 0.1]])  # the third is dominated
+    while not study.tick():
+        for pod in study.live_pods():
+            study.complete(study.claim(pod), next(values))
+            study.exit(pod)
+    final = study.status
+    assert final["phase"] == "Succeeded", final
+    front = final["paretoFront"]
+    assert {t["number"] for t in front} == {t.number for t in study.optuna.best_trials}
+    assert len(front) == 3
+    assert all(len(t["values"]) == 2 for t in front)
+    assert final.get("bestTrial") is None
+    document = json.loads(study.fake.configmaps["demo-best-params"]["best_params.json"])
+    assert len(document) == len(front)
