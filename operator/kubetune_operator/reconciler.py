@@ -66,6 +66,7 @@ from kubetune_operator.pods import (
     waiting_problem,
 )
 from kubetune_operator.status import condition_of, now_iso, set_condition, trial_status
+from kubetune_operator.tenants import Tenants, TenantUnavailable
 
 if TYPE_CHECKING:
     import optuna
@@ -96,6 +97,9 @@ class StudyReconciler:
     #: Asked after observing, before acting: True once this replica must stop
     #: (paused in favour of another, or exiting), so a tick in flight acts on nothing.
     stopping: Callable[[], bool] = field(default=lambda: False)
+    #: Each namespace's database and role (:mod:`kubetune_operator.tenants`), shared by
+    #: every Study of the operator; None: Studies share the operator's database.
+    tenants: Tenants | None = None
     _study: optuna.Study | None = None
     _ledger: TrialLedger | None = None
     _url: str | None = None
@@ -124,7 +128,7 @@ class StudyReconciler:
         ):
             return True
         try:
-            url, secret = self._storage(meta, spec)
+            url, secret = self._storage(meta, spec, status)
             study, spec = self._optuna_study(meta, spec, status, url)
             return self._run(meta, spec, status, study, secret, generation)
         except (StorageNotReady, StorageUnavailable) as error:
@@ -151,7 +155,9 @@ class StudyReconciler:
 
     # ------------------------------------------------------------ storage
 
-    def _storage(self, meta: Mapping[str, Any], spec: StudySpec) -> tuple[str, tuple[str, str]]:
+    def _storage(
+        self, meta: Mapping[str, Any], spec: StudySpec, status: dict[str, Any]
+    ) -> tuple[str, tuple[str, str]]:
         """The storage URL and the Secret (name, key) that gives it to the pods."""
         namespace, name = meta["namespace"], meta["name"]
         ref = spec.storage.secret_ref
@@ -173,6 +179,8 @@ class StudyReconciler:
                 "spec.storage: the study names no storage and the operator has no default "
                 "(KUBETUNE_STORAGE_URL is not set)"
             )
+        url = self._default_url(namespace, status, create=True)
+        assert url is not None
         secret_name = storage_secret(name)
         self.kube.ensure_secret(
             namespace,
@@ -185,10 +193,32 @@ class StudyReconciler:
                     "ownerReferences": [owner_reference(meta)],
                 },
                 "type": "Opaque",
-                "stringData": {"url": self.config.storage_url},
+                "stringData": {"url": url},
             },
         )
-        return self.config.storage_url, (secret_name, "url")
+        return url, (secret_name, "url")
+
+    def _default_url(self, namespace: str, status: dict[str, Any], *, create: bool) -> str | None:
+        """The URL of a Study that names no storage: its namespace's tenant (made when
+        ``create``), or the shared database for a Study that started there before
+        tenants were on (``status.database`` unset)."""
+        database = status.get("database")
+        legacy = status.get("studyName") and not database
+        if self.tenants is None or legacy:
+            if database:
+                raise StorageNotReady(
+                    f"status.database: the study is in the database {database!r} of its "
+                    "namespace, but the operator's tenants are off (KUBETUNE_STORAGE_TENANTS)"
+                )
+            return self.config.storage_url
+        if not create and not status.get("studyName"):
+            return None
+        try:
+            tenant = self.tenants.tenant(namespace)
+        except TenantUnavailable as error:
+            raise StorageNotReady(str(error)) from None
+        status["database"] = tenant.database
+        return tenant.url
 
     def _optuna_study(
         self,
@@ -306,6 +336,9 @@ class StudyReconciler:
             return False
         update: dict[str, Any] = {
             "studyName": status.get("studyName"),
+            # With studyName, in one patch: a Study whose status names a study but no
+            # database started before tenants (see _default_url).
+            "database": status.get("database"),
             "startTime": status.get("startTime"),
             "observedGeneration": generation,
             "failedPodsWithoutTrials": decision.ends_without_progress,
@@ -686,8 +719,13 @@ class StudyReconciler:
         ref = spec.storage.secret_ref
         if ref is not None:
             url = self.kube.read_secret_value(meta["namespace"], ref.name, ref.key)
+        elif spec.storage.url is None and self.config.storage_url is not None:
+            try:
+                url = self._default_url(meta["namespace"], dict(status), create=False)
+            except StorageNotReady:
+                url = None
         else:
-            url = self.config.storage_url if spec.storage.url is None else None
+            url = None
         name = _optuna_name(meta, spec, status)
         if url is None:
             return None

@@ -114,6 +114,7 @@ def test_default_install_has_the_expected_objects(render: Any) -> None:
         ("ClusterRole", "kubetune-view"),
         ("ClusterRoleBinding", "kubetune-operator"),
         ("Deployment", "kubetune-operator"),
+        ("NetworkPolicy", "kubetune-postgresql"),
         ("Secret", "kubetune-postgresql"),
         ("Service", "kubetune-postgresql"),
         ("Service", "kubetune-postgresql-hl"),

@@ -306,7 +306,8 @@ def test_external_database_runs_no_postgresql(render: Any) -> None:
 def test_dashboard_reads_the_storage_url_from_the_secret(
     render: Any, value_set: str, secret: str, key: str
 ) -> None:
-    rendered = render(VALUE_SETS[value_set])
+    """Without tenants; with them, each namespace's own: test_chart_tenants.py."""
+    rendered = render({**VALUE_SETS[value_set], "tenants": {"enabled": False}})
     deployment = rendered.one("Deployment", "kubetune-dashboard")
     dashboard = container(deployment, "dashboard")
     _hardened(dashboard, pod_spec(deployment))

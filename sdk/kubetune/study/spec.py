@@ -569,6 +569,9 @@ class StudyStatus(_Model):
     """Why the study ended."""
     study_name: str | None = None
     """The Optuna study's name in the storage."""
+    database: str | None = None
+    """The database of the Study's namespace that holds its Optuna study, when the
+    operator gives each namespace its own; unset for a Study with its own storage."""
     progress: str | None = None
     """Finished trials / maxTrials."""
     trials: TrialCounts = Field(default_factory=TrialCounts)
