@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,15 +17,6 @@ def study_document(name: str, spec: dict[str, Any], namespace: str = "default") 
         "kind": "Study",
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
-    }
-
-
-def secret_document(name: str, url: str, namespace: str = "default") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {"url": base64.b64encode(url.encode()).decode()},
     }
 
 

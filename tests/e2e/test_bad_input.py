@@ -3,7 +3,9 @@ condition that names what to fix, the operator keeps running, and the other
 studies proceed. And a database password appears nowhere the operator, the pods
 or the API server show.
 
-The command-line side is in ``tests/badinput/``.
+The command-line side is in ``tests/badinput/``. The reconciler's rules for invalid
+specs (each message naming the field, names and labels too long for Kubernetes) are
+unit tests: tests/unit/test_reconciler_rules.py.
 """
 
 from __future__ import annotations
@@ -112,33 +114,6 @@ def test_invalid_studies_fail_with_the_field_and_the_others_proceed(
     per_study = [e["involvedObject"]["name"] for e in invalid_events]
     assert sorted(per_study) == sorted(invalid), per_study
     assert all(int(e.get("count") or 1) == 1 for e in invalid_events), invalid_events
-
-
-def test_names_too_long_for_kubernetes(cluster: Any, kube: Any) -> None:
-    """A Study's name may have 253 characters; its trial pods' names and label values
-    only 63. kubetune does not shorten them: the study fails naming the field and the
-    limit, and makes no pod — never a silent stall."""
-    cluster.start()
-    long_name = "a-study-name-that-is-longer-than-a-kubernetes-label-value-allows-" + "x" * 20
-    create(kube, long_name, spec("quadratic", budget={"maxTrials": 1}))
-    create(
-        kube,
-        "long-label",
-        spec("quadratic", budget={"maxTrials": 1}, trial={"labels": {"team": "t" * 64}}),
-    )
-    expected = {
-        long_name: f"metadata.name: must be at most 63 characters (got {len(long_name)})",
-        "long-label": "spec.trial.labels: label team='tttt",
-    }
-    try:
-        for name, message in expected.items():
-            failed = failed_condition(kube, name, timeout=30)
-            assert failed["reason"] == "InvalidSpec", failed
-            assert message in failed["message"], failed["message"]
-            assert "at most 63" in failed["message"], failed["message"]
-            assert not kube.list("pods", "default"), name
-    finally:
-        assert cluster.operator.running
 
 
 def test_trials_that_print_no_metric_or_nan_fail_with_reasons(

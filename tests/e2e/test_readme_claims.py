@@ -1,7 +1,9 @@
-"""README claims about a cluster study that no other test checked: editing ``timeout``
-and the pod settings while it runs, a pod that cannot pull its image, ``kubetune logs
+"""README claims about a cluster study that no other test checked: ``kubetune logs
 --tail``, and reading a study's trials through a forwarded port
-(``--storage-host`` / ``Client(storage_host=)``)."""
+(``--storage-host`` / ``Client(storage_host=)``).
+
+Editing ``timeout`` and the pod settings while a study runs, and a pod that cannot
+pull its image, are reconcile rules: tests/unit/test_reconciler_rules.py."""
 
 from __future__ import annotations
 
@@ -17,14 +19,10 @@ from typing import Any
 
 import pytest
 from scenario import (
-    condition,
     create,
-    events,
-    live_pods,
     optuna_study,
     running_trial_pod,
     spec,
-    status,
     wait_phase,
     wait_until,
 )
@@ -43,110 +41,6 @@ def kubetune(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
-
-
-def pods_created(emulator_server: Any, study: str) -> list[dict[str, Any]]:
-    """Every trial pod the operator asked the API server to create for ``study``."""
-    requests = emulator_server.call(lambda: [dict(e) for e in emulator_server.emulator.request_log])
-    bodies = [
-        json.loads(r["body"])
-        for r in requests
-        if r["method"] == "POST" and r["path"] == "/api/v1/namespaces/default/pods"
-    ]
-    return [b for b in bodies if b["metadata"]["labels"].get("kubetune.io/study") == study]
-
-
-def test_editing_the_timeout_of_a_running_study_ends_it(cluster: Any, kube: Any) -> None:
-    cluster.start()
-    create(
-        kube,
-        "late",
-        spec("sleeps", budget={"maxTrials": 5, "parallelism": 1}, trial={"trialsPerPod": 5}),
-    )
-    running_trial_pod(kube, "late")  # a 30 s trial runs; no timeout yet
-    assert status(kube, "late")["phase"] == "Running"
-    kube.patch("studies", "late", {"spec": {"budget": {"timeout": "1s"}}}, "default")
-    final = wait_phase(kube, "late", "Succeeded", timeout=30)
-    assert condition(final, "Complete")["reason"] == "Timeout"
-    assert final["trials"]["failed"] == 1 and final["trials"]["complete"] == 0
-    wait_until(lambda: not live_pods(kube, "late"), timeout=15)
-
-
-def test_editing_pod_settings_of_a_running_study_reaches_its_next_pods(
-    cluster: Any, kube: Any, emulator_server: Any
-) -> None:
-    """Each pod runs one trial; pods made after the edit carry the new label and env."""
-    cluster.start()
-    create(
-        kube,
-        "edited",
-        spec(
-            "sleeps",
-            budget={"maxTrials": 4, "parallelism": 1},
-            trial={"env": [{"name": "KT_SLEEP", "value": "3"}], "labels": {"team": "before"}},
-        ),
-    )
-    first = running_trial_pod(kube, "edited")
-    edit = {"trial": {"env": [{"name": "KT_SLEEP", "value": "0"}], "labels": {"team": "after"}}}
-    kube.patch("studies", "edited", {"spec": {**edit}}, "default")
-    wait_phase(kube, "edited", "Succeeded", timeout=90)
-    made = pods_created(emulator_server, "edited")
-    assert len(made) >= 2
-    assert first["metadata"]["labels"]["team"] == "before"
-    settings = [
-        (
-            p["metadata"]["labels"].get("team"),
-            {e["name"]: e.get("value") for e in p["spec"]["containers"][0]["env"]}["KT_SLEEP"],
-        )
-        for p in made
-    ]
-    assert settings[0] == ("before", "3")
-    assert settings[-1] == ("after", "0"), settings
-
-
-def test_a_pod_that_cannot_pull_its_image_is_a_condition_and_an_event(
-    cluster: Any, kube: Any
-) -> None:
-    """The fake kubelet runs any image, so here the test plays the kubelet's part: it
-    reports what a real one does for an image that does not exist."""
-    cluster.kubelet.stop()
-    cluster.start()
-    create(
-        kube,
-        "noimage",
-        spec("quadratic", trial={"image": "registry.example/no-such-image:1"}),
-    )
-    pod = wait_until(lambda: (live_pods(kube, "noimage") or [None])[0], timeout=30)
-    message = 'Back-off pulling image "registry.example/no-such-image:1"'
-    kube.patch_status(
-        "pods",
-        pod["metadata"]["name"],
-        {
-            "phase": "Pending",
-            "containerStatuses": [
-                {
-                    "name": pod["spec"]["containers"][0]["name"],
-                    "image": "registry.example/no-such-image:1",
-                    "imageID": "",
-                    "ready": False,
-                    "restartCount": 0,
-                    "state": {"waiting": {"reason": "ImagePullBackOff", "message": message}},
-                }
-            ],
-        },
-        "default",
-    )
-    blocked = wait_until(
-        lambda: (
-            condition(status(kube, "noimage"), "PodsReady").get("status") == "False"
-            and status(kube, "noimage")
-        ),
-        timeout=30,
-    )
-    ready = condition(blocked, "PodsReady")
-    assert ready["reason"] == "ImagePullBackOff"
-    assert message in ready["message"]
-    assert [e for e in events(kube, reason="ImagePullBackOff") if message in e["message"]]
 
 
 def test_logs_tail_shows_the_last_lines_of_a_trial_pod(

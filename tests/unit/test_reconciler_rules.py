@@ -14,100 +14,76 @@ database restarts, real pods running real trials across processes (pruning acros
 a killed and an evicted pod, a deleted pod whose worker hands its trial back), peering,
 Events posted through the API server, kubectl, RBAC.
 
-Where each removed or merged e2e test's assertions are now
-(e2e paths relative to tests/e2e; unit tests in this module unless named):
+Where each removed e2e test's assertions went. "unit" names a test of this module;
+"e2e" one kept in tests/e2e, which still shows the path through a running operator.
 
-=============================================================  ==============================
-removed / merged e2e test                                      covered by
-=============================================================  ==============================
-test_study_scenarios::test_killed_pod_trial_fails_with_reason  test_an_oom_killed_pods_trial_
-  _and_is_retried (OOM reason, the retry runs the same          fails_with_the_reason_and_runs
-  params, the retry does not count against maxTrials,          _again; a real pod killed mid-
-  failed=1, a TrialFailed Event)                               trial and retried: e2e test_
-                                                               study_scenarios::test_evicted_
-                                                               and_deleted_pods_fail_their_
-                                                               trials_with_reasons (kept)
-test_study_scenarios::test_invalid_spec_fails_the_study_with   test_an_invalid_spec_fails_the_
-  _the_field_and_no_crash_loop (InvalidSpec naming the field,  study_naming_the_field_once;
-  an Event, no pod, the operator goes on with another study)   the operator going on: e2e test_
-                                                               bad_input::test_invalid_studies
-                                                               _fail_with_the_field_and_the_
-                                                               others_proceed (kept)
-test_study_scenarios::test_suspend_stops_pods_and_resume       test_suspend_stops_the_pods_
-  _carries_on (Suspended phase and condition, no live pod,     requeues_their_trials_and_
-  trials failed "the study was suspended" and queued again,    resume_carries_on
-  resume completes 4 with the stopped params)
-test_study_scenarios::test_raising_parallelism_takes_effect    test_raising_parallelism_starts
-  (3 pods after the edit, maxTrials lowered to 5: progress     _pods_and_lowering_max_trials_
-  5/5, 5 trials)                                               ends_sooner (the edited budget
-                                                               is stored for the workers; the
-                                                               workers' claims never exceeding
-                                                               it: tests/integration/test_
-                                                               runner.py::test_parallel_
-                                                               workers_never_exceed_max_trials)
-test_study_scenarios::test_deleting_a_study_removes_its_pods   the first half stays e2e (the
-  _and_keeps_its_data, second half (onDelete: delete drops     finalizer); onDelete: test_on_
-  the Optuna study)                                            delete_delete_drops_the_optuna_
-                                                               study
-test_study_scenarios::test_two_studies_in_two_namespaces       test_studies_of_one_name_in_two
-  (distinct Optuna studies, 3 and 5 trials)                    _namespaces_are_two_optuna_
-                                                               studies; a Study in another
-                                                               namespace through Kopf: e2e
-                                                               test_cluster_path::test_a_study
-                                                               _in_a_new_namespace_gets_its_
-                                                               trial_service_account (kept)
-test_study_scenarios::test_unschedulable_gpu_pod_is_a          test_a_pod_that_cannot_start_is
-  _condition_and_an_event (PodsReady=False Unschedulable,      _a_condition_and_one_event
-  "Insufficient nvidia.com/gpu", an Event, the pod's GPU       [unschedulable-gpu], test_a_gpu
-  limit)                                                       _study_asks_for_a_gpu_limit
-test_study_scenarios::test_changing_the_search_space_of_a      test_a_started_studys_sampler_
-  _started_study_is_refused (SpecChangeRefused naming          change_is_refused_and_it_goes_on
-  spec.sampler, the study completes its 3 trials)
-test_study_scenarios::test_several_trials_per_pod (6 trials,   test_several_trials_per_pod; the
-  two pods of 3)                                               worker's quota: tests/integration
-                                                               /test_runner.py::test_trials_
-                                                               per_worker_quota
-test_study_scenarios::test_objective_that_does_not_import      test_an_objective_that_does_not_
-  _fails_the_study (Failed TrialPodsFailing with the import    load_fails_the_study; a real pod
-  error, an ObjectiveNotLoadable Event, no live pod)           exiting with a config error:
-                                                               e2e test_bad_input::test_trials
-                                                               _that_print_no_metric_or_nan_
-                                                               fail_with_reasons ("no-program")
-test_study_scenarios::test_storage_from_a_secret (no default   test_with_no_default_storage_
-  storage: StorageReady=False naming KUBETUNE_STORAGE_URL;     the_study_waits_saying_so, test_
-  a secretRef reaches pods only as a secretKeyRef; it runs)    a_storage_secret_reaches_pods_
-                                                               only_by_reference; a secretRef
-                                                               study run by real pods: e2e
-                                                               test_bad_input::test_a_whole_
-                                                               cluster_study_never_shows_the_
-                                                               password (kept)
-test_study_scenarios::test_multi_objective_study_reports_a     test_a_multi_objective_study_
-  _pareto_front (paretoFront = Optuna's best trials, two       reports_its_pareto_front; a
-  values each, no bestTrial, the ConfigMap lists the front)    worker's two values: tests/
-                                                               integration/test_runner.py::
-                                                               test_multi_objective_python
-test_study_scenarios::test_too_many_failed_trials_fail_the     test_too_many_failed_trials_fail
-  _study (TooManyFailedTrials, its message, failed=2, no pod)  _the_study
-test_study_scenarios::test_goal_and_timeout_end_the_study      test_reaching_the_goal_ends_the_
-  (GoalReached after 1 trial; Timeout stops the pod at once,   study, test_the_timeout_stops_
-  its trial failed "the study stopped: Timeout")               the_pods_at_once
-test_bad_input::test_names_too_long_for_kubernetes             test_an_invalid_spec_fails_the_
-  (InvalidSpec naming metadata.name and spec.trial.labels      study_naming_the_field_once
-  and the 63-character limit, no pod)                          [long-name, long-label]
-test_bad_input::test_invalid_studies_fail_with_the_field_and   kept (the API server's 422s, the
-  _the_others_proceed                                          operator going on, one Event
-                                                               each); its three messages are
-                                                               also [bad-range, unknown-sampler
-                                                               -arg, huge-choices] here
-test_readme_claims::test_editing_the_timeout_of_a_running      test_editing_the_timeout_of_a_
-  _study_ends_it (Timeout, failed=1, no live pod)              running_study_ends_it
-test_readme_claims::test_editing_pod_settings_of_a_running     test_editing_pod_settings_
-  _study_reaches_its_next_pods (the next pod has the new       reaches_the_next_pods
-  label and env, the first the old)
-test_readme_claims::test_a_pod_that_cannot_pull_its_image_is   test_a_pod_that_cannot_start_is
-  _a_condition_and_an_event (the test played the kubelet)      _a_condition_and_one_event
-                                                               [image-pull-back-off]
-=============================================================  ==============================
+test_study_scenarios.py
+  test_killed_pod_trial_fails_with_reason_and_is_retried
+      OOM reason, retry with the same params, the retry not counted against maxTrials,
+      failed=1, a TrialFailed Event -> unit test_an_oom_killed_pods_trial_fails_with_the_
+      reason_and_runs_again. A real pod killed mid-trial, its trial run again with the
+      same params by another pod -> e2e test_evicted_and_deleted_pods_fail_their_trials_
+      with_reasons (which now checks the params too).
+  test_invalid_spec_fails_the_study_with_the_field_and_no_crash_loop
+      -> unit test_an_invalid_spec_fails_the_study_naming_the_field_once[log-range];
+      the operator going on with another study, one Event however long -> e2e
+      test_bad_input.py::test_invalid_studies_fail_with_the_field_and_the_others_proceed.
+  test_suspend_stops_pods_and_resume_carries_on
+      -> unit test_suspend_stops_the_pods_requeues_their_trials_and_resume_carries_on.
+  test_raising_parallelism_takes_effect
+      -> unit test_raising_parallelism_starts_pods_and_lowering_max_trials_ends_sooner
+      (the edited budget is stored for the workers); workers never claiming past
+      maxTrials -> tests/integration/test_runner.py::test_parallel_workers_never_exceed_
+      max_trials.
+  test_deleting_a_study_removes_its_pods_and_keeps_its_data, its onDelete: delete half
+      -> unit test_on_delete_delete_drops_the_optuna_study (the finalizer half stays e2e).
+  test_two_studies_in_two_namespaces
+      -> unit test_studies_of_one_name_in_two_namespaces_are_two_optuna_studies; a Study
+      outside "default" through Kopf -> e2e test_cluster_path.py::test_a_study_in_a_new_
+      namespace_gets_its_trial_service_account.
+  test_unschedulable_gpu_pod_is_a_condition_and_an_event
+      -> unit test_a_pod_that_cannot_start_is_a_condition_and_one_event[unschedulable-gpu],
+      test_a_gpu_study_asks_for_a_gpu_limit (the fake kubelet's GPU scheduling itself:
+      tests/harness_selftest).
+  test_changing_the_search_space_of_a_started_study_is_refused
+      -> unit test_a_started_studys_sampler_change_is_refused_and_it_goes_on.
+  test_several_trials_per_pod
+      -> unit test_several_trials_per_pod; a worker's quota -> tests/integration/
+      test_runner.py::test_trials_per_worker_quota; real pods running several trials ->
+      e2e test_bad_input.py::test_trials_that_print_no_metric_or_nan_fail_with_reasons,
+      test_faults.py::test_twenty_studies_at_once.
+  test_objective_that_does_not_import_fails_the_study
+      -> unit test_an_objective_that_does_not_load_fails_the_study; the runner's exit code
+      and message -> tests/integration/test_runner.py::test_python_objective_that_does_
+      not_import_stops_before_any_trial; a real pod failing a study with a config error
+      -> e2e test_bad_input.py::test_trials_that_print_no_metric_or_nan_fail_with_reasons
+      ("no-program").
+  test_storage_from_a_secret
+      -> unit test_with_no_default_storage_the_study_waits_saying_so, test_a_storage_
+      secret_reaches_pods_only_by_reference; real pods reading a secretRef's URL -> e2e
+      test_bad_input.py::test_a_whole_cluster_study_never_shows_the_password and
+      test_a_storage_that_does_not_answer_is_a_condition_and_recovers.
+  test_multi_objective_study_reports_a_pareto_front
+      -> unit test_a_multi_objective_study_reports_its_pareto_front; a worker's two
+      values -> tests/integration/test_runner.py::test_multi_objective_python.
+  test_too_many_failed_trials_fail_the_study
+      -> unit test_too_many_failed_trials_fail_the_study.
+  test_goal_and_timeout_end_the_study
+      -> unit test_reaching_the_goal_ends_the_study, test_the_timeout_stops_the_pods_at_once.
+test_bad_input.py
+  test_names_too_long_for_kubernetes
+      -> unit test_an_invalid_spec_fails_the_study_naming_the_field_once[long-name,
+      long-label]. (The other invalid messages of test_invalid_studies_fail_with_the_field_
+      and_the_others_proceed, kept, are here too: [bad-range, unknown-sampler-arg,
+      huge-choices].)
+test_readme_claims.py
+  test_editing_the_timeout_of_a_running_study_ends_it
+      -> unit test_editing_the_timeout_of_a_running_study_ends_it.
+  test_editing_pod_settings_of_a_running_study_reaches_its_next_pods
+      -> unit test_editing_pod_settings_reaches_the_next_pods.
+  test_a_pod_that_cannot_pull_its_image_is_a_condition_and_an_event (it played the
+  kubelet's part already)
+      -> unit test_a_pod_that_cannot_start_is_a_condition_and_one_event[image-pull-back-off].
 """
 
 from __future__ import annotations
