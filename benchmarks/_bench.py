@@ -292,8 +292,13 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def cluster(storage_url: str, reconcile_seconds: float | None = None) -> Iterator[Cluster]:
-    """Start the emulated cluster with the operator's default storage ``storage_url``."""
+def cluster(
+    storage_url: str,
+    reconcile_seconds: float | None = None,
+    operator_env: dict[str, str] | None = None,
+) -> Iterator[Cluster]:
+    """Start the emulated cluster with the operator's default storage ``storage_url``
+    (and ``operator_env`` added to the operator's environment)."""
     sys.path.insert(0, str(REPO / "tests"))
     from harness import EmulatorServer, FakeKubelet, KopfOperator, KubeClient, write_kubeconfig
     from harness.auth import SUPERUSER_TOKEN
@@ -311,7 +316,8 @@ def cluster(storage_url: str, reconcile_seconds: float | None = None) -> Iterato
     )
     kubelet.start()
     server.emulator.log_provider = kubelet.read_log
-    operator_env = worker_env({"KUBETUNE_STORAGE_URL": storage_url})
+    extra_env = operator_env or {}
+    operator_env = worker_env({"KUBETUNE_STORAGE_URL": storage_url, **extra_env})
     if reconcile_seconds is not None:
         operator_env["KUBETUNE_RECONCILE_SECONDS"] = str(reconcile_seconds)
     operator = KopfOperator(

@@ -47,9 +47,14 @@ class OperatorConfig:
     trial_service_account_annotations: Mapping[str, str] = field(default_factory=dict)
     trial_image_pull_secrets: tuple[str, ...] = ()
     trial_command: tuple[str, ...] = ("kubetune-trial",)
-    #: How often a running Study is looked at: a finished trial shows in its status
-    #: within about this long. Resting Studies (finished, suspended) cost nothing.
-    reconcile_seconds: float = 1.0
+    #: How often a running Study is looked at. A finished trial on PostgreSQL shows in
+    #: its status at once (pushed, see ``trial_end_push``); pod changes and other
+    #: storages' trials within about this long. Resting Studies (finished, suspended)
+    #: cost nothing.
+    reconcile_seconds: float = 5.0
+    #: Listen for the trial runner's NOTIFY when a trial ends (PostgreSQL), and look
+    #: at its Study then (:mod:`kubetune.engine.trial_ends`).
+    trial_end_push: bool = True
     #: Threads shared by every Study's reconcile ticks (a Study holds one only while it ticks).
     reconcile_workers: int = 16
     #: Consecutive trial pods failing before they ran a trial, after which the study fails.
@@ -78,7 +83,8 @@ class OperatorConfig:
                 if name.strip()
             ),
             trial_command=tuple(command.split()) if command else ("kubetune-trial",),
-            reconcile_seconds=float(env.get("KUBETUNE_RECONCILE_SECONDS", "1")),
+            reconcile_seconds=float(env.get("KUBETUNE_RECONCILE_SECONDS", "5")),
+            trial_end_push=env.get("KUBETUNE_TRIAL_END_PUSH", "true").lower() != "false",
             reconcile_workers=int(env.get("KUBETUNE_RECONCILE_WORKERS", "16")),
         )
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import kopf
 from kubetune.engine.storage import scrub
+from kubetune.engine.trial_ends import TrialEndListener, Wake
 from kubetune.study.spec import API_GROUP, API_VERSION, PLURAL
 
 from kubetune_operator import kube
@@ -45,6 +46,8 @@ TENANTS = (
     if CONFIG.storage_tenants and CONFIG.storage_url
     else None
 )
+#: Trial ends pushed by PostgreSQL: a running Study looks again as soon as one ends.
+TRIAL_ENDS = TrialEndListener()
 #: Set by ``kubetune-operator --namespace``: Kopf then needs no cluster-wide namespace reads.
 NAMESPACED_ENV = "KUBETUNE_NAMESPACED"
 #: The threads every Study's ticks share (a tick waits on the API server and the database).
@@ -89,26 +92,76 @@ async def reconcile_study(
     reconciler.emit = _emitter(body, reconciler)
     loop = asyncio.get_running_loop()
     resting_at: int | None = None  # the generation at which the last tick said "nothing to do"
-    while not stopped:
-        if body.metadata.get("deletionTimestamp"):
-            return
-        if resting_at is not None and body.metadata.get("generation") == resting_at:
-            await stopped.wait(CONFIG.reconcile_seconds)
-            continue
-        generation = body.metadata.get("generation")
-        # In this task's context: kopf.event() finds the operator's settings there.
-        in_context = functools.partial(contextvars.copy_context().run, _tick)
-        tick = loop.run_in_executor(TICKS, in_context, reconciler, body, logger)
-        try:
-            # Shielded: a tick half done in its thread must end before the daemon does
-            # (cancelling does not stop a thread, and the deletion cleans up after it).
-            resting = await asyncio.shield(tick)
-        except asyncio.CancelledError:
-            await asyncio.wait([tick])
-            raise
-        resting_at = generation if resting else None
-        if not resting:
-            await stopped.wait(CONFIG.reconcile_seconds)
+    trial_ended = asyncio.Event()
+    wake = functools.partial(loop.call_soon_threadsafe, trial_ended.set)
+    listening: tuple[str, str] | None = None  # (storage URL, Optuna study) subscribed to
+    try:
+        while not stopped:
+            if body.metadata.get("deletionTimestamp"):
+                return
+            if resting_at is not None and body.metadata.get("generation") == resting_at:
+                listening = _listen(listening, None, wake)
+                await stopped.wait(CONFIG.reconcile_seconds)
+                continue
+            resting_at = await _reconcile_once(loop, reconciler, body, logger)
+            if resting_at is None:
+                listening = _listen(listening, _listened_study(reconciler), wake)
+                await _pause(stopped, trial_ended, CONFIG.reconcile_seconds)
+    finally:
+        _listen(listening, None, wake)
+
+
+async def _reconcile_once(
+    loop: asyncio.AbstractEventLoop,
+    reconciler: StudyReconciler,
+    body: kopf.Body,
+    logger: logging.Logger,
+) -> int | None:
+    """One tick on the shared pool; the generation it rests at, or None to go on."""
+    generation = body.metadata.get("generation")
+    # In this task's context: kopf.event() finds the operator's settings there.
+    in_context = functools.partial(contextvars.copy_context().run, _tick)
+    tick = loop.run_in_executor(TICKS, in_context, reconciler, body, logger)
+    try:
+        # Shielded: a tick half done in its thread must end before the daemon does
+        # (cancelling does not stop a thread, and the deletion cleans up after it).
+        resting = await asyncio.shield(tick)
+    except asyncio.CancelledError:
+        await asyncio.wait([tick])
+        raise
+    return generation if resting else None
+
+
+def _listened_study(reconciler: StudyReconciler) -> tuple[str, str] | None:
+    """What to listen to for a running Study: its storage and Optuna study."""
+    if not CONFIG.trial_end_push or reconciler._url is None or reconciler._study is None:
+        return None
+    return reconciler._url, reconciler._study.study_name
+
+
+def _listen(
+    current: tuple[str, str] | None, wanted: tuple[str, str] | None, wake: Wake
+) -> tuple[str, str] | None:
+    """Move the Study's subscription from ``current`` to ``wanted``."""
+    if current != wanted:
+        if current is not None:
+            TRIAL_ENDS.unsubscribe(*current, wake)
+        if wanted is not None:
+            TRIAL_ENDS.subscribe(*wanted, wake)
+    return wanted
+
+
+async def _pause(stopped: kopf.DaemonStopped, trial_ended: asyncio.Event, seconds: float) -> None:
+    """Until the next look: ``seconds``, or less when a trial of the Study ends."""
+    waiting = asyncio.ensure_future(trial_ended.wait())
+    try:
+        await asyncio.wait(
+            [waiting, asyncio.ensure_future(stopped.wait(seconds))],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        waiting.cancel()
+        trial_ended.clear()
 
 
 def _tick(reconciler: StudyReconciler, body: kopf.Body, logger: logging.Logger) -> bool:

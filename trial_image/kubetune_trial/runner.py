@@ -37,6 +37,7 @@ from kubetune.engine.recovery import (
     give_up_trial,
 )
 from kubetune.engine.storage import ClaimLock, open_storage, scrub
+from kubetune.engine.trial_ends import announce_trial_end
 from kubetune.engine.worker import WorkerConfig
 from kubetune.study.spec import StudySpec, load_study
 from optuna.trial import TrialState
@@ -243,6 +244,8 @@ class Worker:
                 trial.set_user_attr(FAIL_REASON_ATTR, failure_reason(*_split(reason)))
             self.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
             self._current = None
+        # The operator shows it in the Study's status now, not at its next look.
+        announce_trial_end(self.study._storage, self.study.study_name)
         _log_trial(trial, state, values, reason, time.monotonic() - started)
         return state
 

@@ -1,0 +1,80 @@
+"""Trial ends pushed through PostgreSQL: what the trial runner announces reaches the
+operator's listener at once, for the study it names only, and a listener whose
+connection is cut opens it again and wakes everyone (they may have missed some)."""
+
+from __future__ import annotations
+
+import threading
+
+import optuna
+import sqlalchemy
+from kubetune.engine.storage import open_storage
+from kubetune.engine.trial_ends import TrialEndListener, announce_trial_end
+
+WAIT = 20.0
+
+
+def test_an_announced_trial_end_wakes_its_study_only(storage_url: str) -> None:
+    storage = open_storage(storage_url)
+    listener = TrialEndListener()
+    ended, other = threading.Event(), threading.Event()
+    listener.subscribe(storage_url, "mine", ended.set)
+    listener.subscribe(storage_url, "theirs", other.set)
+    # The first connection wakes everyone once (trials may have ended before it).
+    assert ended.wait(WAIT) and other.wait(WAIT)
+    ended.clear()
+    other.clear()
+
+    announce_trial_end(storage, "mine")
+    assert ended.wait(WAIT)
+    assert not other.is_set()
+
+    listener.unsubscribe(storage_url, "mine", ended.set)
+    ended.clear()
+    announce_trial_end(storage, "mine")
+    announce_trial_end(storage, "theirs")
+    assert other.wait(WAIT)
+    assert not ended.is_set()
+
+
+def test_the_trial_runners_tell_announces(storage_url: str) -> None:
+    """announce_trial_end after study.tell, as the runner calls it: an Optuna RDB storage."""
+    study = optuna.create_study(study_name="told", storage=open_storage(storage_url))
+    listener = TrialEndListener()
+    woken = threading.Event()
+    listener.subscribe(storage_url, "told", woken.set)
+    assert woken.wait(WAIT)
+    woken.clear()
+    trial = study.ask()
+    study.tell(trial, 1.0)
+    announce_trial_end(study._storage, study.study_name)
+    assert woken.wait(WAIT)
+
+
+def test_a_cut_connection_is_opened_again_and_wakes_its_studies(storage_url: str) -> None:
+    storage = open_storage(storage_url)
+    listener = TrialEndListener()
+    woken = threading.Event()
+    listener.subscribe(storage_url, "mine", woken.set)
+    assert woken.wait(WAIT)
+    woken.clear()
+    engine = sqlalchemy.create_engine(storage_url.replace("postgresql:", "postgresql+psycopg2:", 1))
+    with engine.begin() as connection:
+        cut = connection.execute(
+            sqlalchemy.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE 'LISTEN kubetune_trial_end%' AND datname = current_database()"
+            )
+        ).fetchall()
+    engine.dispose()
+    assert cut, "the listener's connection was not found"
+    assert woken.wait(WAIT)  # opened again, and everyone woken once
+    woken.clear()
+    announce_trial_end(storage, "mine")
+    assert woken.wait(WAIT)
+
+
+def test_other_storages_are_not_listened_to(tmp_path: object) -> None:
+    listener = TrialEndListener()
+    listener.subscribe("sqlite:///nowhere.db", "mine", lambda: None)
+    assert listener._thread is None
