@@ -427,7 +427,8 @@ def trials(
     state: Annotated[
         list[str] | None,
         typer.Option(
-            "--state", help="Only trials in this state (COMPLETE, PRUNED, FAIL, RUNNING, WAITING)."
+            "--state",
+            help="Only trials in this state (COMPLETE, PRUNED, FAIL, STOPPED, RUNNING, WAITING).",
         ),
     ] = None,
     limit: Annotated[
@@ -457,7 +458,7 @@ def trials(
         table = Table(box=None, header_style="bold", pad_edge=False)
         for column in ("#", "STATE", "VALUE", "DURATION", "POD", "PARAMS", "FAIL REASON"):
             table.add_column(column, overflow="fold", justify="right" if column == "#" else "left")
-        colors = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
+        colors = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "STOPPED": "cyan"}
         for row in rows:
             color = colors.get(row.state, "cyan")
             table.add_row(

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kubetune.engine.ledger import TrialLedger
-from kubetune.engine.recovery import FAIL_REASON_ATTR, WORKER_ATTR
+from kubetune.engine.recovery import FAIL_REASON_ATTR, STOPPED_ATTR, WORKER_ATTR
 from kubetune.errors import NoBestTrial
 from kubetune.study.spec import TrialSummary
 
@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 #: Trial states, as Optuna names them.
-STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+STATES = ("COMPLETE", "PRUNED", "FAIL", "STOPPED", "RUNNING", "WAITING")
+#: What kubetune calls a trial Optuna records FAIL though it did not fail: its worker
+#: was stopped (Ctrl-C, a Study suspended or scaled down) and handed it back to run again.
+STOPPED = "STOPPED"
 #: A trial's parameters beyond those Optuna suggested to it: an objective that carries
 #: values over from earlier trials (LightGBM's stepwise tuner tunes one group at a time)
 #: records here the whole set that produced its value.
@@ -69,6 +72,14 @@ def best_params_document(
     return [{"values": list(t["values"]), "params": dict(t["params"])} for t in best]
 
 
+def state_of(trial: FrozenTrial) -> str:
+    """The trial's state as kubetune shows it: Optuna's, except STOPPED for a trial
+    handed back when its worker was stopped (Optuna records it FAIL)."""
+    if trial.state.name == "FAIL" and trial.user_attrs.get(STOPPED_ATTR):
+        return STOPPED
+    return trial.state.name
+
+
 @dataclasses.dataclass(frozen=True)
 class TrialRecord:
     """One trial: ``values`` (None unless complete), ``duration`` in seconds,
@@ -96,7 +107,7 @@ class TrialRecord:
         reason = trial.user_attrs.get(FAIL_REASON_ATTR)
         return cls(
             number=trial.number,
-            state=trial.state.name,
+            state=state_of(trial),
             values=list(trial.values) if trial.values is not None else None,
             params=effective_params(trial),
             duration=duration,
@@ -123,7 +134,7 @@ def records(
 ) -> list[TrialRecord]:
     """Records of ``trials`` in ``states`` (names, any case; all when None), by number."""
     wanted = {s.upper() for s in states} if states else None
-    chosen = [t for t in trials if wanted is None or t.state.name in wanted]
+    chosen = [t for t in trials if wanted is None or state_of(t) in wanted]
     return [TrialRecord.from_frozen(t) for t in sorted(chosen, key=lambda t: t.number)]
 
 
