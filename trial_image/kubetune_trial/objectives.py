@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import importlib
 import json
 import logging
 import os
@@ -30,6 +29,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import optuna
+from kubetune.engine import scripts
+from kubetune.engine.scripts import NOTE_ATTR
 from kubetune.engine.worker import IN_TRIAL_ENV
 from kubetune.study.spec import PLACEHOLDER, StudySpec
 
@@ -52,10 +53,13 @@ def load_objective(spec: StudySpec, study_name: str) -> Objective:
     trial = spec.trial
     if trial.python is not None:
         with inside_trial(study_name):
-            function = _load_python(trial.python)
+            function, note = _load_python(trial.python)
+        untold = [note] if note else []
 
         @functools.wraps(function)
         def objective(optuna_trial: optuna.Trial) -> Any:
+            if untold:  # once: the supervisor says it where the user looks
+                optuna_trial.set_user_attr(NOTE_ATTR, untold.pop())
             with inside_trial(study_name):
                 return function(optuna_trial)
 
@@ -89,12 +93,17 @@ def inside_trial(study_name: str) -> Iterator[None]:
             os.environ[IN_TRIAL_ENV] = previous
 
 
-def _load_python(entry: str) -> Objective:
+def _load_python(entry: str) -> tuple[Objective, str | None]:
+    """The objective ``module:function`` names (``module`` alone: the function the module
+    passes to ``study.optimize``), and what to say when importing the module stopped
+    at its own ``study.optimize`` (a script's study never runs in a worker)."""
     module_name, _, function_name = entry.partition(":")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        module, record = scripts.import_module(module_name)
+    except scripts.ScriptError as error:
+        raise ObjectiveNotLoadable("spec.trial.python", str(error)) from None
     except Exception as error:
         # Where in the module it broke: in the worker's log (the pod log, worker-N.log),
         # unless the module is simply not there.
@@ -108,12 +117,24 @@ def _load_python(entry: str) -> Objective:
             "spec.trial.python",
             f"cannot import {module_name!r}: {type(error).__name__}: {error}{_where(error)}",
         ) from None
+    optimized = record.optimize if record is not None else None
+    note = record.note if record is not None and optimized is not None else None
+    if note:
+        logging.getLogger("kubetune.trial").warning("%s", note)
+    if not function_name:
+        if optimized is None:
+            raise ObjectiveNotLoadable(
+                "spec.trial.python",
+                f"{module_name!r} does not call study.optimize when imported, so it gives "
+                f"no objective; name the function: {module_name}:FUNCTION",
+            )
+        return optimized.func, note
     function = getattr(module, function_name, None)
     if not callable(function):
         raise ObjectiveNotLoadable(
             "spec.trial.python", f"{module_name!r} has no function {function_name!r}"
         )
-    return function  # type: ignore[no-any-return]
+    return function, note
 
 
 def _where(error: BaseException) -> str:

@@ -33,6 +33,7 @@ from kubetune.engine import bridge
 from kubetune.engine.budget import StopReason, describe, stop_reason, trial_limit
 from kubetune.engine.ledger import TrialLedger, failure_summary, reason_key
 from kubetune.engine.recovery import FAIL_REASON_ATTR, STOPPED_ATTR, WORKER_ATTR, fail_lost_trials
+from kubetune.engine.scripts import NOTE_ATTR
 from kubetune.engine.storage import dispose, load_stored_study, open_storage, scrub
 from kubetune.engine.supervision import (
     Decision,
@@ -176,6 +177,7 @@ class LocalRun:
         self._trials_at_start = 0
         self._failures: dict[str, tuple[str, list[int]]] = {}  # key -> (example, numbers)
         self._stopped_now: list[int] = []  # those handed back during this run
+        self._noted = False  # the note of a script's intercepted study.optimize, said once
 
     # -------------------------------------------------------------- setup
 
@@ -245,7 +247,15 @@ class LocalRun:
     def _tally(self, study: optuna.Study, *, announce: bool = True) -> TrialLedger:
         """The ledger, brought up to date with the storage; a trial failing for a
         reason not seen before in this run is announced, with its reason's last lines."""
-        for trial in self._ledger.update(study.get_trials(deepcopy=False)):
+        finished = self._ledger.update(study.get_trials(deepcopy=False))
+        if not self._noted:
+            for trial in [*self._ledger.running, *finished]:
+                note = trial.user_attrs.get(NOTE_ATTR)
+                if note:  # a worker's import stopped at the script's own study.optimize
+                    self.on_message(str(note))
+                    self._noted = True
+                    break
+        for trial in finished:
             if trial.state.name != "FAIL":
                 continue
             if STOPPED_ATTR in trial.user_attrs:

@@ -281,7 +281,10 @@ class TrialTemplate(_Model):
     @classmethod
     def _check_python(cls, value: str | None) -> str | None:
         if value is not None and not _PYTHON_ENTRY.match(value):
-            raise ValueError(f"{value!r} is not of the form package.module:function")
+            raise ValueError(
+                f"{value!r} is not of the form package.module:function (or package.module "
+                "alone: the objective the module passes to study.optimize when imported)"
+            )
         return value
 
     @field_validator("shm_size")
