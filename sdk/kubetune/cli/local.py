@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -79,7 +79,9 @@ def crd() -> None:
 
 @app.command()
 def run(
-    path: Annotated[Path, typer.Argument(help="A Study YAML file.")],
+    path: Annotated[
+        Path, typer.Argument(help="A Study YAML file, or an unchanged Optuna script (.py).")
+    ],
     trials: Annotated[
         int | None,
         typer.Option(
@@ -104,27 +106,92 @@ def run(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the best parameters.")
     ] = Path("best_params.json"),
+    max_trials: Annotated[
+        int | None,
+        typer.Option(
+            "--max-trials", min=1, help="The study's maxTrials (a script: instead of n_trials)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(help="The study's timeout: 90s, 30m, 2h (a script: instead of its own)."),
+    ] = None,
 ) -> None:
     """Run a study on this machine with worker processes, until its budget is spent.
 
+    The study is a Study file, or an Optuna script as it is: its study.optimize runs
+    on kubetune's workers, then the script goes on with the finished study.
     Running it again continues the study; Ctrl-C stops the workers and keeps every
     finished trial.
     """
+    if path.suffix == ".py":
+        _run_script(
+            path,
+            trials=trials,
+            parallelism=parallelism,
+            max_trials=max_trials,
+            timeout=timeout,
+            storage=storage,
+            fresh=fresh,
+            output=output,
+        )
+        return
     import optuna
 
-    from kubetune.engine.storage import StorageUnavailable
-    from kubetune.errors import SpecChangeRefused
-    from kubetune.local.run import LocalRun, LocalRunError
-    from kubetune.study.spec import SpecError, Study
+    from kubetune.study.spec import Study
 
     study = _load(path)
     assert isinstance(study, Study)
+    study = _with_budget(study, max_trials, timeout)
     _check_local_data(study.spec)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with contextlib.ExitStack() as stack:
         url = _local_storage(study, storage, stack)
-        reporter = _ProgressReporter(study.metadata.name, console=console)
-        stack.enter_context(reporter)
+        result, log_dir = _run_local(stack, study, url, trials, parallelism, fresh, path)
+    _report(result, output, log_dir, path)
+    if result.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.failed:
+        raise typer.Exit(EXIT_STUDY_FAILED)
+
+
+def _with_budget(study: Any, max_trials: int | None, timeout: str | None) -> Any:
+    """``study`` with ``--max-trials`` and ``--timeout`` in its budget, validated."""
+    from kubetune.study.spec import SpecError, load_study
+
+    if max_trials is None and timeout is None:
+        return study
+    data = study.to_dict()
+    budget = data["spec"].setdefault("budget", {})
+    if max_trials is not None:
+        budget["maxTrials"] = max_trials
+    if timeout is not None:
+        budget["timeout"] = int(timeout) if timeout.isdigit() else timeout
+    try:
+        return load_study(data)
+    except SpecError as error:
+        for field, reason in error.problems:
+            print_error(f"{field}: {reason}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _run_local(
+    stack: contextlib.ExitStack,
+    study: Any,
+    url: str,
+    trials: int | None,
+    parallelism: int | None,
+    fresh: bool,
+    path: Path,
+) -> tuple[Any, Path]:
+    """Run ``study`` with local workers and the live line; errors exit as documented."""
+    from kubetune.engine.storage import StorageUnavailable
+    from kubetune.errors import SpecChangeRefused
+    from kubetune.local.run import LocalRun, LocalRunError
+    from kubetune.study.spec import SpecError
+
+    reporter = _ProgressReporter(study.metadata.name, console=console)
+    with reporter:
         local = LocalRun(
             study,
             url,
@@ -136,7 +203,7 @@ def run(
             on_message=reporter.message,
         )
         try:
-            result = local.run()
+            return local.run(), local.log_dir
         except SpecError as error:
             reporter.close()
             for field, reason in error.problems:
@@ -150,10 +217,141 @@ def run(
             reporter.close()
             print_error(error)
             raise typer.Exit(EXIT_RUN_ERROR) from None
-    _report(result, output, local.log_dir, path)
-    if result.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if result.failed:
+
+
+def _derive(path: Path, record: Any, overrides: Any, *, out: Any = None) -> Any:
+    """The Study the script's recorded calls describe; bad input exits 2."""
+    from kubetune.engine.script_study import derive_study
+    from kubetune.engine.scripts import ScriptError
+    from kubetune.study.spec import SpecError
+
+    try:
+        derived = derive_study(record, path, overrides)
+    except ScriptError as error:
+        print_error(error)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except SpecError as error:
+        print_error(f"{path.name}: its study is not one kubetune can run:")
+        for field, reason in error.problems:
+            errors.print(f"  {field}: {reason}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    out = out or console
+    out.print(f"[dim]{escape(derived.summary)}[/]", soft_wrap=True, highlight=False)
+    for warning in derived.warnings:
+        out.print(f"[yellow]note:[/] {escape(warning)}", soft_wrap=True, highlight=False)
+    return derived
+
+
+def _execute(path: Path, on_optimize: Any) -> Any:
+    """Execute the script with its study intercepted; its own errors exit 3 (before
+    ``study.optimize``) or 1 (after it), with its traceback."""
+    import traceback
+
+    from kubetune.engine.scripts import ScriptError, run_script
+
+    if not path.is_file():
+        print_error(f"{path}: no such file")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    reached: list[bool] = []
+
+    def on_optimize_once(record: Any) -> Any:
+        reached.append(True)
+        return on_optimize(record)
+
+    try:
+        return run_script(path, on_optimize_once)
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except ScriptError as error:
+        print_error(error)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except Exception as error:
+        tb = error.__traceback__
+        script = str(path.resolve())
+        while tb is not None and tb.tb_next is not None:
+            if str(Path(tb.tb_frame.f_code.co_filename).resolve()) == script:
+                break
+            tb = tb.tb_next
+        details = "".join(traceback.format_exception(type(error), error, tb)).rstrip()
+        errors.print(details, markup=False, highlight=False, soft_wrap=True)
+        when = "after study.optimize" if reached else "before study.optimize"
+        print_error(f"{path.name} raised {type(error).__name__} {when}")
+        raise typer.Exit(EXIT_STUDY_FAILED if reached else EXIT_RUN_ERROR) from None
+
+
+def _run_script(
+    path: Path,
+    *,
+    trials: int | None,
+    parallelism: int | None,
+    max_trials: int | None,
+    timeout: str | None,
+    storage: str | None,
+    fresh: bool,
+    output: Path,
+) -> None:
+    """``kubetune run script.py``: the script runs here up to ``study.optimize``, whose
+    study runs on local workers (as a Study file's would); the script then goes on
+    with the finished study."""
+    import os
+
+    import optuna
+
+    from kubetune.engine.script_study import Overrides
+    from kubetune.engine.scripts import ScriptError
+    from kubetune.engine.storage import dispose, load_stored_study
+    from kubetune.engine.worker import STORAGE_URL_ENV
+    from kubetune.local.script import workers_find
+
+    overrides = Overrides(max_trials=max_trials, parallelism=parallelism, timeout=timeout)
+    outcome: list[Any] = []
+    with contextlib.ExitStack() as stack:
+
+        def on_optimize(record: Any) -> optuna.Study:
+            derived = _derive(path, record, overrides)
+            study = derived.study
+            chosen = storage
+            if (
+                chosen is None
+                and STORAGE_URL_ENV not in os.environ
+                and study.spec.storage.url is None
+            ):
+                chosen = derived.storage_url  # the script's own URL (it holds a password)
+            url = _local_storage(study, chosen, stack, reading_hint=False)
+            try:
+                stack.enter_context(workers_find(derived))
+            except ScriptError as error:
+                print_error(error)
+                raise typer.Exit(EXIT_BAD_INPUT) from None
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            result, log_dir = _run_local(stack, study, url, trials, None, fresh, path)
+            _report(result, output, log_dir, path)
+            outcome.append(result)
+            if result.interrupted:
+                raise typer.Exit(EXIT_INTERRUPTED)
+            if result.counts.complete == 0:
+                print_error(
+                    f"the code after study.optimize in {path.name} did not run: no trial completed"
+                )
+                raise typer.Exit(EXIT_STUDY_FAILED)
+            finished = load_stored_study(url, result.study_name)
+            stack.callback(dispose, finished)  # before the embedded server stops
+            console.print(
+                f"[dim]{escape(path.name)} goes on after study.optimize, with the finished "
+                "study[/]",
+                highlight=False,
+            )
+            return finished
+
+        record = _execute(path, on_optimize)
+    if record.optimize is None:
+        print_error(
+            f"{path.name} never calls study.optimize (it ran to its end): kubetune runs the "
+            "study a script starts with optuna.create_study(...) and "
+            "study.optimize(objective, ...)"
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if outcome and outcome[0].failed:
         raise typer.Exit(EXIT_STUDY_FAILED)
 
 
@@ -332,3 +530,78 @@ def _print_failures(failures: list[tuple[str, list[int]]]) -> None:
         "[dim]each reason's end: the trial's user attribute kubetune.fail_reason; "
         "all a trial printed: the worker logs[/]"
     )
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="An unchanged Optuna script (.py).")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the Study here (default: standard output)."),
+    ] = None,
+    parallelism: Annotated[
+        int | None, typer.Option("--parallelism", "-p", min=1, help="Instead of n_jobs.")
+    ] = None,
+    max_trials: Annotated[
+        int | None, typer.Option("--max-trials", min=1, help="Instead of n_trials.")
+    ] = None,
+    timeout: Annotated[
+        str | None, typer.Option(help="Instead of optimize's timeout: 90s, 30m, 2h.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="The Study's name (default: from the script).")
+    ] = None,
+) -> None:
+    """Print the Study YAML that `kubetune run SCRIPT.py` would run.
+
+    The script runs up to its study.optimize call (its output goes to standard
+    error); what could not be carried over is listed on standard error.
+    """
+    import sys
+
+    import yaml
+
+    from kubetune.engine.script_study import Overrides
+
+    if path.suffix != ".py":
+        print_error(f"{path}: init takes an Optuna script (.py)")
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+    def stop(_record: Any) -> None:
+        return None  # stop the script at study.optimize
+
+    overrides = Overrides(
+        max_trials=max_trials, parallelism=parallelism, timeout=timeout, name=name
+    )
+    with contextlib.redirect_stdout(sys.stderr):  # the script's prints are not the YAML
+        record = _execute(path, stop)
+        if record.optimize is None:
+            print_error(
+                f"{path.name} never calls study.optimize (it ran to its end): kubetune runs "
+                "the study a script starts with optuna.create_study(...) and "
+                "study.optimize(objective, ...)"
+            )
+            raise typer.Exit(EXIT_BAD_INPUT)
+        derived = _derive(path, record, overrides, out=errors)
+    document = derived.document(with_code_digest=False)
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    if derived.storage_url is not None and derived.study.spec.storage.url is None:
+        errors.print(
+            "[yellow]note:[/] the script's storage URL holds a password, so the Study leaves "
+            "it out: pass it with --storage or $KUBETUNE_STORAGE_URL (spec.storage.secretRef "
+            "in a cluster)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if derived.folder != Path.cwd().resolve():
+        errors.print(
+            f"[yellow]note:[/] workers import {derived.module} from {escape(str(derived.folder))}:"
+            " run the Study from there, or put that folder on PYTHONPATH",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        errors.print(f"Study written to {escape(str(output))}", highlight=False)

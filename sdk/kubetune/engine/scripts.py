@@ -37,6 +37,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import inspect
 import os
@@ -179,7 +180,7 @@ class _Session:
     def __init__(
         self,
         record: ScriptRecord,
-        on_optimize: Callable[[OptimizeCall], optuna.Study | None] | None,
+        on_optimize: Callable[[ScriptRecord], optuna.Study | None] | None,
         *,
         load_real: bool,
     ) -> None:
@@ -305,7 +306,8 @@ def _intercepting(session: _Session) -> Iterator[None]:
             if current.on_optimize is None:
                 raise _Stop
             try:
-                real = current.on_optimize(call)
+                with _paused():  # kubetune's own Optuna calls are not the script's
+                    real = current.on_optimize(record)
             except (_Stop, _Abort):
                 raise
             except BaseException as error:
@@ -339,6 +341,17 @@ def _intercepting(session: _Session) -> Iterator[None]:
                 setattr(owner, name, value)
 
 
+@contextlib.contextmanager
+def _paused() -> Iterator[None]:
+    """Optuna as it is, meanwhile (the patches pass every call through)."""
+    global _session
+    session, _session = _session, None
+    try:
+        yield
+    finally:
+        _session = session
+
+
 def _in_memory(create: Callable[..., optuna.Study], **arguments: Any) -> optuna.Study:
     """A real study in memory (Optuna's "a new study created in memory" unsaid: it
     is not the study that runs)."""
@@ -355,6 +368,7 @@ def _in_memory(create: Callable[..., optuna.Study], **arguments: Any) -> optuna.
 def _recording_init(cls: type, original: Callable[..., None]) -> Callable[..., None]:
     signature = inspect.signature(original)
 
+    @functools.wraps(original)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         current = _current()
@@ -451,12 +465,13 @@ def import_module(name: str) -> tuple[types.ModuleType, ScriptRecord | None]:
 
 def run_script(
     path: Path,
-    on_optimize: Callable[[OptimizeCall], optuna.Study | None] | None = None,
+    on_optimize: Callable[[ScriptRecord], optuna.Study | None] | None = None,
 ) -> ScriptRecord:
     """Execute the script ``path`` as ``python path`` would (as ``__main__``, its
     folder first on ``sys.path``), with its Optuna study intercepted.
 
-    At ``study.optimize``, ``on_optimize`` gets the call: it returns the finished
+    At ``study.optimize``, ``on_optimize`` gets the record (its ``optimize`` set): it
+    returns the finished
     study to continue the script with (the script's study object then is that
     study, and ``optimize`` returns), or None to stop the script there. With no
     ``on_optimize``, the script stops at ``optimize``. Raises :class:`ScriptError`
