@@ -751,3 +751,57 @@ def test_a_multi_objective_study_reports_its_pareto_front(make: Callable[..., St
     assert final.get("bestTrial") is None
     document = json.loads(study.fake.configmaps["demo-best-params"]["best_params.json"])
     assert len(document) == len(front)
+
+
+# ------------------------------------------------------- what the status and Events say
+
+
+def test_the_best_trial_in_the_status_is_replaced_not_merged(make: Callable[..., Study]) -> None:
+    """Each trial beats the last and names its parameter by its parity (a conditional
+    search space): the status and the ConfigMap hold exactly the best trial's params.
+    (The same through the API server's merge patches: e2e test_cluster_path.py.)"""
+    study = make(budget={"maxTrials": 4, "parallelism": 1})
+    seen: list[dict[str, Any]] = []
+    while not study.tick():
+        for pod in study.live_pods():
+            pod["status"] = {"phase": "Running"}
+            trial = study.optuna.ask()
+            trial.set_user_attr("kubetune.worker", pod["metadata"]["name"])
+            trial.suggest_float("x_odd" if trial.number % 2 else "x_even", 0, 1)
+            study.optuna.tell(trial, -float(trial.number))
+            study.exit(pod)
+        if study.status.get("bestTrial"):
+            seen.append(study.status["bestTrial"])
+    assert study.status["phase"] == "Succeeded"
+    assert [list(best["params"]) for best in seen] == [["x_even"], ["x_odd"], ["x_even"]]
+    assert list(study.status["bestTrial"]["params"]) == ["x_odd"]
+    document = json.loads(study.fake.configmaps["demo-best-params"]["best_params.json"])
+    assert list(document) == ["x_odd"]
+    assert len(study.events_of("NewBestTrial")) == 4
+
+
+def test_a_refused_pod_is_a_condition_and_one_event_until_it_is_not(
+    make: Callable[..., Study], fake: FakeKube
+) -> None:
+    """The API server refuses the trial pods (here: their ServiceAccount is missing): the
+    Study says so with the server's words, once; when it accepts them, the study runs.
+    (The refusal of a real API server: e2e test_cluster_path.py.)"""
+    from kubetune_operator.kube import ApiRefused
+
+    fake.refusal = ApiRefused(
+        403, "Forbidden", 'pods "demo-trial-x" is forbidden: serviceaccount "team-trials" not found'
+    )
+    study = make(budget={"maxTrials": 2, "parallelism": 1})
+    for _ in range(3):
+        assert study.tick() is False
+    refused = study.condition("PodsReady")
+    assert (refused["status"], refused["reason"]) == ("False", "PodCreateRefused")
+    assert 'serviceaccount "team-trials" not found' in refused["message"]
+    assert study.status["phase"] == "Running"
+    assert len(study.events_of("PodCreateRefused")) == 1
+    fake.refusal = None
+    study.tick()  # the pod is made
+    study.tick()  # and seen
+    assert study.condition("PodsReady")["status"] == "True"
+    final = study.run_to_end()
+    assert final["phase"] == "Succeeded" and final["trials"]["complete"] == 2
