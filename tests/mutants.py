@@ -109,7 +109,7 @@ MUTANTS: tuple[Mutant, ...] = (
         original='        reasons = {p["metadata"]["name"]: end_reason(p) for p in pods}\n',
         mutated="        reasons: dict[str, str] = {}  # mutant: no pod reasons\n",
         tests=(
-            "tests/e2e/test_study_scenarios.py::test_killed_pod_trial_fails_with_reason_and_is_retried",
+            "tests/unit/test_reconciler_rules.py::test_an_oom_killed_pods_trial_fails_with_the_reason_and_runs_again",
         ),
     ),
     Mutant(
@@ -128,7 +128,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "            requeue=True,\n",
         mutated='"the study was suspended" if situation.live_workers else None,\n'
         "            requeue=False,\n",
-        tests=("tests/e2e/test_study_scenarios.py::test_suspend_stops_pods_and_resume_carries_on",),
+        tests=(
+            "tests/unit/test_reconciler_rules.py::test_suspend_stops_the_pods_requeues_their_trials_and_resume_carries_on",
+        ),
     ),
     Mutant(
         name="timeout-edit",
@@ -137,7 +139,7 @@ MUTANTS: tuple[Mutant, ...] = (
         original="            if in_force.budget.timeout != stored.budget.timeout:\n",
         mutated="            if False:  # mutant: timeout edits ignored\n",
         tests=(
-            "tests/e2e/test_readme_claims.py::test_editing_the_timeout_of_a_running_study_ends_it",
+            "tests/unit/test_reconciler_rules.py::test_editing_the_timeout_of_a_running_study_ends_it",
         ),
     ),
     Mutant(
@@ -147,7 +149,7 @@ MUTANTS: tuple[Mutant, ...] = (
         original='            "ImagePullBackOff",\n',
         mutated="",
         tests=(
-            "tests/e2e/test_readme_claims.py::test_a_pod_that_cannot_pull_its_image_is_a_condition_and_an_event",
+            "tests/unit/test_reconciler_rules.py::test_a_pod_that_cannot_start_is_a_condition_and_one_event",
         ),
     ),
     Mutant(
