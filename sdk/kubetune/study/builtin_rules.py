@@ -43,20 +43,43 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 from kubetune.errors import KubetuneError
 from kubetune.study.parts import (
+    Budget,
     BuiltinData,
+    BuiltinObjective,
     CategoricalParam,
     FloatParam,
     IntParam,
+    Objective,
+    SamplerSpec,
     SaveModel,
     SpecError,
 )
 
-if TYPE_CHECKING:
-    from kubetune.study.spec import StudySpec
+
+class _TrialTemplate(Protocol):
+    @property
+    def builtin(self) -> BuiltinObjective | None: ...
+
+
+class StudySpec(Protocol):
+    """What the rules read of a :class:`kubetune.study.spec.StudySpec` (which runs
+    them as it validates, so this module cannot import it)."""
+
+    @property
+    def objective(self) -> Objective: ...
+    @property
+    def search_space(self) -> dict[str, FloatParam | IntParam | CategoricalParam]: ...
+    @property
+    def sampler(self) -> SamplerSpec: ...
+    @property
+    def budget(self) -> Budget: ...
+    @property
+    def trial(self) -> _TrialTemplate: ...
+
 
 Task: TypeAlias = Literal["classification", "regression"]
 Param: TypeAlias = FloatParam | IntParam | CategoricalParam
