@@ -160,7 +160,12 @@ def derive_study(
             spec["sampler"] = component
             said.append(f"sampler {_describe(component)}")
     pruner = arguments.get("pruner")
-    if pruner is not None:
+    if pruner is not None and len(directions) > 1:
+        warnings.append(
+            f"pruner {type(pruner).__name__} is left out: Optuna cannot prune "
+            "multi-objective trials"
+        )
+    elif pruner is not None:
         component = _component(pruner, _PRUNERS, "pruner", record, warnings)
         if component is not None:
             spec["pruner"] = component

@@ -102,12 +102,18 @@ def _code_changed(
 ) -> str:
     name = study.study_name
     count = len(study.get_trials(deepcopy=False))
-    what = (
-        "the objective tune() ships"
-        if CODE_DIGEST_ANNOTATION in document.metadata.annotations
-        else f"the code behind spec.trial.python ({document.spec.trial.python})"
-    )
-    if source is not None:
+    script = source is not None and source.suffix == ".py"
+    if script:
+        assert source is not None
+        what = f"the code of {source.name} before its study.optimize call"
+    elif CODE_DIGEST_ANNOTATION in document.metadata.annotations:
+        what = "the objective tune() ships"
+    else:
+        what = f"the code behind spec.trial.python ({document.spec.trial.python})"
+    if script:
+        assert source is not None
+        start_over = f"kubetune run {_relative(source)} --fresh"
+    elif source is not None:
         start_over = f"kubetune run {source} --fresh (or kubetune delete {source} first)"
     elif CODE_DIGEST_ANNOTATION in document.metadata.annotations:
         start_over = "leave name= unset (each version of the code gets its own study)"
@@ -119,6 +125,14 @@ def _code_changed(
         f"  To start over, deleting its {count} trials: {start_over}.\n"
         "  To keep them and run the changed code beside them: give it a new name."
     )
+
+
+def _relative(path: Path) -> str:
+    """``path`` relative to the working folder when it is inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _search_path() -> list[str]:

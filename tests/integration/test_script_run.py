@@ -1,0 +1,444 @@
+"""Issue 16.2-16.4: ``kubetune run script.py`` and ``kubetune init script.py``, run as a
+user runs them (the command as a subprocess, against a real PostgreSQL).
+
+The example scripts in examples/scripts/ are shaped like Optuna's tutorials; each
+runs unchanged through ``kubetune run`` on two workers, and its result is compared
+with the same script run by plain Optuna at the same budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import psutil
+import pytest
+import yaml
+from kubetune.engine import bridge
+from kubetune.engine.recovery import WORKER_ATTR
+from kubetune.engine.storage import open_storage
+from optuna.trial import TrialState
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "examples" / "scripts"
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.pop("KUBETUNE_STORAGE_URL", None)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), environment.get("PYTHONPATH", "")) if p
+    )
+    environment["COLUMNS"] = "160"
+    environment["KUBETUNE_HOME"] = str(tmp_path / "home")  # never the user's embedded server
+    return environment
+
+
+def kubetune(
+    env: dict[str, str], cwd: Path, *args: str, timeout: float = 280
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+PLAIN = """\
+import json, runpy, sys
+namespace = runpy.run_path(sys.argv[1], run_name="__main__")
+study = namespace["study"]
+print("PLAIN", json.dumps([t.values for t in study.best_trials]))
+"""
+
+
+def plain_optuna(script: Path, cwd: Path, env: dict[str, str]) -> list[list[float]]:
+    """The script run by plain Optuna (``python script.py``): its best trials' values."""
+    result = subprocess.run(
+        [sys.executable, "-c", PLAIN, str(script)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("PLAIN "))
+    return json.loads(line.removeprefix("PLAIN "))  # type: ignore[no-any-return]
+
+
+def hypervolume(fronts: list[list[float]], reference: list[float]) -> float:
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume
+
+    return float(compute_hypervolume(np.asarray(fronts), np.asarray(reference)))
+
+
+@pytest.mark.parametrize(
+    ("script", "study_name", "trials"),
+    [
+        ("optuna_simple.py", "optuna-simple", 40),
+        ("optuna_pruning.py", "optuna-pruning", 30),
+        ("optuna_multi_objective.py", "optuna-multi-objective", 60),
+        ("optuna_lightgbm.py", "optuna-lightgbm", 30),
+    ],
+)
+def test_example_scripts_run_unchanged_as_well_as_plain_optuna(
+    script: str,
+    study_name: str,
+    trials: int,
+    env: dict[str, str],
+    storage_url: str,
+    tmp_path: Path,
+) -> None:
+    path = SCRIPTS / script
+    result = kubetune(env, tmp_path, "run", str(path), "--storage", storage_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == trials  # n_trials became maxTrials
+    # n_jobs=2 became two worker processes, both of which ran trials.
+    workers = {t.user_attrs[WORKER_ATTR] for t in study.trials}
+    assert len(workers) == 2, workers
+    assert "(n_jobs)" in result.stdout and "parallelism 2" in result.stdout
+    # The code after optimize ran once, here, against the distributed study.
+    assert "goes on after study.optimize" in result.stdout
+    assert json.loads((tmp_path / "best_params.json").read_text()) == (
+        study.best_params
+        if len(study.directions) == 1
+        else [{"values": t.values, "params": t.params} for t in study.best_trials][
+            : len(json.loads((tmp_path / "best_params.json").read_text()))
+        ]
+    )
+    plain = plain_optuna(path, tmp_path, env)
+    if script == "optuna_multi_objective.py":
+        assert f"pareto front: {len(study.best_trials)} trials" in result.stdout
+        reference = [140.0, 55.0]
+        ours = hypervolume([t.values for t in study.best_trials], reference)
+        theirs = hypervolume(plain, reference)
+        assert ours >= 0.95 * theirs, (ours, theirs)
+        return
+    assert f"best params: {study.best_params}" in result.stdout
+    best, plain_best = study.best_value, plain[0][0]
+    if script == "optuna_simple.py":
+        assert best <= plain_best + 1.0, (best, plain_best)
+    elif script == "optuna_pruning.py":
+        assert best <= plain_best + 0.03, (best, plain_best)
+        assert any(t.state == TrialState.PRUNED for t in study.trials)
+        assert "pruner median (n_startup_trials=5, n_warmup_steps=3)" in result.stdout
+    else:
+        assert best >= plain_best - 0.01, (best, plain_best)
+        assert any(t.state == TrialState.PRUNED for t in study.trials)
+        assert "final model accuracy:" in result.stdout
+
+
+TUTORIAL = """\
+import optuna
+from pathlib import Path
+
+MARKERS = Path({markers!r})
+
+
+def objective(trial):
+    x = trial.suggest_float("x", -10, 10)
+    (MARKERS / f"{{trial.study.study_name}}-{{trial.number}}").write_text("ran")
+    return (x - 2) ** 2
+
+
+study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=4))
+study.optimize(objective, n_trials=6, n_jobs=2, timeout=600)
+print("SCRIPT BEST", study.best_params, study.best_value, len(study.trials))
+(MARKERS / "after-optimize").write_text(study.study_name)
+"""
+
+
+def write(tmp_path: Path, name: str, source: str, **values: Any) -> Path:
+    path = tmp_path / name
+    path.write_text(source.format(**values), encoding="utf-8")
+    return path
+
+
+def test_run_a_script_then_continue_and_init_writes_the_study_run_used(
+    env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    script = write(tmp_path, "seed_script.py", TUTORIAL, markers=str(markers))
+    result = kubetune(env, tmp_path, "run", "seed_script.py", "--storage", storage_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    study = optuna.load_study(study_name="seed-script", storage=storage_url)
+    assert len(study.trials) == 6
+    # The script's print saw the distributed study: its best value and its six trials.
+    assert f"SCRIPT BEST {study.best_params} {study.best_value} 6" in result.stdout
+    assert (markers / "after-optimize").read_text() == "seed-script"
+    # Only kubetune's trials ran the objective (none of an in-memory no-name study).
+    assert sorted(p.name for p in markers.iterdir() if p.name != "after-optimize") == sorted(
+        f"seed-script-{n}" for n in range(6)
+    )
+    assert result.stdout.count("kubetune runs the trials instead") == 1
+    assert "parallelism 2 (n_jobs)" in result.stdout and "timeout 600s" in result.stdout
+
+    # Running it again continues the study: nothing left to run, the script goes on.
+    again = kubetune(env, tmp_path, "run", "seed_script.py", "--storage", storage_url)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "is already complete" in again.stdout
+    assert f"SCRIPT BEST {study.best_params} {study.best_value} 6" in again.stdout
+    # --trials runs more, as for a Study file; editing n_trials or the code after
+    # optimize keeps the study (its code identity is the script before optimize).
+    script.write_text(script.read_text().replace("n_trials=6", "n_trials=7") + "print('edited')\n")
+    more = kubetune(env, tmp_path, "run", "seed_script.py", "--storage", storage_url)
+    assert more.returncode == 0, more.stdout + more.stderr
+    assert "edited" in more.stdout
+    assert len(optuna.load_study(study_name="seed-script", storage=storage_url).trials) == 7
+    # Editing the objective is a change of code: refused, saying how to start over.
+    script.write_text(script.read_text().replace("(x - 2) ** 2", "(x - 3) ** 2"))
+    refused = kubetune(env, tmp_path, "run", "seed_script.py", "--storage", storage_url)
+    assert refused.returncode == 5, refused.stdout + refused.stderr
+    assert "kubetune run seed_script.py --fresh" in refused.stderr
+
+    # init prints the Study that run used: the same objective, sampler, budget, entry.
+    init = kubetune(env, tmp_path, "init", "seed_script.py")
+    assert init.returncode == 0, init.stderr
+    document = yaml.safe_load(init.stdout)
+    assert document["metadata"] == {"name": "seed-script"}
+    stored = bridge.stored_spec(open_storage(storage_url), study._study_id)
+    assert stored is not None
+    spec = document["spec"]
+    assert spec["objective"] == {"direction": "minimize"}
+    assert (
+        spec["sampler"]
+        == {"name": "random", "seed": 4}
+        == {
+            "name": stored.sampler.name,
+            "seed": stored.sampler.seed,
+        }
+    )
+    assert spec["trial"] == {"python": "seed_script:objective"} == {"python": stored.trial.python}
+    assert spec["budget"] == {"maxTrials": 7, "parallelism": 2, "timeout": 600}
+    assert "kubetune runs the trials instead" not in init.stdout
+    # The file runs as a Study, from the script's folder.
+    (tmp_path / "study.yaml").write_text(init.stdout)
+    for marker in markers.iterdir():
+        marker.unlink()
+    from_yaml = kubetune(
+        env, tmp_path, "run", "study.yaml", "--storage", storage_url, "--fresh", "--trials", "2"
+    )
+    assert from_yaml.returncode == 0, from_yaml.stdout + from_yaml.stderr
+    assert sorted(p.name for p in markers.iterdir()) == ["seed-script-0", "seed-script-1"]
+
+
+MULTI = """\
+import optuna
+
+
+def objective(trial):
+    x = trial.suggest_float("x", 0, 5)
+    return x, (x - 5) ** 2
+
+
+sampler = optuna.samplers.NSGAIISampler(seed=3, population_size=6, mutation_prob=None,
+                                         constraints_func=lambda t: [0.0])
+study = optuna.create_study(
+    study_name="My multi study",
+    directions=["minimize", "maximize"],
+    sampler=sampler,
+    pruner=optuna.pruners.MedianPruner(),
+)
+study.optimize(objective, n_trials=5, callbacks=[lambda s, t: None])
+"""
+
+
+def test_init_maps_samplers_pruners_and_names_and_says_what_it_could_not_carry(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    write(tmp_path, "multi_script.py", MULTI.replace("{", "{{").replace("}", "}}"))
+    result = kubetune(env, tmp_path, "init", "multi_script.py", "--parallelism", "3")
+    assert result.returncode == 0, result.stderr
+    spec = yaml.safe_load(result.stdout)["spec"]
+    assert spec["objective"] == {"directions": ["minimize", "maximize"]}
+    assert spec["sampler"] == {
+        "name": "nsgaii",
+        "seed": 3,
+        "args": {"population_size": 6, "mutation_prob": None},
+    }
+    assert "pruner" not in spec
+    assert "pruner MedianPruner is left out: Optuna cannot prune multi-objective trials" in (
+        " ".join(result.stderr.split())
+    )
+    assert spec["storage"] == {"studyName": "My multi study"}
+    assert spec["budget"] == {"maxTrials": 5, "parallelism": 3}
+    assert "NSGAIISampler(constraints_func=...) is not carried over" in result.stderr
+    assert "callbacks=[<lambda>]" in result.stderr
+    assert yaml.safe_load(result.stdout)["metadata"]["name"] == "my-multi-study"
+
+    patient = (
+        "import optuna\n"
+        "study = optuna.create_study(pruner=optuna.pruners.PatientPruner(\n"
+        "    optuna.pruners.MedianPruner(n_warmup_steps=2), patience=1))\n"
+        "study.optimize(lambda trial: trial.suggest_float('x', 0, 1))\n"
+    )
+    (tmp_path / "patient_script.py").write_text(patient, encoding="utf-8")
+    result = kubetune(env, tmp_path, "init", "patient_script.py")
+    assert result.returncode == 0, result.stderr
+    spec = yaml.safe_load(result.stdout)["spec"]
+    assert spec["pruner"] == {
+        "name": "patient",
+        "args": {"wrapped": {"name": "median", "args": {"n_warmup_steps": 2}}, "patience": 1},
+    }
+    assert spec["trial"] == {"python": "patient_script"}  # a lambda: the module alone
+    assert spec["budget"] == {"maxTrials": 100, "parallelism": 1}
+    assert "study.optimize gives no n_trials: kubetune runs 100 trials" in result.stderr
+
+
+BAD = {
+    "never.py": (
+        "import optuna\nstudy = optuna.create_study()\nprint('no optimize')\n",
+        2,
+        "never.py never calls study.optimize (it ran to its end)",
+    ),
+    "twice.py": (
+        "import optuna\n"
+        "def objective(trial):\n    return trial.suggest_float('x', 0, 1)\n"
+        "study = optuna.create_study()\n"
+        "study.optimize(objective, n_trials=2)\n"
+        "study.optimize(objective, n_trials=2)\n",
+        2,
+        "twice.py calls study.optimize twice (twice.py, line 5 and twice.py, line 6)",
+    ),
+    "closure.py": (
+        "import optuna\n"
+        "def main():\n"
+        "    offset = 1.0\n"
+        "    def objective(trial):\n        return trial.suggest_float('x', 0, 1) + offset\n"
+        "    study = optuna.create_study()\n"
+        "    study.optimize(objective, n_trials=2)\n"
+        "if __name__ == '__main__':\n    main()\n",
+        2,
+        "closure.py: the objective given to study.optimize (closure.py, line 7), "
+        "'main.<locals>.objective', is not defined at the script's top level",
+    ),
+    "01-tune.py": (
+        "import optuna\nstudy = optuna.create_study()\nstudy.optimize(lambda t: 1.0, n_trials=1)\n",
+        2,
+        "01-tune.py: kubetune's workers import the script as a module, and '01-tune' is not "
+        "a Python module name; rename the file (e.g. tune_01_tune.py)",
+    ),
+    "broken.py": (
+        "import optuna\nraise RuntimeError('no data here')\n",
+        3,
+        "broken.py raised RuntimeError before study.optimize",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_scripts_get_a_clear_error_naming_the_file(
+    name: str, env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    source, code, message = BAD[name]
+    (tmp_path / name).write_text(source, encoding="utf-8")
+    # init stops at the first optimize: a second one is run's to refuse.
+    for command in ("run",) if name == "twice.py" else ("run", "init"):
+        args = [command, name] + (["--storage", storage_url] if command == "run" else [])
+        result = kubetune(env, tmp_path, *args, timeout=60)
+        assert result.returncode == code, result.stdout + result.stderr
+        assert message in " ".join(result.stderr.split()), result.stderr
+    # Nothing ran, except the first optimize of a script that calls it twice: the
+    # second call is seen only when the script gets there.
+    expected = ["twice"] if name == "twice.py" else []
+    assert optuna.get_all_study_names(storage_url) == expected
+
+
+SLOW = """\
+import time
+import optuna
+from pathlib import Path
+
+
+def objective(trial):
+    x = trial.suggest_float("x", 0, 1)
+    time.sleep(1.0)
+    return x
+
+
+study = optuna.create_study()
+study.optimize(objective, n_trials=40, n_jobs=2)
+Path("after-optimize").write_text("ran")
+"""
+
+
+def test_ctrl_c_stops_the_workers_and_the_code_after_optimize_does_not_run(
+    env: dict[str, str], storage_url: str, url_with_password: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "slow_script.py").write_text(SLOW, encoding="utf-8")
+    password = "Pa55-in-the-url"
+    url = url_with_password(password)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kubetune.cli", "run", "slow_script.py", "--storage", url],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:  # as the role the run uses: the tables are the run's to create
+            study = optuna.load_study(study_name="slow-script", storage=open_storage(url))
+            if any(t.state == TrialState.COMPLETE for t in study.trials):
+                break
+        except KeyError:
+            pass
+        time.sleep(0.3)
+    workers = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stdout + stderr
+    assert "stopped by Ctrl-C" in stdout
+    assert not (tmp_path / "after-optimize").exists()
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    study = optuna.load_study(study_name="slow-script", storage=open_storage(url))
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    logs = "".join(p.read_text() for p in (tmp_path / ".kubetune").rglob("*.log"))
+    for text in (stdout, stderr, logs):
+        assert password not in text
+
+
+OWN_STORAGE = """\
+import optuna
+
+
+def objective(trial):
+    return trial.suggest_float("x", -1, 1) ** 2
+
+
+study = optuna.create_study(study_name="shared name", storage={url!r}, load_if_exists=True)
+study.optimize(objective, n_trials=3)
+print("TRIALS", len(study.trials))
+"""
+
+
+def test_the_scripts_own_storage_url_is_where_the_study_runs(
+    env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    write(tmp_path, "own_storage.py", OWN_STORAGE, url=storage_url)
+    result = kubetune(env, tmp_path, "run", "own_storage.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "TRIALS 3" in result.stdout
+    study = optuna.load_study(study_name="shared name", storage=storage_url)
+    assert len(study.trials) == 3
+    assert "embedded PostgreSQL" not in result.stdout
