@@ -116,6 +116,22 @@ def run(
         str | None,
         typer.Option(help="The study's timeout: 90s, 30m, 2h (a script: instead of its own)."),
     ] = None,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster", help="A script: submit its study to the cluster, shipping its code."
+        ),
+    ] = False,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", help="--cluster: the namespace.")
+    ] = None,
+    kubeconfig: Annotated[Path | None, typer.Option(help="--cluster: the kubeconfig file.")] = None,
+    context: Annotated[str | None, typer.Option(help="--cluster: the kubeconfig context.")] = None,
+    image: Annotated[str | None, typer.Option(help="--cluster: the trial image.")] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="--cluster: wait for the study, then run the script's rest."),
+    ] = False,
 ) -> None:
     """Run a study on this machine with worker processes, until its budget is spent.
 
@@ -124,6 +140,25 @@ def run(
     Running it again continues the study; Ctrl-C stops the workers and keeps every
     finished trial.
     """
+    if cluster and path.suffix != ".py":
+        print_error(
+            f"{path}: --cluster takes an Optuna script; submit a Study file with kubetune submit"
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if cluster:
+        _submit_script(
+            path,
+            parallelism=parallelism,
+            max_trials=max_trials,
+            timeout=timeout,
+            namespace=namespace,
+            kubeconfig=kubeconfig,
+            context=context,
+            image=image,
+            wait=wait,
+            output=output,
+        )
+        return
     if path.suffix == ".py":
         _run_script(
             path,
@@ -279,6 +314,51 @@ def _execute(path: Path, on_optimize: Any) -> Any:
         raise typer.Exit(EXIT_STUDY_FAILED if reached else EXIT_RUN_ERROR) from None
 
 
+def _submit_script(
+    path: Path,
+    *,
+    parallelism: int | None,
+    max_trials: int | None,
+    timeout: str | None,
+    namespace: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    image: str | None,
+    wait: bool,
+    output: Path,
+) -> None:
+    """``kubetune run script.py --cluster``: the script's study as a Study in the cluster,
+    its code shipped in a ConfigMap (``Client.tune_script``)."""
+    from kubetune.cli.output import connect, handled
+    from kubetune.engine.scripts import ScriptError
+
+    if not path.is_file():
+        print_error(f"{path}: no such file")
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+    def note(message: str) -> None:
+        errors.print(escape(message), highlight=False, soft_wrap=True)
+
+    try:
+        with handled():
+            client = connect(namespace, kubeconfig, context)
+            tuned = client.tune_script(
+                path,
+                parallelism=parallelism,
+                max_trials=max_trials,
+                timeout=timeout,
+                namespace=namespace,
+                image=image,
+                wait=wait,
+                best_params_file=output,
+                on_note=note,
+            )
+    except ScriptError as error:
+        print_error(error)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(f"study [bold]{escape(tuned.metadata.name)}[/] submitted", highlight=False)
+
+
 def _run_script(
     path: Path,
     *,
@@ -298,7 +378,7 @@ def _run_script(
     import optuna
 
     from kubetune.engine.script_study import Overrides
-    from kubetune.engine.scripts import ScriptError
+    from kubetune.engine.scripts import ScriptError, never_optimized
     from kubetune.engine.storage import dispose, load_stored_study
     from kubetune.engine.worker import STORAGE_URL_ENV
     from kubetune.local.script import workers_find
@@ -345,11 +425,7 @@ def _run_script(
 
         record = _execute(path, on_optimize)
     if record.optimize is None:
-        print_error(
-            f"{path.name} never calls study.optimize (it ran to its end): kubetune runs the "
-            "study a script starts with optuna.create_study(...) and "
-            "study.optimize(objective, ...)"
-        )
+        print_error(never_optimized(path.name))
         raise typer.Exit(EXIT_BAD_INPUT)
     if outcome and outcome[0].failed:
         raise typer.Exit(EXIT_STUDY_FAILED)
@@ -562,6 +638,7 @@ def init(
     import yaml
 
     from kubetune.engine.script_study import Overrides
+    from kubetune.engine.scripts import never_optimized
 
     if path.suffix != ".py":
         print_error(f"{path}: init takes an Optuna script (.py)")
@@ -576,11 +653,7 @@ def init(
     with contextlib.redirect_stdout(sys.stderr):  # the script's prints are not the YAML
         record = _execute(path, stop)
         if record.optimize is None:
-            print_error(
-                f"{path.name} never calls study.optimize (it ran to its end): kubetune runs "
-                "the study a script starts with optuna.create_study(...) and "
-                "study.optimize(objective, ...)"
-            )
+            print_error(never_optimized(path.name))
             raise typer.Exit(EXIT_BAD_INPUT)
         derived = _derive(path, record, overrides, out=errors)
     document = derived.document(with_code_digest=False)

@@ -815,6 +815,147 @@ class Client:
             done._best_params_file = write_best_params_file(done, Path(best_params_file))
         return done
 
+    def tune_script(
+        self,
+        script: str | Path,
+        *,
+        local: bool = False,
+        parallelism: int | None = None,
+        max_trials: int | None = None,
+        timeout: str | int | None = None,
+        name: str | None = None,
+        namespace: str | None = None,
+        image: str | None = None,
+        resources: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        storage_url: str | None = None,
+        trials: int | None = None,
+        fresh: bool = False,
+        wait: bool = False,
+        wait_timeout: float | None = None,
+        progress: bool | DisplayFactory = True,
+        best_params_file: str | Path | None = "best_params.json",
+        on_note: Callable[[str], None] | None = None,
+    ) -> TunedStudy:
+        """Run an unchanged Optuna script's study, as ``kubetune run script.py`` does.
+
+        The script runs in this process up to its ``study.optimize(...)``; the study
+        that call and the script's ``optuna.create_study(...)`` describe (see
+        :mod:`kubetune.engine.script_study`; ``parallelism``, ``max_trials``,
+        ``timeout`` and ``name`` win over the script) runs on kubetune's workers:
+
+        - ``local=True``: local worker processes (on ``storage_url``,
+          ``$KUBETUNE_STORAGE_URL``, the script's own storage URL, or the embedded
+          PostgreSQL); then the script goes on with the finished study;
+        - in a cluster: the script is shipped whole in the ``<study>-code`` ConfigMap
+          (with the modules beside it that it imports), as ``tune()`` ships code, and
+          the Study submitted. With ``wait=True`` the script goes on once the study
+          is done (its study object reads the cluster's database: see
+          :meth:`optuna_study`); without, its code after ``optimize`` does not run.
+
+        Notes on what could not be carried over go to ``on_note`` (default: standard
+        error). Returns the :class:`~kubetune.client.tuning.TunedStudy`. Raises
+        :class:`~kubetune.engine.scripts.ScriptError` for a script kubetune cannot run
+        (no ``optimize``, two, an objective workers cannot find), and what the script
+        raises.
+        """
+        import os
+        import sys
+
+        from kubetune.client.tuning import (
+            TunedStudy,
+            refuse_inside_trial,
+            run_local,
+            script_cluster_study,
+            write_best_params_file,
+        )
+        from kubetune.cluster.shipping import ship_script
+        from kubetune.engine.script_study import Overrides, derive_study
+        from kubetune.engine.scripts import never_optimized, run_script
+        from kubetune.engine.storage import dispose, load_stored_study
+        from kubetune.engine.worker import STORAGE_URL_ENV
+        from kubetune.local.embedded import local_storage
+        from kubetune.local.script import workers_find
+
+        path = Path(script)
+        refuse_inside_trial(path.name)
+        overrides = Overrides(
+            max_trials=max_trials, parallelism=parallelism, timeout=timeout, name=name
+        )
+
+        def say(message: str) -> None:
+            (on_note or (lambda m: print(m, file=sys.stderr)))(message)
+
+        outcome: builtins.list[TunedStudy] = []
+        with contextlib.ExitStack() as stack:
+
+            def on_optimize(record: Any) -> Any:
+                derived = derive_study(record, path, overrides)
+                for note in derived.warnings:
+                    say(f"note: {note}")
+                if local:
+                    study = derived.study
+                    url = storage_url or self.storage_url
+                    configured = STORAGE_URL_ENV in os.environ or study.spec.storage.url
+                    if url is None and not configured:
+                        url = derived.storage_url
+                    with workers_find(derived):
+                        tuned = run_local(
+                            study,
+                            None,
+                            url,
+                            progress=progress,
+                            best_params_file=Path(best_params_file) if best_params_file else None,
+                            source=path,
+                            trials=trials,
+                            fresh=fresh,
+                        )
+                    outcome.append(tuned)
+                    if tuned.status is None or not tuned.status.trials.complete:
+                        return None  # no results for the code after optimize
+                    opened = stack.enter_context(local_storage(url, study))
+                    finished = load_stored_study(opened, tuned.study_name)
+                    stack.callback(dispose, finished)
+                    return finished
+                ns = self._ns(namespace)
+                module, _, function = str(derived.study.spec.trial.python).partition(":")
+                identity = derived.study.metadata.annotations[CODE_DIGEST_ANNOTATION]
+                code = ship_script(path, module, function, identity)
+                study, notes = script_cluster_study(
+                    derived, code, namespace=ns, image=image, resources=resources, env=env
+                )
+                for note in notes:
+                    say(f"note: {note}")
+                submitted = self._submit_with_code(study, code, ns, None)
+                study_name = submitted.metadata.name
+
+                def read_trials() -> builtins.list[TrialRecord]:
+                    rows = self.trials(study_name, namespace=ns)
+                    assert isinstance(rows, builtins.list)
+                    return rows
+
+                if not wait:
+                    outcome.append(TunedStudy.of(submitted, trials=read_trials))
+                    say(
+                        f'study "{study_name}" submitted to namespace "{ns}"; the code after '
+                        f"study.optimize in {path.name} runs once it is done with --wait "
+                        "(wait=True)"
+                    )
+                    return None
+                done = TunedStudy.of(
+                    self.wait(study_name, wait_timeout, progress, namespace=ns),
+                    trials=read_trials,
+                )
+                if best_params_file:
+                    done._best_params_file = write_best_params_file(done, Path(best_params_file))
+                outcome.append(done)
+                return self.optuna_study(study_name, namespace=ns)
+
+            record = run_script(path, on_optimize)
+        if record.optimize is None:
+            raise never_optimized(path.name)
+        return outcome[0]
+
     def _submit_with_code(
         self, study: Study, code: Any, namespace: str, warm_start: ParamSets | None
     ) -> Study:

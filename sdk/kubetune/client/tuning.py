@@ -30,6 +30,7 @@ from pydantic import PrivateAttr
 
 from kubetune.cluster.shipping import ShippedCode
 from kubetune.engine.progress import DisplayFactory, display_for
+from kubetune.engine.script_study import DerivedStudy
 from kubetune.engine.worker import IN_TRIAL_ENV
 from kubetune.errors import KubetuneError, NoBestTrial
 from kubetune.space import to_spec
@@ -332,13 +333,67 @@ def _on_pythonpath(folder: str) -> Iterator[None]:
             os.environ["PYTHONPATH"] = previous
 
 
+def script_cluster_study(
+    derived: DerivedStudy,
+    code: ShippedCode,
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    image: str | None = None,
+    resources: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[Study, list[str]]:
+    """The Study that runs a script's study in a cluster, its code shipped as ``code``
+    (mounted from the ``<study>-code`` ConfigMap), and what was left out."""
+    notes: list[str] = []
+    data = derived.document(with_code_digest=False)
+    metadata = data["metadata"]
+    if name:
+        metadata["name"] = name
+    study_name = metadata["name"]
+    metadata["labels"] = {MANAGED_BY_LABEL: "kubetune"}
+    metadata["annotations"] = {CODE_DIGEST_ANNOTATION: code.digest}
+    if namespace:
+        metadata["namespace"] = namespace
+    spec = data["spec"]
+    storage = spec.get("storage", {})
+    if storage.pop("url", None) is not None or derived.storage_url is not None:
+        notes.append(
+            "the script's storage URL is not used in a cluster: the study runs in the "
+            "operator's database"
+        )
+    if not storage:
+        spec.pop("storage", None)
+    variables = dict(env or {})
+    variables["PYTHONPATH"] = os.pathsep.join(
+        p for p in (CODE_MOUNT_PATH, variables.get("PYTHONPATH")) if p
+    )
+    trial = spec["trial"]
+    trial["env"] = [{"name": k, "value": str(v)} for k, v in variables.items()]
+    trial["volumes"] = [
+        {
+            "name": CODE_VOLUME,
+            "configMap": {"name": code_configmap(study_name), "items": code.volume_items()},
+        }
+    ]
+    trial["volumeMounts"] = [{"name": CODE_VOLUME, "mountPath": CODE_MOUNT_PATH, "readOnly": True}]
+    if image:
+        trial["image"] = image
+    if resources:
+        trial["resources"] = resources_spec(resources)
+    return load_study(data), notes
+
+
 def run_local(
     study: Study,
-    code: ShippedCode,
+    code: ShippedCode | None,
     storage_url: str | None = None,
     *,
     progress: bool | DisplayFactory = True,
     best_params_file: Path | None = Path("best_params.json"),
+    source: Path | None = None,
+    trials: int | None = None,
+    fresh: bool = False,
 ) -> TunedStudy:
     """Run ``study`` with local worker processes until its budget is spent; return it
     with a status like the operator's (phase, counts, best trial) and its trials.
@@ -357,9 +412,10 @@ def run_local(
 
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(local_storage(storage_url, study))
-        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="kubetune-code-"))
-        code.write_to(Path(folder))
-        stack.enter_context(_on_pythonpath(folder))
+        if code is not None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="kubetune-code-"))
+            code.write_to(Path(folder))
+            stack.enter_context(_on_pythonpath(folder))
         on_progress = on_message = None
         bar = display_for(progress, study.metadata.name)
         if bar is not None:
@@ -374,7 +430,15 @@ def run_local(
                 )
 
             on_message = bar.message
-        result = LocalRun(study, url, on_progress=on_progress, on_message=on_message).run()
+        result = LocalRun(
+            study,
+            url,
+            trials=trials,
+            fresh=fresh,
+            source=source,
+            on_progress=on_progress,
+            on_message=on_message,
+        ).run()
         # Read now: the embedded server (and its URL) stops with this block.
         stored = load_stored_study(url, result.study_name)
         try:

@@ -60,15 +60,20 @@ class ShippedCode:
     module: str
     function: str
     files: dict[str, str]
+    identity: str | None = None
+    """The code's identity when it is not every file's text (a script: its text
+    before ``study.optimize``); None: :attr:`digest` hashes the files."""
 
     @property
     def entry(self) -> str:
-        """``module:function``, for ``spec.trial.python``."""
-        return f"{self.module}:{self.function}"
+        """``module:function`` (``module`` alone with no function), for ``spec.trial.python``."""
+        return f"{self.module}:{self.function}" if self.function else self.module
 
     @property
     def digest(self) -> str:
         """sha256 of the entry and every file: the same code gives the same digest."""
+        if self.identity is not None:
+            return self.identity
         sha = hashlib.sha256(self.entry.encode())
         for path in sorted(self.files):
             sha.update(b"\0" + path.encode() + b"\0" + self.files[path].encode())
@@ -294,6 +299,37 @@ def _define(name: str, value: Any) -> str | None:
 
 
 # ------------------------------------------------------------------ scripts
+
+
+def ship_script(script: Path, module: str, function: str, identity: str) -> ShippedCode:
+    """An Optuna script shipped whole as module ``module`` (``kubetune run script.py
+    --cluster``: the trial runner stops it at its ``study.optimize``), with the modules
+    and packages beside it that it imports, and those they import in turn."""
+    text = _read(script)
+    files = {f"{module}.py": text}
+    folder = script.resolve().parent
+    pending, seen = sorted(_imported_names(text)), set()
+    while pending:  # modules beside the script, as python script.py finds them
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        beside = folder / f"{name}.py"
+        if beside.is_file() and beside.resolve() != script.resolve():
+            files.setdefault(f"{name}.py", _read(beside))
+            pending.extend(_imported_names(files[f"{name}.py"]))
+        elif (folder / name / "__init__.py").is_file():
+            for path in sorted((folder / name).rglob("*.py")):
+                if "__pycache__" not in path.parts:
+                    files.setdefault(path.relative_to(folder).as_posix(), _read(path))
+    code = ShippedCode(module=module, function=function, files=files, identity=identity)
+    if code.size > MAX_SHIPPED_BYTES:
+        raise ShippingError(
+            f"{script.name} and the modules beside it that it imports are "
+            f"{code.size // 1024} KiB; a ConfigMap holds at most 1 MiB. Put the code into "
+            "the trial image instead"
+        )
+    return code
 
 
 def script_module_name(script: Path) -> str:

@@ -38,6 +38,7 @@ from kubetune.engine.scripts import (
     OptimizeCall,
     ScriptError,
     ScriptRecord,
+    never_optimized,
     reachable_on_import,
     statement_line,
 )
@@ -133,10 +134,7 @@ def derive_study(
     name = record.display_name
     call = record.optimize
     if call is None:
-        raise ScriptError(
-            f"{name} never calls study.optimize (it ran to its end): kubetune runs the study "
-            "a script starts with optuna.create_study(...) and study.optimize(objective, ...)"
-        )
+        raise never_optimized(name)
     module = module_name(script)
     warnings: list[str] = []
     entry = _entry(record, call, module, name)

@@ -168,6 +168,14 @@ class ScriptRecord:
         return found[0], found[1]
 
 
+def never_optimized(display_name: str) -> ScriptError:
+    """The error for a script that ran to its end without calling ``study.optimize``."""
+    return ScriptError(
+        f"{display_name} never calls study.optimize (it ran to its end): kubetune runs the "
+        "study a script starts with optuna.create_study(...) and study.optimize(objective, ...)"
+    )
+
+
 # ------------------------------------------------------------------ patching
 
 _lock = threading.RLock()
