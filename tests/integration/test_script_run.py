@@ -429,6 +429,8 @@ def objective(trial):
 study = optuna.create_study(study_name="shared name", storage={url!r}, load_if_exists=True)
 study.optimize(objective, n_trials=3)
 print("TRIALS", len(study.trials))
+# After optimize, the script's Optuna calls are Optuna's own again.
+print("RELOADED", len(optuna.load_study(study_name="shared name", storage={url!r}).trials))
 """
 
 
@@ -439,6 +441,7 @@ def test_the_scripts_own_storage_url_is_where_the_study_runs(
     result = kubetune(env, tmp_path, "run", "own_storage.py")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "TRIALS 3" in result.stdout
+    assert "RELOADED 3" in result.stdout
     study = optuna.load_study(study_name="shared name", storage=storage_url)
     assert len(study.trials) == 3
     assert "embedded PostgreSQL" not in result.stdout

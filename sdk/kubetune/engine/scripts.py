@@ -252,7 +252,8 @@ def _intercepting(session: _Session) -> Iterator[None]:
 
         def create_study(*args: Any, **kwargs: Any) -> optuna.Study:
             current = _current()
-            if current is None:
+            if current is None or current.record.optimize is not None:
+                # After the script's optimize, its code makes studies as it would.
                 return real_create(*args, **kwargs)
             site = _call_site()
             arguments = create_signature.bind(*args, **kwargs).arguments
@@ -270,7 +271,7 @@ def _intercepting(session: _Session) -> Iterator[None]:
         def load_study(*args: Any, **kwargs: Any) -> optuna.Study:
             current = _current()
             real_load = optuna.study.study.load_study
-            if current is None:
+            if current is None or current.record.optimize is not None:
                 return real_load(*args, **kwargs)
             site = _call_site()
             arguments = load_signature.bind(*args, **kwargs).arguments
