@@ -445,3 +445,27 @@ def test_the_scripts_own_storage_url_is_where_the_study_runs(
     study = optuna.load_study(study_name="shared name", storage=storage_url)
     assert len(study.trials) == 3
     assert "embedded PostgreSQL" not in result.stdout
+
+
+AFTER_FAILS = """\
+import optuna
+
+study = optuna.create_study()
+study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+raise RuntimeError("plotting went wrong")
+"""
+
+
+def test_a_script_failing_after_optimize_keeps_its_study_and_shows_its_traceback(
+    env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "after_fails.py").write_text(AFTER_FAILS, encoding="utf-8")
+    result = kubetune(env, tmp_path, "run", "after_fails.py", "--storage", storage_url)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'after_fails.py", line 5' in result.stderr
+    assert "RuntimeError: plotting went wrong" in result.stderr
+    assert "after_fails.py raised RuntimeError after study.optimize" in result.stderr
+    # A lambda: the module alone names the objective, and the workers found it.
+    study = optuna.load_study(study_name="after-fails", storage=storage_url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert json.loads((tmp_path / "best_params.json").read_text()) == study.best_params

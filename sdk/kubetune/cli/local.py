@@ -182,7 +182,7 @@ def run(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with contextlib.ExitStack() as stack:
         url = _local_storage(study, storage, stack)
-        result, log_dir = _run_local(stack, study, url, trials, parallelism, fresh, path)
+        result, log_dir = _run_local(study, url, trials, parallelism, fresh, path)
     _report(result, output, log_dir, path)
     if result.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -211,7 +211,6 @@ def _with_budget(study: Any, max_trials: int | None, timeout: str | None) -> Any
 
 
 def _run_local(
-    stack: contextlib.ExitStack,
     study: Any,
     url: str,
     trials: int | None,
@@ -295,8 +294,11 @@ def _execute(path: Path, on_optimize: Any) -> Any:
 
     try:
         return run_script(path, on_optimize_once)
-    except (typer.Exit, KeyboardInterrupt):
+    except typer.Exit:
         raise
+    except KeyboardInterrupt:
+        print_error(f"{path.name} was interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except ScriptError as error:
         print_error(error)
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -404,7 +406,7 @@ def _run_script(
                 print_error(error)
                 raise typer.Exit(EXIT_BAD_INPUT) from None
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            result, log_dir = _run_local(stack, study, url, trials, None, fresh, path)
+            result, log_dir = _run_local(study, url, trials, None, fresh, path)
             _report(result, output, log_dir, path)
             outcome.append(result)
             if result.interrupted:
