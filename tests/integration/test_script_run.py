@@ -234,7 +234,7 @@ def test_run_a_script_then_continue_and_init_writes_the_study_run_used(
     for marker in markers.iterdir():
         marker.unlink()
     from_yaml = kubetune(
-        env, tmp_path, "run", "study.yaml", "--storage", storage_url, "--fresh", "--trials", "2"
+        env, tmp_path, "run", "study.yaml", "--storage", storage_url, "--fresh", "--max-trials", "2"
     )
     assert from_yaml.returncode == 0, from_yaml.stdout + from_yaml.stderr
     assert sorted(p.name for p in markers.iterdir()) == ["seed-script-0", "seed-script-1"]
