@@ -53,7 +53,7 @@ def load_objective(spec: StudySpec, study_name: str) -> Objective:
     trial = spec.trial
     if trial.python is not None:
         with inside_trial(study_name):
-            function, note = _load_python(trial.python)
+            function, note = _load_python_noting(trial.python)
         untold = [note] if note else []
 
         @functools.wraps(function)
@@ -93,9 +93,14 @@ def inside_trial(study_name: str) -> Iterator[None]:
             os.environ[IN_TRIAL_ENV] = previous
 
 
-def _load_python(entry: str) -> tuple[Objective, str | None]:
+def _load_python(entry: str) -> Objective:
     """The objective ``module:function`` names (``module`` alone: the function the module
-    passes to ``study.optimize``), and what to say when importing the module stopped
+    passes to ``study.optimize``)."""
+    return _load_python_noting(entry)[0]
+
+
+def _load_python_noting(entry: str) -> tuple[Objective, str | None]:
+    """:func:`_load_python`'s objective, and what to say when importing the module stopped
     at its own ``study.optimize`` (a script's study never runs in a worker)."""
     module_name, _, function_name = entry.partition(":")
     if os.getcwd() not in sys.path:
