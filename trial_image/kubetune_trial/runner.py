@@ -29,6 +29,7 @@ from typing import Any
 import optuna
 from kubetune import bridge
 from kubetune.budget import StopReason, stop_reason
+from kubetune.claims import claim_lock
 from kubetune.ledger import TrialLedger
 from kubetune.recovery import (
     FAIL_REASON_ATTR,
@@ -37,7 +38,7 @@ from kubetune.recovery import (
     give_up_trial,
 )
 from kubetune.spec import StudySpec, load_study
-from kubetune.storage import ClaimLock, open_storage, scrub
+from kubetune.storage import open_storage, scrub
 from kubetune.worker import WorkerConfig
 from optuna.trial import TrialState
 
@@ -130,7 +131,7 @@ class Worker:
         )
         self.objective: Objective = load_objective(spec, config.study_name)
         self.ledger = TrialLedger(spec.objective.study_directions)
-        self.lock = ClaimLock(storage_url, study_id)
+        self.lock = claim_lock(storage_url, study_id, self.study._storage)
         #: The trial claimed and not yet told: handed back if the worker is stopped.
         self._current: optuna.Trial | None = None
 
@@ -180,20 +181,9 @@ class Worker:
     def _claim(self, summary: WorkerSummary) -> optuna.Trial | None:
         """A new trial, or None when the budget is spent; atomic across workers."""
         with self.signals.deferred():
-            with self.lock:
-                attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
-                if attrs[bridge.SPEC_ATTR] != self._spec_data:  # an edit: budget, timeout...
-                    self._spec_data = attrs[bridge.SPEC_ATTR]
-                    self.spec = StudySpec.model_validate(self._spec_data)
-                deadline = attrs.get(bridge.DEADLINE_ATTR)
-                self.ledger.update(self.study.get_trials(deepcopy=False))
-                summary.stop = stop_reason(
-                    self.spec, self.ledger.spending, now=time.time(), deadline=deadline
-                )
-                if summary.stop is not None:
-                    return None
-                trial = self._current = self.study.ask()
-                trial.set_user_attr(WORKER_ATTR, self.config.worker_name)
+            trial = self._current = self.lock.claim(lambda: self._decide(summary))
+            if trial is None:
+                return None
             if self.lock.lost and self._over_budget():
                 # Another worker may have claimed while the lock was gone; one of the two
                 # trials is too many. Giving this one up costs no budget (it never ran).
@@ -206,6 +196,24 @@ class Worker:
                 self._current = None
                 return self._claim(summary)
             return trial
+
+    def _decide(self, summary: WorkerSummary) -> optuna.Trial | None:
+        """Under the claim lock (on PostgreSQL, in the claim's one transaction, which may
+        be made again): a new trial, or None when the budget is spent."""
+        attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
+        if attrs[bridge.SPEC_ATTR] != self._spec_data:  # an edit: budget, timeout...
+            self._spec_data = attrs[bridge.SPEC_ATTR]
+            self.spec = StudySpec.model_validate(self._spec_data)
+        deadline = attrs.get(bridge.DEADLINE_ATTR)
+        self.ledger.update(self.study.get_trials(deepcopy=False))
+        summary.stop = stop_reason(
+            self.spec, self.ledger.spending, now=time.time(), deadline=deadline
+        )
+        if summary.stop is not None:
+            return None
+        trial = self.study.ask()
+        trial.set_user_attr(WORKER_ATTR, self.config.worker_name)
+        return trial
 
     def _over_budget(self) -> bool:
         self.ledger.update(self.study.get_trials(deepcopy=False))
