@@ -116,7 +116,8 @@ def open_storage(
     )
     while True:
         try:
-            storage = storage_class(url, engine_kwargs=engine_kwargs)
+            storage = storage_class(url, engine_kwargs=engine_kwargs, skip_compatibility_check=True)
+            _check_schema_version(storage)
             break
         except Exception as error:
             # Optuna wraps some of its first queries' errors in StorageInternalError:
@@ -134,6 +135,18 @@ def open_storage(
     if not url.startswith("sqlite"):
         _retry_new_connections(storage.engine, url)
     return storage
+
+
+def _check_schema_version(storage: optuna.storages.RDBStorage) -> None:
+    """Optuna's check that the tables match its version, one connection at a time.
+
+    Optuna's own check holds a connection in a transaction while it opens a second
+    one: through a transaction-pooling PgBouncer, as many workers starting at once as
+    the pool has server connections each hold one and wait for another, for ever.
+    """
+    manager = storage._version_manager
+    if manager.get_current_version() != manager.get_head_version():
+        manager.check_table_schema_compatibility()  # raises, with Optuna's advice
 
 
 def pooler_safe_engine_kwargs(url: str) -> dict[str, object]:

@@ -152,3 +152,39 @@ def test_many_workers_share_a_small_pool_with_an_exact_budget(
     assert len(sampler.samples) > 50, "the sampler saw the run"
     assert 0 < most_connections <= POOL_SIZE, most_connections
     assert os.environ.get("KUBETUNE_STORAGE_URL") != url  # the workers' own, not ours
+
+
+def test_workers_starting_together_do_not_deadlock_a_small_pool(
+    postgres_server: Any, storage_url: str
+) -> None:
+    """Optuna's schema check holds one connection while it opens another: workers
+    starting at once through a pool of two server connections would each hold one and
+    wait for a second for ever. ``open_storage`` checks one connection at a time."""
+    database = urlsplit(storage_url).path.lstrip("/")
+    open_storage(storage_url)  # the tables, once
+    with PgBouncer(postgres_server.get_uri(), pool_size=2) as bouncer:
+        url = bouncer.url(database)
+        start = threading.Barrier(12)
+        opened: list[object] = []
+        errors: list[BaseException] = []
+
+        def open_one() -> None:
+            start.wait()
+            try:
+                opened.append(open_storage(url, retry_seconds=0))
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=open_one, daemon=True) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        for thread in threads:
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        assert not any(thread.is_alive() for thread in threads), "deadlocked"
+        assert errors == []
+        assert len(opened) == 12
+        for storage in opened:
+            engine = engine_of(storage)  # type: ignore[arg-type]
+            assert engine is not None
+            engine.dispose()
