@@ -29,11 +29,13 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from kubetune.budget import RETRIED_ATTR
 from kubetune.errors import KubetuneError
 from kubetune.storage import (
     RECONNECT_SECONDS,
@@ -179,6 +181,50 @@ class TransactionClaim:
 
     def close(self) -> None:
         """Nothing to close: a claim holds no connection between claims."""
+
+
+def budget_count(storage: optuna.storages.BaseStorage, study_id: int) -> tuple[int, int | None]:
+    """How many of the study's trials count against ``maxTrials`` — started (not
+    waiting) and not a retried attempt, as :attr:`kubetune.ledger.TrialLedger.spending`
+    counts them — and the id of its first waiting trial (a retry queued), or None.
+
+    One statement, whatever the number of trials: run under the claim lock, it is the
+    exact figure the budget is checked against, while the rest of the decision (spec,
+    failures, goal, timeout) reads the worker's ledger outside the lock.
+    """
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    backend = getattr(storage, "_backend", storage)
+    trials, attrs = models.TrialModel, models.TrialUserAttributeModel
+    retried = sa.select(attrs.trial_id).where(
+        attrs.key == RETRIED_ATTR, attrs.value_json == json.dumps(True)
+    )
+    counted = (
+        sa.select(sa.func.count())
+        .select_from(trials)
+        .where(
+            trials.study_id == study_id,
+            trials.state != TrialState.WAITING,
+            trials.trial_id.not_in(retried),
+        )
+        .scalar_subquery()
+    )
+    waiting = (
+        sa.select(trials.trial_id)
+        .where(trials.study_id == study_id, trials.state == TrialState.WAITING)
+        .order_by(trials.number)
+        .limit(1)
+        .scalar_subquery()
+    )
+    session = backend.scoped_session()
+    try:
+        number, first_waiting = session.execute(sa.select(counted, waiting)).one()
+        session.commit()  # in a claim's transaction: leaves it open
+    finally:
+        session.close()
+    return int(number), first_waiting
 
 
 def claim_lock(

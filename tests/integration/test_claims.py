@@ -163,3 +163,26 @@ def test_a_database_not_in_read_committed_is_refused(
     with pytest.raises(StorageUnavailable, match=r"READ COMMITTED.*'repeatable read'"):
         claim.claim(fresh.ask)
     assert optuna.load_study(study_name="s", storage=storage_url).trials == []
+
+
+def test_budget_count_is_what_the_ledger_counts(study: optuna.Study) -> None:
+    """Started trials count, waiting ones and retried attempts do not (as
+    ``TrialLedger.spending.trials``); the first waiting trial is the lowest number."""
+    from kubetune.budget import RETRIED_ATTR
+    from kubetune.claims import budget_count
+    from kubetune.ledger import TrialLedger
+
+    assert budget_count(study._storage, study._study_id) == (0, None)
+    done = study.ask()
+    study.tell(done, 1.0)
+    running = study.ask()
+    retried = study.ask()
+    study._storage.set_trial_user_attr(retried._trial_id, RETRIED_ATTR, True)
+    study.tell(retried, state=optuna.trial.TrialState.FAIL)
+    study.enqueue_trial({"x": 0.5})
+    study.enqueue_trial({"x": 0.7})
+    first_waiting = next(t for t in study.get_trials() if t.state.name == "WAITING")
+    counted, waiting = budget_count(study._storage, study._study_id)
+    assert counted == 2 == TrialLedger.of(study.get_trials(), ["minimize"]).spending.trials
+    assert waiting == first_waiting._trial_id
+    assert running.number == 1

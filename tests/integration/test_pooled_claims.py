@@ -56,7 +56,8 @@ def pgbouncer(postgres_server: Any) -> Iterator[PgBouncer]:
 
 
 class ConnectionSampler(threading.Thread):
-    """Counts the server connections to one database every few milliseconds."""
+    """Counts the server connections to one database every few milliseconds (client
+    backends: an autovacuum worker names the database too)."""
 
     def __init__(self, admin_uri: str, database: str) -> None:
         super().__init__(daemon=True)
@@ -72,7 +73,8 @@ class ConnectionSampler(threading.Thread):
             with connection.cursor() as cursor:
                 while not self._done.is_set():
                     cursor.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                        " AND backend_type = 'client backend'",
                         (self._database,),
                     )
                     row = cursor.fetchone()

@@ -451,11 +451,11 @@ def test_a_claim_cut_off_by_a_restart_is_made_again_and_finds_the_budget_spent(
     make_study(python_spec("quadratic", maxTrials=1))
     worker = Worker(WorkerConfig(study_name="s", worker_name="a"), storage_url)
     other_worker = load(storage_url)
-    ask = worker.study.ask
+    create = worker.study._storage.create_new_trial
     cut: list[int] = []
 
-    def ask_after_the_connection_is_cut(*args: Any, **kwargs: Any) -> optuna.Trial:
-        trial = ask(*args, **kwargs)
+    def create_then_cut_the_connection(*args: Any, **kwargs: Any) -> int:
+        trial_id = create(*args, **kwargs)
         if not cut:
             session = worker.study._storage._backend.scoped_session()
             cut.append(session.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar())
@@ -466,9 +466,9 @@ def test_a_claim_cut_off_by_a_restart_is_made_again_and_finds_the_budget_spent(
             admin.close()
             claimed = other_worker.ask()
             other_worker._storage.set_trial_user_attr(claimed._trial_id, WORKER_ATTR, "b")
-        return trial
+        return trial_id
 
-    monkeypatch.setattr(worker.study, "ask", ask_after_the_connection_is_cut)
+    monkeypatch.setattr(worker.study._storage, "create_new_trial", create_then_cut_the_connection)
     summary = WorkerSummary()
     assert worker._claim(summary) is None
     assert cut, "the claim's connection was cut"

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -29,7 +30,7 @@ from typing import Any
 import optuna
 from kubetune import bridge
 from kubetune.budget import StopReason, stop_reason
-from kubetune.claims import claim_lock
+from kubetune.claims import budget_count, claim_lock
 from kubetune.ledger import TrialLedger
 from kubetune.recovery import (
     FAIL_REASON_ATTR,
@@ -132,6 +133,7 @@ class Worker:
         self.objective: Objective = load_objective(spec, config.study_name)
         self.ledger = TrialLedger(spec.objective.study_directions)
         self.lock = claim_lock(storage_url, study_id, self.study._storage)
+        self._deadline: float | None = None
         #: The trial claimed and not yet told: handed back if the worker is stopped.
         self._current: optuna.Trial | None = None
 
@@ -181,7 +183,9 @@ class Worker:
     def _claim(self, summary: WorkerSummary) -> optuna.Trial | None:
         """A new trial, or None when the budget is spent; atomic across workers."""
         with self.signals.deferred():
-            trial = self._current = self.lock.claim(lambda: self._decide(summary))
+            if not self._budget_allows(summary):
+                return None
+            trial = self._current = self.lock.claim(lambda: self._create_within_budget(summary))
             if trial is None:
                 return None
             if self.lock.lost and self._over_budget():
@@ -197,21 +201,42 @@ class Worker:
                 return self._claim(summary)
             return trial
 
-    def _decide(self, summary: WorkerSummary) -> optuna.Trial | None:
-        """Under the claim lock (on PostgreSQL, in the claim's one transaction, which may
-        be made again): a new trial, or None when the budget is spent."""
+    def _budget_allows(self, summary: WorkerSummary) -> bool:
+        """Outside the claim lock: the spec (edits: budget, timeout...) and every reason
+        to stop, by the worker's ledger. A worker that stops here needs no lock; one that
+        goes on has the trial count checked again, exactly, under the lock."""
         attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
-        if attrs[bridge.SPEC_ATTR] != self._spec_data:  # an edit: budget, timeout...
+        if attrs[bridge.SPEC_ATTR] != self._spec_data:
             self._spec_data = attrs[bridge.SPEC_ATTR]
             self.spec = StudySpec.model_validate(self._spec_data)
-        deadline = attrs.get(bridge.DEADLINE_ATTR)
+        self._deadline = attrs.get(bridge.DEADLINE_ATTR)
         self.ledger.update(self.study.get_trials(deepcopy=False))
         summary.stop = stop_reason(
-            self.spec, self.ledger.spending, now=time.time(), deadline=deadline
+            self.spec, self.ledger.spending, now=time.time(), deadline=self._deadline
         )
+        return summary.stop is None
+
+    def _create_within_budget(self, summary: WorkerSummary) -> optuna.Trial | None:
+        """Under the claim lock (on PostgreSQL, in the claim's one transaction, which may
+        be made again): the trials counted against the budget now, from the database in
+        one statement, and a trial if one more fits — the first waiting one (a retry),
+        else a new one — recorded as this worker's. As ``study.ask()`` does, but for the
+        re-read of every unfinished trial, which the ledger did outside the lock."""
+        counted, waiting = budget_count(self.study._storage, self.study._study_id)
+        spending = dataclasses.replace(self.ledger.spending, trials=counted)
+        summary.stop = stop_reason(self.spec, spending, now=time.time(), deadline=self._deadline)
         if summary.stop is not None:
             return None
-        trial = self.study.ask()
+        storage = self.study._storage
+        trial_id = None
+        if waiting is not None and storage.set_trial_state_values(waiting, TrialState.RUNNING):
+            trial_id = waiting
+        if trial_id is None:
+            trial_id = storage.create_new_trial(self.study._study_id)
+        self.study._thread_local.cached_all_trials = None
+        # The sampler's before_trial runs here, under the lock (the grid sampler picks a
+        # point no other trial holds); relative sampling waits for the first suggest.
+        trial = optuna.Trial(self.study, trial_id)
         trial.set_user_attr(WORKER_ATTR, self.config.worker_name)
         return trial
 
