@@ -185,9 +185,12 @@ class Worker:
         with self.signals.deferred():
             if not self._budget_allows(summary):
                 return None
-            trial = self._current = self.lock.claim(lambda: self._create_within_budget(summary))
-            if trial is None:
+            claimed = self.lock.claim(lambda: self._create_within_budget(summary))
+            if claimed is None:
                 return None
+            trial = self._current = (
+                claimed if isinstance(claimed, optuna.Trial) else self._trial(claimed)
+            )
             if self.lock.lost and self._over_budget():
                 # Another worker may have claimed while the lock was gone; one of the two
                 # trials is too many. Giving this one up costs no budget (it never ran).
@@ -216,12 +219,16 @@ class Worker:
         )
         return summary.stop is None
 
-    def _create_within_budget(self, summary: WorkerSummary) -> optuna.Trial | None:
+    def _create_within_budget(self, summary: WorkerSummary) -> optuna.Trial | int | None:
         """Under the claim lock (on PostgreSQL, in the claim's one transaction, which may
         be made again): the trials counted against the budget now, from the database in
         one statement, and a trial if one more fits — the first waiting one (a retry),
-        else a new one — recorded as this worker's. As ``study.ask()`` does, but for the
-        re-read of every unfinished trial, which the ledger did outside the lock."""
+        else a new one — recorded as this worker's. What ``study.ask()`` does, but for the
+        re-read of every unfinished trial, which the ledger did outside the lock.
+
+        Returns the trial's id, for :meth:`_trial` to make the ``optuna.Trial`` after the
+        lock is released; with the grid sampler, the ``optuna.Trial`` itself (its
+        ``before_trial`` picks a grid point no other trial holds: under the lock)."""
         counted, waiting = budget_count(self.study._storage, self.study._study_id)
         spending = dataclasses.replace(self.ledger.spending, trials=counted)
         summary.stop = stop_reason(self.spec, spending, now=time.time(), deadline=self._deadline)
@@ -233,12 +240,14 @@ class Worker:
             trial_id = waiting
         if trial_id is None:
             trial_id = storage.create_new_trial(self.study._study_id)
+        storage.set_trial_user_attr(trial_id, WORKER_ATTR, self.config.worker_name)
+        return self._trial(trial_id) if self.spec.sampler.name == "grid" else trial_id
+
+    def _trial(self, trial_id: int) -> optuna.Trial:
+        """The ``optuna.Trial`` of a claimed trial, as ``study.ask()`` makes it (the
+        sampler's ``before_trial``; relative sampling waits for the first suggest)."""
         self.study._thread_local.cached_all_trials = None
-        # The sampler's before_trial runs here, under the lock (the grid sampler picks a
-        # point no other trial holds); relative sampling waits for the first suggest.
-        trial = optuna.Trial(self.study, trial_id)
-        trial.set_user_attr(WORKER_ATTR, self.config.worker_name)
-        return trial
+        return optuna.Trial(self.study, trial_id)
 
     def _over_budget(self) -> bool:
         self.ledger.update(self.study.get_trials(deepcopy=False))
