@@ -22,10 +22,11 @@ SQLAlchemy engine and connection, exactly like a pod (threads would share one
 process's engine and pool, and the GIL would serialize their claims in the client,
 hiding the database's part). The machine allows processes: they are forked from a
 parent that has already imported Optuna, SQLAlchemy and kubetune, after
-``gc.freeze()``, so they share those pages copy-on-write (about 10-15 MB of private
-memory each instead of 80), and 300 of them fit in a few GB. On 2 cores, 300 Python
-processes are CPU-bound on the client side: the claim throughput measured here is a
-floor for the database path, and the lock hold time is what bounds one study.
+``gc.freeze()``, so they share those pages copy-on-write (about 25 MB of private
+memory each, measured, instead of about 100 for a fresh process), and 300 of them fit
+in 8 GB. Threads would fit more, but measure less. On 2 cores, 300 Python processes
+are CPU-bound on the client side: the claim throughput measured here is a floor for
+the database path; the time a claim holds the study's lock is what bounds one study.
 
 ``python benchmarks/fleet_storage.py [--quick | --full]``  (N = 100 / 300 / 300 and 600)
 """

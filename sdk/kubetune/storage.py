@@ -452,8 +452,12 @@ class ClaimLock:
                     ) from None
                 time.sleep(1.0)
 
-    def claim(self, decide: Callable[[], _T]) -> _T:
-        """``decide()``, under the lock."""
+    def claim(
+        self, decide: Callable[[], _T], before: Callable[[], bool] | None = None
+    ) -> _T | None:
+        """``decide()``, under the lock; ``before()`` first, without it (False: None)."""
+        if before is not None and not before():
+            return None
         with self:
             return decide()
 

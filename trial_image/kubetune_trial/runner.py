@@ -183,9 +183,10 @@ class Worker:
     def _claim(self, summary: WorkerSummary) -> optuna.Trial | None:
         """A new trial, or None when the budget is spent; atomic across workers."""
         with self.signals.deferred():
-            if not self._budget_allows(summary):
-                return None
-            claimed = self.lock.claim(lambda: self._create_within_budget(summary))
+            claimed = self.lock.claim(
+                lambda: self._create_within_budget(summary),
+                before=lambda: self._budget_allows(summary),
+            )
             if claimed is None:
                 return None
             trial = self._current = (
@@ -205,9 +206,10 @@ class Worker:
             return trial
 
     def _budget_allows(self, summary: WorkerSummary) -> bool:
-        """Outside the claim lock: the spec (edits: budget, timeout...) and every reason
-        to stop, by the worker's ledger. A worker that stops here needs no lock; one that
-        goes on has the trial count checked again, exactly, under the lock."""
+        """Before the claim lock is taken (on PostgreSQL, in the claim's transaction): the
+        spec (edits: budget, timeout...) and every reason to stop, by the worker's ledger.
+        A worker that stops here needs no lock; one that goes on has the trial count
+        checked again, exactly, under the lock."""
         attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
         if attrs[bridge.SPEC_ATTR] != self._spec_data:
             self._spec_data = attrs[bridge.SPEC_ATTR]
