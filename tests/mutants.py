@@ -49,8 +49,8 @@ MUTANTS: tuple[Mutant, ...] = (
         name="claim-lock",
         why="workers claim trials without the study's claim lock: the budget can be overrun",
         path="trial_image/kubetune_trial/runner.py",
-        original="            with self.lock:\n",
-        mutated="            if True:  # mutant: no claim lock\n",
+        original="            claimed = self.lock.claim(\n",
+        mutated="            claimed = (lambda run, before: run() if before() else None)(\n",
         tests=(
             "tests/integration/test_runner.py::test_parallel_workers_never_exceed_max_trials",
             "tests/integration/test_local.py::test_parallelism_option_runs_that_many_workers_within_the_budget",

@@ -431,16 +431,16 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def test_a_claim_made_while_the_lock_was_lost_gives_way_when_the_budget_is_spent(
+def test_a_claim_cut_off_by_a_restart_is_made_again_and_finds_the_budget_spent(
     make_study: Callable[..., optuna.Study],
     storage_url: str,
     postgres_server: Any,
     runner_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A database restart drops the claim lock's session mid-claim; another worker
-    takes the lock and the last trial of the budget. The worker that lost the lock
-    notices when it releases it, and gives its trial up: never more than maxTrials."""
+    """A database restart cuts the claim's connection mid-claim; another worker takes
+    the last trial of the budget meanwhile. The cut claim's transaction left nothing
+    behind; made again, it finds the budget spent: never more than maxTrials."""
     import psycopg2
     import sqlalchemy
     from kubetune.engine.ledger import TrialLedger
@@ -451,26 +451,29 @@ def test_a_claim_made_while_the_lock_was_lost_gives_way_when_the_budget_is_spent
     make_study(python_spec("quadratic", maxTrials=1))
     worker = Worker(WorkerConfig(study_name="s", worker_name="a"), storage_url)
     other_worker = load(storage_url)
-    ask = worker.study.ask
+    create = worker.study._storage.create_new_trial
+    cut: list[int] = []
 
-    def ask_after_the_lock_is_lost(*args: Any, **kwargs: Any) -> optuna.Trial:
-        lock_session = worker.lock._connect().execute(sqlalchemy.text("SELECT pg_backend_pid()"))
-        admin = psycopg2.connect(postgres_server.get_uri())
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", (lock_session.scalar(),))
-        admin.close()
-        claimed = other_worker.ask()
-        other_worker._storage.set_trial_user_attr(claimed._trial_id, WORKER_ATTR, "b")
-        return ask(*args, **kwargs)
+    def create_then_cut_the_connection(*args: Any, **kwargs: Any) -> int:
+        trial_id = create(*args, **kwargs)
+        if not cut:
+            session = worker.study._storage._backend.scoped_session()
+            cut.append(session.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar())
+            admin = psycopg2.connect(postgres_server.get_uri())
+            admin.autocommit = True
+            with admin.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", (cut[0],))
+            admin.close()
+            claimed = other_worker.ask()
+            other_worker._storage.set_trial_user_attr(claimed._trial_id, WORKER_ATTR, "b")
+        return trial_id
 
-    monkeypatch.setattr(worker.study, "ask", ask_after_the_lock_is_lost)
+    monkeypatch.setattr(worker.study._storage, "create_new_trial", create_then_cut_the_connection)
     summary = WorkerSummary()
     assert worker._claim(summary) is None
+    assert cut, "the claim's connection was cut"
     assert summary.stop is not None and summary.stop.value == "MaxTrialsReached"
     trials = load(storage_url).trials
-    given_up = [t for t in trials if t.user_attrs.get(WORKER_ATTR) == "a"]
-    assert [t.state for t in given_up] == [TrialState.FAIL]
-    assert "budget was spent by another worker" in given_up[0].user_attrs[FAIL_REASON_ATTR]
+    assert [t.user_attrs.get(WORKER_ATTR) for t in trials] == ["b"]
     assert TrialLedger.of(trials, ["minimize"]).spending.trials == 1
     worker.lock.close()

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -29,6 +30,7 @@ from typing import Any
 import optuna
 from kubetune.engine import bridge
 from kubetune.engine.budget import StopReason, stop_reason
+from kubetune.engine.claims import budget_count, claim_lock
 from kubetune.engine.ledger import TrialLedger
 from kubetune.engine.recovery import (
     FAIL_REASON_ATTR,
@@ -36,7 +38,7 @@ from kubetune.engine.recovery import (
     fail_lost_trials,
     give_up_trial,
 )
-from kubetune.engine.storage import ClaimLock, open_storage, scrub
+from kubetune.engine.storage import open_storage, scrub
 from kubetune.engine.trial_ends import announce_trial_end
 from kubetune.engine.worker import WorkerConfig
 from kubetune.study.spec import StudySpec, load_study
@@ -131,7 +133,8 @@ class Worker:
         )
         self.objective: Objective = load_objective(spec, config.study_name)
         self.ledger = TrialLedger(spec.objective.study_directions)
-        self.lock = ClaimLock(storage_url, study_id)
+        self.lock = claim_lock(storage_url, study_id, self.study._storage)
+        self._deadline: float | None = None
         #: The trial claimed and not yet told: handed back if the worker is stopped.
         self._current: optuna.Trial | None = None
 
@@ -181,20 +184,15 @@ class Worker:
     def _claim(self, summary: WorkerSummary) -> optuna.Trial | None:
         """A new trial, or None when the budget is spent; atomic across workers."""
         with self.signals.deferred():
-            with self.lock:
-                attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
-                if attrs[bridge.SPEC_ATTR] != self._spec_data:  # an edit: budget, timeout...
-                    self._spec_data = attrs[bridge.SPEC_ATTR]
-                    self.spec = StudySpec.model_validate(self._spec_data)
-                deadline = attrs.get(bridge.DEADLINE_ATTR)
-                self.ledger.update(self.study.get_trials(deepcopy=False))
-                summary.stop = stop_reason(
-                    self.spec, self.ledger.spending, now=time.time(), deadline=deadline
-                )
-                if summary.stop is not None:
-                    return None
-                trial = self._current = self.study.ask()
-                trial.set_user_attr(WORKER_ATTR, self.config.worker_name)
+            claimed = self.lock.claim(
+                lambda: self._create_within_budget(summary),
+                before=lambda: self._budget_allows(summary),
+            )
+            if claimed is None:
+                return None
+            trial = self._current = (
+                claimed if isinstance(claimed, optuna.Trial) else self._trial(claimed)
+            )
             if self.lock.lost and self._over_budget():
                 # Another worker may have claimed while the lock was gone; one of the two
                 # trials is too many. Giving this one up costs no budget (it never ran).
@@ -207,6 +205,52 @@ class Worker:
                 self._current = None
                 return self._claim(summary)
             return trial
+
+    def _budget_allows(self, summary: WorkerSummary) -> bool:
+        """Before the claim lock is taken (on PostgreSQL, in the claim's transaction): the
+        spec (edits: budget, timeout...) and every reason to stop, by the worker's ledger.
+        A worker that stops here needs no lock; one that goes on has the trial count
+        checked again, exactly, under the lock."""
+        attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
+        if attrs[bridge.SPEC_ATTR] != self._spec_data:
+            self._spec_data = attrs[bridge.SPEC_ATTR]
+            self.spec = StudySpec.model_validate(self._spec_data)
+        self._deadline = attrs.get(bridge.DEADLINE_ATTR)
+        self.ledger.update(self.study.get_trials(deepcopy=False))
+        summary.stop = stop_reason(
+            self.spec, self.ledger.spending, now=time.time(), deadline=self._deadline
+        )
+        return summary.stop is None
+
+    def _create_within_budget(self, summary: WorkerSummary) -> optuna.Trial | int | None:
+        """Under the claim lock (on PostgreSQL, in the claim's one transaction, which may
+        be made again): the trials counted against the budget now, from the database in
+        one statement, and a trial if one more fits — the first waiting one (a retry),
+        else a new one — recorded as this worker's. What ``study.ask()`` does, but for the
+        re-read of every unfinished trial, which the ledger did outside the lock.
+
+        Returns the trial's id, for :meth:`_trial` to make the ``optuna.Trial`` after the
+        lock is released; with the grid sampler, the ``optuna.Trial`` itself (its
+        ``before_trial`` picks a grid point no other trial holds: under the lock)."""
+        counted, waiting = budget_count(self.study._storage, self.study._study_id)
+        spending = dataclasses.replace(self.ledger.spending, trials=counted)
+        summary.stop = stop_reason(self.spec, spending, now=time.time(), deadline=self._deadline)
+        if summary.stop is not None:
+            return None
+        storage = self.study._storage
+        trial_id = None
+        if waiting is not None and storage.set_trial_state_values(waiting, TrialState.RUNNING):
+            trial_id = waiting
+        if trial_id is None:
+            trial_id = storage.create_new_trial(self.study._study_id)
+        storage.set_trial_user_attr(trial_id, WORKER_ATTR, self.config.worker_name)
+        return self._trial(trial_id) if self.spec.sampler.name == "grid" else trial_id
+
+    def _trial(self, trial_id: int) -> optuna.Trial:
+        """The ``optuna.Trial`` of a claimed trial, as ``study.ask()`` makes it (the
+        sampler's ``before_trial``; relative sampling waits for the first suggest)."""
+        self.study._thread_local.cached_all_trials = None
+        return optuna.Trial(self.study, trial_id)
 
     def _over_budget(self) -> bool:
         self.ledger.update(self.study.get_trials(deepcopy=False))

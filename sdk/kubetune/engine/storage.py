@@ -15,11 +15,12 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from kubetune.errors import KubetuneError, NotFound
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     import sqlalchemy
 
 _logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^/:@\s]*:)(?P<password>[^@/\s]+)(?=@)")
 
@@ -107,14 +109,15 @@ def open_storage(
     # after a database restart a pooled connection fails its first statement,
     # SQLAlchemy then drops the whole pool, and the reconnecting storage runs the call
     # again on a new connection. Nothing had run on the dead one, so nothing runs twice.
-    engine_kwargs: dict[str, object] = {}
+    engine_kwargs = pooler_safe_engine_kwargs(url)
     deadline = time.monotonic() + retry_seconds
     storage_class = (
         optuna.storages.RDBStorage if url.startswith("sqlite") else _reconnecting_storage_class()
     )
     while True:
         try:
-            storage = storage_class(url, engine_kwargs=engine_kwargs)
+            storage = storage_class(url, engine_kwargs=engine_kwargs, skip_compatibility_check=True)
+            _check_schema_version(storage)
             break
         except Exception as error:
             # Optuna wraps some of its first queries' errors in StorageInternalError:
@@ -132,6 +135,46 @@ def open_storage(
     if not url.startswith("sqlite"):
         _retry_new_connections(storage.engine, url)
     return storage
+
+
+def _check_schema_version(storage: optuna.storages.RDBStorage) -> None:
+    """Optuna's check that the tables match its version, one connection at a time.
+
+    Optuna's own check holds a connection in a transaction while it opens a second
+    one: through a transaction-pooling PgBouncer, as many workers starting at once as
+    the pool has server connections each hold one and wait for another, for ever.
+    """
+    manager = storage._version_manager
+    if manager.get_current_version() != manager.get_head_version():
+        manager.check_table_schema_compatibility()  # raises, with Optuna's advice
+
+
+def pooler_safe_engine_kwargs(url: str) -> dict[str, object]:
+    """SQLAlchemy engine arguments that keep a connection usable through a PgBouncer
+    in transaction pooling mode, where consecutive transactions may run on different
+    server connections, so nothing may outlive a transaction on the server.
+
+    psycopg2, the driver kubetune installs, keeps nothing there (it prepares no
+    statements, and SQLAlchemy sets no session parameters on it). psycopg 3 prepares
+    a statement on the server once it ran five times; the next transaction may land
+    on a server connection that never saw it ("prepared statement ... does not
+    exist", PgBouncer before 1.21): ``prepare_threshold=None`` turns that off.
+
+    Example:
+        >>> pooler_safe_engine_kwargs("postgresql+psycopg://tuner@pgbouncer/optuna")
+        {'connect_args': {'prepare_threshold': None}}
+        >>> pooler_safe_engine_kwargs("postgresql+psycopg2://tuner@pgbouncer/optuna")
+        {}
+    """
+    import sqlalchemy.engine
+
+    if not is_postgres(url):
+        return {}
+    try:
+        driver = sqlalchemy.engine.make_url(url).get_driver_name()
+    except Exception:  # an unknown driver: create_engine will say so
+        return {}
+    return {"connect_args": {"prepare_threshold": None}} if driver == "psycopg" else {}
 
 
 def _retry_new_connections(engine: sqlalchemy.engine.Engine, url: str) -> None:
@@ -243,6 +286,23 @@ _RETRIED_METHODS = (
 )
 
 
+#: ``active`` while a thread is inside a storage call that retries (or must not retry).
+_CALL_RETRIES = threading.local()
+
+
+@contextlib.contextmanager
+def calls_not_retried() -> Iterator[None]:
+    """Inside, a storage call whose connection breaks fails at once instead of being
+    run again: for a caller that runs several calls in one transaction (a claim, see
+    :mod:`kubetune.engine.claims`) and must retry them all together, on a new connection."""
+    outer = getattr(_CALL_RETRIES, "active", False)
+    _CALL_RETRIES.active = True
+    try:
+        yield
+    finally:
+        _CALL_RETRIES.active = outer
+
+
 @functools.cache
 def _reconnecting_storage_class() -> type[optuna.storages.RDBStorage]:
     """An RDBStorage that runs a call again when its database connection broke
@@ -250,12 +310,10 @@ def _reconnecting_storage_class() -> type[optuna.storages.RDBStorage]:
 
     Still an RDBStorage, so Optuna puts its trial cache in front of it as usual.
     """
-    import threading
-
     import optuna
     from optuna.exceptions import UpdateFinishedTrialError
 
-    state = threading.local()
+    state = _CALL_RETRIES
 
     def retrying(method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
@@ -348,17 +406,16 @@ class ClaimLock:
     one more trial and creates it, so that several workers never overrun
     ``maxTrials``.
 
-    PostgreSQL: a session advisory lock on a dedicated connection (released by
-    the server if the worker dies). SQLite: a file lock beside the database.
-    MySQL: ``GET_LOCK``.
+    SQLite: a file lock beside the database. MySQL: ``GET_LOCK`` on a dedicated
+    connection. PostgreSQL claims take a transaction-scoped lock instead, inside
+    the claim's own transaction (:class:`kubetune.engine.claims.TransactionClaim`), which
+    works through a transaction-pooling PgBouncer; :func:`kubetune.engine.claims.claim_lock`
+    picks the right one.
 
     Example:
         >>> with ClaimLock(url, study_id):   # doctest: +SKIP
         ...     trial = study.ask()
     """
-
-    #: The first key of PostgreSQL's two-key advisory lock: "kt".
-    _PG_NAMESPACE = 0x6B74
 
     def __init__(self, url: str, study_id: int) -> None:
         self._url = sqlalchemy_url(url)
@@ -395,12 +452,19 @@ class ClaimLock:
                     ) from None
                 time.sleep(1.0)
 
+    def claim(
+        self, decide: Callable[[], _T], before: Callable[[], bool] | None = None
+    ) -> _T | None:
+        """``decide()``, under the lock; ``before()`` first, without it (False: None)."""
+        if before is not None and not before():
+            return None
+        with self:
+            return decide()
+
     def acquire(self) -> None:
         if is_postgres(self._url):
-            self._run(
-                "SELECT pg_advisory_lock(:ns, :study)", ns=self._PG_NAMESPACE, study=self._study_id
-            )
-        elif self._url.startswith("mysql"):
+            raise ValueError("PostgreSQL claims use kubetune.engine.claims.TransactionClaim")
+        if self._url.startswith("mysql"):
             # A year, not -1 ("forever"): MariaDB refuses a negative timeout (NULL, no lock).
             got = self._run(
                 "SELECT GET_LOCK(:name, :wait)", name=self._lock_name(), wait=MYSQL_LOCK_WAIT
@@ -420,13 +484,7 @@ class ClaimLock:
     def release(self) -> None:
         held: object = True
         try:
-            if is_postgres(self._url):
-                held = self._run(
-                    "SELECT pg_advisory_unlock(:ns, :study)",
-                    ns=self._PG_NAMESPACE,
-                    study=self._study_id,
-                )
-            elif self._url.startswith("mysql"):
+            if self._url.startswith("mysql"):
                 held = self._run("SELECT RELEASE_LOCK(:name)", name=self._lock_name()) == 1
         except Exception:
             held = False  # the server is gone, and a session lock with it

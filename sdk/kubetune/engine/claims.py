@@ -1,0 +1,255 @@
+"""Claiming a trial: deciding that the budget allows one more and creating it,
+atomically across every worker of a study.
+
+On PostgreSQL a claim is one transaction that starts by taking the study's
+transaction-scoped advisory lock (``pg_advisory_xact_lock``); everything the
+worker reads and writes to decide and create the trial — Optuna's own storage
+calls, unchanged — runs in that transaction, which releases the lock when it
+commits. So:
+
+- the claim needs no connection of its own: a worker uses one connection, for
+  the length of one transaction at a time;
+- it works through PgBouncer in transaction pooling mode, where a session lock
+  (``pg_advisory_lock``) stays on whichever server connection ran it and is
+  released, or not, on another;
+- it commits whole or not at all: a claim cut off by a lost connection (a
+  database restart) leaves nothing behind, and is simply made again — there is
+  no "lock lost while held" case to repair afterwards;
+- it costs fewer round trips than a session lock (no lock and unlock
+  statements of their own, one commit instead of one per storage call).
+
+SQLite and MySQL keep :class:`kubetune.engine.storage.ClaimLock` (a file lock,
+``GET_LOCK``); :func:`claim_lock` picks one.
+
+Example:
+    >>> claim = claim_lock(url, study._study_id, study._storage)  # doctest: +SKIP
+    >>> trial = claim.claim(lambda: None if spent() else study.ask())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from kubetune.engine.budget import RETRIED_ATTR
+from kubetune.engine.storage import (
+    RECONNECT_SECONDS,
+    ClaimLock,
+    StorageUnavailable,
+    _first_line_of_cause,
+    calls_not_retried,
+    is_connection_error,
+    is_postgres,
+    redact,
+    scrub,
+)
+from kubetune.errors import KubetuneError
+
+if TYPE_CHECKING:
+    import optuna
+
+_logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+#: The first key of PostgreSQL's two-key advisory lock: "kt" (the second is the study id).
+PG_LOCK_NAMESPACE = 0x6B74
+
+
+class ClaimRolledBack(KubetuneError, RuntimeError):
+    """The claim's transaction was rolled back before it ended (a statement inside it
+    failed and Optuna went on); nothing of it was committed, and it is made again."""
+
+
+class TransactionClaim:
+    """A PostgreSQL claim: one transaction under the study's transaction-scoped lock.
+
+    ``storage`` is the study's Optuna storage (the RDB storage or Optuna's cache in
+    front of it): its calls inside :meth:`claim` run in the claim's transaction.
+    """
+
+    #: A claim commits whole or not at all, so the lock is never lost while held.
+    lost = False
+
+    def __init__(self, storage: optuna.storages.BaseStorage, study_id: int) -> None:
+        import optuna
+
+        backend = getattr(storage, "_backend", storage)
+        if not isinstance(backend, optuna.storages.RDBStorage):
+            raise TypeError(f"a PostgreSQL claim needs an RDB storage, not {type(backend)}")
+        self._storage = storage
+        self._backend = backend
+        self._study_id = study_id
+        self._url = str(backend.url)
+
+    def claim(
+        self, decide: Callable[[], _T], before: Callable[[], bool] | None = None
+    ) -> _T | None:
+        """``decide()`` in one transaction holding the study's lock; committed when it
+        returns. ``before()``, if given, runs first in the same transaction but before
+        the lock is taken (reads that need no lock share the transaction, a round trip
+        less each); when it returns False, the claim ends there and gives None.
+
+        A transaction cut off by a lost connection is made again, for up to
+        :data:`~kubetune.engine.storage.RECONNECT_SECONDS`; ``before`` and ``decide`` must be
+        safe to run again (nothing they wrote was kept)."""
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        attempts = 0
+        while True:
+            try:
+                return self._once(decide, before)
+            except Exception as error:
+                if not (_rolled_back(error) or is_connection_error(error)):
+                    raise
+                self._forget_cached_trials()
+                why = scrub(_first_line_of_cause(error), self._url)
+                if time.monotonic() > deadline:
+                    raise StorageUnavailable(
+                        f"lost the storage at {redact(self._url)}: {why}"
+                    ) from None
+                if not attempts:
+                    _logger.warning(
+                        "a claim at %s was cut off (%s); claiming again", redact(self._url), why
+                    )
+                attempts += 1
+                time.sleep(min(0.2 * attempts, 1.0))
+
+    def _once(self, decide: Callable[[], _T], before: Callable[[], bool] | None) -> _T | None:
+        import sqlalchemy
+        import sqlalchemy.orm
+
+        registry = self._backend.scoped_session.registry
+        with calls_not_retried(), self._backend.engine.connect() as connection:
+            transaction = connection.begin()
+
+            def no_second_transaction(_connection: Any) -> None:
+                # Optuna went on after a failed statement rolled the claim back; without
+                # this its next call would commit a transaction of its own, unlocked.
+                raise ClaimRolledBack("the claim's transaction was rolled back")
+
+            sqlalchemy.event.listen(connection, "begin", no_second_transaction)
+            # Optuna's calls take their session from the registry: this thread's is
+            # bound to the claim's connection. A session's commit leaves the claim's
+            # transaction open; its rollback (a failed call) ends it.
+            session = sqlalchemy.orm.Session(bind=connection, join_transaction_mode="rollback_only")
+            registry.set(session)
+            try:
+                if before is not None and not before():
+                    return None
+                isolation = connection.execute(
+                    sqlalchemy.text(
+                        "SELECT current_setting('transaction_isolation'),"
+                        " pg_advisory_xact_lock(:namespace, :study)"
+                    ),
+                    {"namespace": PG_LOCK_NAMESPACE, "study": self._study_id},
+                ).scalar()
+                if isolation != "read committed":
+                    # A snapshot taken before the lock was granted would miss the claim
+                    # made just before: the budget could be overrun.
+                    raise StorageUnavailable(
+                        f"claims need the READ COMMITTED isolation level, and the storage at "
+                        f"{redact(self._url)} uses {isolation!r} (default_transaction_isolation)"
+                    )
+                result = decide()
+                registry.clear()
+                session.close()
+                if not transaction.is_active:
+                    raise ClaimRolledBack("the claim's transaction was rolled back")
+                transaction.commit()
+                return result
+            finally:
+                registry.clear()
+                session.close()
+                sqlalchemy.event.remove(connection, "begin", no_second_transaction)
+                if transaction.is_active:
+                    with contextlib.suppress(Exception):  # a lost connection: nothing to undo
+                        transaction.rollback()
+
+    def _forget_cached_trials(self) -> None:
+        """Empty Optuna's trial cache, which may hold a trial the failed claim created
+        and rolled back (it would count against the budget for ever)."""
+        cache = self._storage
+        lock = getattr(cache, "_lock", None)
+        if cache is self._backend or lock is None:
+            return
+        with lock:
+            for name in (
+                "_studies",
+                "_trial_id_to_study_id_and_number",
+                "_study_id_and_number_to_trial_id",
+            ):
+                table = getattr(cache, name, None)
+                if isinstance(table, dict):
+                    table.clear()
+
+    def close(self) -> None:
+        """Nothing to close: a claim holds no connection between claims."""
+
+
+def budget_count(storage: optuna.storages.BaseStorage, study_id: int) -> tuple[int, int | None]:
+    """How many of the study's trials count against ``maxTrials`` — started (not
+    waiting) and not a retried attempt, as :attr:`kubetune.engine.ledger.TrialLedger.spending`
+    counts them — and the id of its first waiting trial (a retry queued), or None.
+
+    One statement, whatever the number of trials: run under the claim lock, it is the
+    exact figure the budget is checked against, while the rest of the decision (spec,
+    failures, goal, timeout) reads the worker's ledger outside the lock.
+    """
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    backend = getattr(storage, "_backend", storage)
+    trials, attrs = models.TrialModel, models.TrialUserAttributeModel
+    retried = sa.select(attrs.trial_id).where(
+        attrs.key == RETRIED_ATTR, attrs.value_json == json.dumps(True)
+    )
+    counted = (
+        sa.select(sa.func.count())
+        .select_from(trials)
+        .where(
+            trials.study_id == study_id,
+            trials.state != TrialState.WAITING,
+            trials.trial_id.not_in(retried),
+        )
+        .scalar_subquery()
+    )
+    waiting = (
+        sa.select(trials.trial_id)
+        .where(trials.study_id == study_id, trials.state == TrialState.WAITING)
+        .order_by(trials.number)
+        .limit(1)
+        .scalar_subquery()
+    )
+    session = backend.scoped_session()
+    try:
+        number, first_waiting = session.execute(sa.select(counted, waiting)).one()
+        session.commit()  # in a claim's transaction: leaves it open
+    finally:
+        session.close()
+    return int(number), first_waiting
+
+
+def claim_lock(
+    url: str, study_id: int, storage: optuna.storages.BaseStorage
+) -> TransactionClaim | ClaimLock:
+    """How workers of the study at ``url`` claim trials: a :class:`TransactionClaim`
+    on PostgreSQL, a :class:`~kubetune.engine.storage.ClaimLock` elsewhere."""
+    if is_postgres(url):
+        return TransactionClaim(storage, study_id)
+    return ClaimLock(url, study_id)
+
+
+def _rolled_back(error: BaseException) -> bool:
+    """Whether ``error`` is, or was caused by, a :class:`ClaimRolledBack`."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ClaimRolledBack):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

