@@ -36,6 +36,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 import statistics
 import sys
 import threading
@@ -311,14 +312,17 @@ def main() -> None:
     t0 = time.time()
     rows: list[dict[str, Any]] = []
     results_root = Path(os.environ.get("TMPDIR", "/tmp")) / f"kubetune-fleet-{os.getpid()}"
-    with Postgres() as pg:
-        version = pg.version()
-        for workers in sizes:
-            for through in paths:
-                print(f"{workers} workers, {through} ...", flush=True)
-                row = run_fleet(pg, workers, per_worker, through, results_root)
-                print(json.dumps(row, default=str), flush=True)
-                rows.append(row)
+    try:
+        with Postgres() as pg:
+            version = pg.version()
+            for workers in sizes:
+                for through in paths:
+                    print(f"{workers} workers, {through} ...", flush=True)
+                    row = run_fleet(pg, workers, per_worker, through, results_root)
+                    print(json.dumps(row, default=str), flush=True)
+                    rows.append(row)
+    finally:
+        shutil.rmtree(results_root, ignore_errors=True)
     headers = [
         "path",
         "workers",
