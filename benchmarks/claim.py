@@ -2,11 +2,12 @@
 
 In one process, side by side on one embedded PostgreSQL: (a) plain Optuna's
 ``study.optimize`` and (b) kubetune's trial runner (``kubetune_trial.runner.Worker``,
-which claims each trial under the study's advisory lock, checks the budget, records
-its worker, and tells). Both use the random sampler and no pruner, the same
-trivial objective, so what differs is the per-trial machinery. Counted: wall time
-per trial and storage sessions per trial (connections checked out of SQLAlchemy's
-pool, plus the claim lock's statements), alternating runs to even out drift.
+which claims each trial in one transaction under the study's advisory lock, checks
+the budget, records its worker, and tells). Both use the random sampler and no
+pruner, the same trivial objective, so what differs is the per-trial machinery.
+Counted: wall time per trial, storage sessions per trial (connections checked out
+of SQLAlchemy's pool: one per transaction) and statements per trial (what SQLAlchemy
+sends; psycopg2 adds a BEGIN per transaction), alternating runs to even out drift.
 
 ``python benchmarks/claim.py [--quick | --full]``
 """
@@ -33,18 +34,23 @@ SPEC: dict[str, Any] = {
 
 
 def _count_sessions(engine: Any) -> list[int]:
+    """[sessions, statements], counted as they happen."""
     import sqlalchemy
 
-    count = [0]
+    count = [0, 0]
 
     @sqlalchemy.event.listens_for(engine, "checkout")
     def _checked_out(*_args: Any) -> None:
         count[0] += 1
 
+    @sqlalchemy.event.listens_for(engine, "before_cursor_execute")
+    def _executed(*_args: Any) -> None:
+        count[1] += 1
+
     return count
 
 
-def run_plain(url: str, trials: int) -> tuple[float, float]:
+def run_plain(url: str, trials: int) -> tuple[float, float, float]:
     import bench_objectives
 
     storage = optuna.storages.RDBStorage(url)
@@ -57,10 +63,10 @@ def run_plain(url: str, trials: int) -> tuple[float, float]:
     sessions = _count_sessions(storage.engine)
     started = time.perf_counter()
     study.optimize(bench_objectives.trivial, n_trials=trials)
-    return (time.perf_counter() - started) / trials, sessions[0] / trials
+    return (time.perf_counter() - started) / trials, sessions[0] / trials, sessions[1] / trials
 
 
-def run_kubetune(url: str, trials: int) -> tuple[float, float]:
+def run_kubetune(url: str, trials: int) -> tuple[float, float, float]:
     from kubetune.engine import bridge
     from kubetune.engine.storage import engine_of, open_storage
     from kubetune.engine.worker import WorkerConfig
@@ -73,20 +79,12 @@ def run_kubetune(url: str, trials: int) -> tuple[float, float]:
     worker = Worker(WorkerConfig(study_name=name, worker_name="bench"), url)
     engine = engine_of(worker.study._storage)
     sessions = _count_sessions(engine)
-    lock_statements = [0]
-    run_lock = worker.lock._run
-
-    def counted(sql: str, **params: object) -> object:
-        lock_statements[0] += 1
-        return run_lock(sql, **params)
-
-    worker.lock._run = counted  # type: ignore[method-assign]
     started = time.perf_counter()
     summary = worker.run()
     seconds = time.perf_counter() - started
     if summary.total != trials:
         raise RuntimeError(f"the worker ran {summary.total} trials, not {trials}")
-    return seconds / trials, (sessions[0] + lock_statements[0]) / trials
+    return seconds / trials, sessions[0] / trials, sessions[1] / trials
 
 
 def main() -> None:
@@ -94,8 +92,8 @@ def main() -> None:
     trials, rounds = TRIALS[args.mode], ROUNDS[args.mode]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t0 = time.time()
-    plain: list[tuple[float, float]] = []
-    ours: list[tuple[float, float]] = []
+    plain: list[tuple[float, float, float]] = []
+    ours: list[tuple[float, float, float]] = []
     with Postgres() as pg:
         version = pg.version()
         url = pg.database("claim")
@@ -103,18 +101,26 @@ def main() -> None:
         for _ in range(rounds):
             plain.append(run_plain(url, trials))
             ours.append(run_kubetune(url, trials))
-    headers = ["run by", "trials x rounds", "ms/trial (median)", "÷ (a)", "sessions/trial"]
-    base = statistics.median(ms for ms, _ in plain)
+    headers = [
+        "run by",
+        "trials x rounds",
+        "ms/trial (median)",
+        "÷ (a)",
+        "sessions/trial",
+        "statements/trial",
+    ]
+    base = statistics.median(ms for ms, _, _ in plain)
     rows = []
     for label, results in (("(a) plain Optuna", plain), ("(b) kubetune runner", ours)):
-        ms = statistics.median(seconds for seconds, _ in results)
+        ms = statistics.median(seconds for seconds, _, _ in results)
         rows.append(
             [
                 label,
                 f"{trials} x {rounds}",
                 f"{1000 * ms:.1f}",
                 f"{ms / base:.2f}",
-                f"{statistics.median(s for _, s in results):.1f}",
+                f"{statistics.median(s for _, s, _ in results):.1f}",
+                f"{statistics.median(n for _, _, n in results):.1f}",
             ]
         )
     print_table("one worker, trivial trials", headers, rows)
@@ -124,8 +130,8 @@ def main() -> None:
     body = f"""
 One worker in one process, trivial trials, random sampler, no pruner, one embedded
 PostgreSQL over a Unix socket; the two runners alternate, {rounds} rounds. Sessions are
-connections checked out of SQLAlchemy's pool (and, for kubetune, the claim lock's own
-statements) per trial.
+connections checked out of SQLAlchemy's pool per trial (one per transaction; kubetune's
+claim is one transaction, its lock inside it); statements are what SQLAlchemy sent.
 
 {markdown_table(headers, rows)}
 

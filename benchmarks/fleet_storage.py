@@ -36,6 +36,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 import statistics
 import sys
 import threading
@@ -160,7 +161,7 @@ def _worker(index: int, url: str, study: str, results: Path) -> None:
         worker = Worker(WorkerConfig(study_name=study, worker_name=f"w{index}"), url)
         claim = worker.lock.claim
 
-        def timed_claim(decide: Any) -> Any:
+        def timed_claim(decide: Any, before: Any = None) -> Any:
             granted: list[float] = []
 
             def timed_decide() -> Any:
@@ -169,13 +170,14 @@ def _worker(index: int, url: str, study: str, results: Path) -> None:
 
             started = time.perf_counter()
             try:
-                result = claim(timed_decide)
+                result = claim(timed_decide, before=before)
             except Exception:
                 nonlocal failed_claims
                 failed_claims += 1
                 raise
-            waits.append(granted[-1] - started)
-            holds.append(time.perf_counter() - granted[-1])
+            if granted:  # None before the lock: the budget was spent
+                waits.append(granted[-1] - started)
+                holds.append(time.perf_counter() - granted[-1])
             return result
 
         worker.lock.claim = timed_claim  # type: ignore[method-assign]
@@ -310,14 +312,17 @@ def main() -> None:
     t0 = time.time()
     rows: list[dict[str, Any]] = []
     results_root = Path(os.environ.get("TMPDIR", "/tmp")) / f"kubetune-fleet-{os.getpid()}"
-    with Postgres() as pg:
-        version = pg.version()
-        for workers in sizes:
-            for through in paths:
-                print(f"{workers} workers, {through} ...", flush=True)
-                row = run_fleet(pg, workers, per_worker, through, results_root)
-                print(json.dumps(row, default=str), flush=True)
-                rows.append(row)
+    try:
+        with Postgres() as pg:
+            version = pg.version()
+            for workers in sizes:
+                for through in paths:
+                    print(f"{workers} workers, {through} ...", flush=True)
+                    row = run_fleet(pg, workers, per_worker, through, results_root)
+                    print(json.dumps(row, default=str), flush=True)
+                    rows.append(row)
+    finally:
+        shutil.rmtree(results_root, ignore_errors=True)
     headers = [
         "path",
         "workers",
@@ -374,6 +379,12 @@ def main() -> None:
     command = "python benchmarks/fleet_storage.py" + (
         "" if args.mode == "default" else f" --{args.mode}"
     )
+    if args.workers:
+        command += " --workers " + " ".join(str(n) for n in args.workers)
+    if args.per_worker:
+        command += f" --per-worker {args.per_worker}"
+    if args.only:
+        command += f" --only {args.only}"
     body = f"""
 N trial runners (forked processes, each its own engine and connection, as pods are)
 claim trivial trials of one study (maxTrials = {per_worker} x N) on one
@@ -381,9 +392,9 @@ embedded PostgreSQL (max_connections 100), through PgBouncer {_pgbouncer_version
 transaction pooling mode (default_pool_size = max_db_connections = {POOL}) or directly.
 Server connections: the most seen in pg_stat_activity for the study's database (every
 10 ms). Claims/s: trials started per second in the middle 80 % of the run. Claim wait:
-from asking to holding the study's lock (PgBouncer's queue, then the lock); lock held:
-from then to the claim's commit. Connection errors: connects refused plus warnings the
-workers logged (a claim cut off and made again, a storage call retried).
+from asking to holding the study's lock (the budget's reads, PgBouncer's queue, the
+lock); lock held: from then to the claim's commit. Connection errors: connects refused
+plus warnings the workers logged (a claim cut off and made again, a call retried).
 
 {markdown_table(headers, table)}
 
