@@ -5,8 +5,10 @@ connection is cut opens it again and wakes everyone (they may have missed some).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import optuna
+import pytest
 import sqlalchemy
 from kubetune.engine.storage import open_storage
 from kubetune.engine.trial_ends import TrialEndListener, announce_trial_end
@@ -14,9 +16,20 @@ from kubetune.engine.trial_ends import TrialEndListener, announce_trial_end
 WAIT = 20.0
 
 
-def test_an_announced_trial_end_wakes_its_study_only(storage_url: str) -> None:
+@pytest.fixture
+def listener() -> Iterator[TrialEndListener]:
+    """A listener that lets go of the test's database when the test ends (its
+    thread outlives the test; the database does not)."""
+    made = TrialEndListener()
+    yield made
+    with made._lock:
+        made._wakes.clear()
+
+
+def test_an_announced_trial_end_wakes_its_study_only(
+    storage_url: str, listener: TrialEndListener
+) -> None:
     storage = open_storage(storage_url)
-    listener = TrialEndListener()
     ended, other = threading.Event(), threading.Event()
     listener.subscribe(storage_url, "mine", ended.set)
     listener.subscribe(storage_url, "theirs", other.set)
@@ -37,10 +50,9 @@ def test_an_announced_trial_end_wakes_its_study_only(storage_url: str) -> None:
     assert not ended.is_set()
 
 
-def test_the_trial_runners_tell_announces(storage_url: str) -> None:
+def test_the_trial_runners_tell_announces(storage_url: str, listener: TrialEndListener) -> None:
     """announce_trial_end after study.tell, as the runner calls it: an Optuna RDB storage."""
     study = optuna.create_study(study_name="told", storage=open_storage(storage_url))
-    listener = TrialEndListener()
     woken = threading.Event()
     listener.subscribe(storage_url, "told", woken.set)
     assert woken.wait(WAIT)
@@ -51,9 +63,10 @@ def test_the_trial_runners_tell_announces(storage_url: str) -> None:
     assert woken.wait(WAIT)
 
 
-def test_a_cut_connection_is_opened_again_and_wakes_its_studies(storage_url: str) -> None:
+def test_a_cut_connection_is_opened_again_and_wakes_its_studies(
+    storage_url: str, listener: TrialEndListener
+) -> None:
     storage = open_storage(storage_url)
-    listener = TrialEndListener()
     woken = threading.Event()
     listener.subscribe(storage_url, "mine", woken.set)
     assert woken.wait(WAIT)

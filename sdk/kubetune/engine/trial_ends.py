@@ -131,6 +131,7 @@ class TrialEndListener:
             if connection is None:
                 self._failed_at[url] = time.monotonic()
                 continue
+            self._failed_at.pop(url, None)
             with self._lock:
                 self._connections[url] = connection
             self._wake_all(url)  # trials may have ended while nobody listened
@@ -149,9 +150,14 @@ class TrialEndListener:
             connection.autocommit = True
             with connection.cursor() as cursor:
                 cursor.execute(f"LISTEN {CHANNEL}")
+            if url in self._failed_at:
+                _logger.info("listening for trial ends on %s again", redact(url))
+                del self._failed_at[url]
             return connection
         except Exception as error:
-            _logger.warning(
+            # Once per outage: the next attempts (every RECONNECT_SECONDS) stay quiet.
+            log = _logger.debug if url in self._failed_at else _logger.warning
+            log(
                 "not listening for trial ends on %s (polling instead): %s",
                 redact(url),
                 type(error).__name__,
@@ -177,7 +183,8 @@ class TrialEndListener:
             connection = self._connections.pop(url, None)
         if connection is not None:
             self._close(connection)
-        self._failed_at[url] = time.monotonic()
+        # Opened again at once; its first failure to open is the one logged.
+        self._failed_at.pop(url, None)
 
     def _wake_all(self, url: str) -> None:
         with self._lock:
