@@ -46,11 +46,11 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Client": "kubetune.client.client",
-    "Study": "kubetune.spec",
-    "StudySpec": "kubetune.spec",
-    "ObjectMeta": "kubetune.spec",
-    "SpecError": "kubetune.spec",
-    "load_study": "kubetune.spec",
+    "Study": "kubetune.study.spec",
+    "StudySpec": "kubetune.study.spec",
+    "ObjectMeta": "kubetune.study.spec",
+    "SpecError": "kubetune.study.spec",
+    "load_study": "kubetune.study.spec",
     "local_storage": "kubetune.local.embedded",
     "TrialRecord": "kubetune.engine.trials",
     "KubetuneError": "kubetune.errors",

@@ -34,7 +34,7 @@ _NAMES = {
     "Situation": "kubetune.engine.supervision",
     "Decision": "kubetune.engine.supervision",
     "TrialRecord": "kubetune.engine.trials",
-    "WorkerConfig": "kubetune.worker",
+    "WorkerConfig": "kubetune.engine.worker",
 }
 __all__ = sorted(_NAMES)
 __getattr__, __dir__ = exports(__name__, _NAMES)

@@ -17,13 +17,13 @@ from __future__ import annotations
 from kubetune._lazy import exports
 
 _NAMES = {
-    "Study": "kubetune.spec",
-    "StudySpec": "kubetune.spec",
-    "StudyStatus": "kubetune.spec",
-    "ObjectMeta": "kubetune.spec",
-    "SpecError": "kubetune.spec",
-    "load_study": "kubetune.spec",
-    "validate_spec": "kubetune.spec",
+    "Study": "kubetune.study.spec",
+    "StudySpec": "kubetune.study.spec",
+    "StudyStatus": "kubetune.study.spec",
+    "ObjectMeta": "kubetune.study.spec",
+    "SpecError": "kubetune.study.spec",
+    "load_study": "kubetune.study.spec",
+    "validate_spec": "kubetune.study.spec",
     "crd_yaml": "kubetune.study.crd",
 }
 __all__ = sorted(_NAMES)
