@@ -186,3 +186,30 @@ def test_budget_count_is_what_the_ledger_counts(study: optuna.Study) -> None:
     assert counted == 2 == TrialLedger.of(study.get_trials(), ["minimize"]).spending.trials
     assert waiting == first_waiting._trial_id
     assert running.number == 1
+
+
+def test_a_trial_that_finished_while_a_supervisor_failed_it_still_counts(
+    study: optuna.Study,
+) -> None:
+    """The race a suspend can meet: the supervisor marks a running trial stopped and
+    retried, then its worker tells Optuna COMPLETE before the supervisor fails it (so no
+    retry is queued). The trial stands, and counts against maxTrials: counting it out
+    would let one more trial run than the budget allows."""
+    from kubetune.engine.budget import RETRIED_ATTR
+    from kubetune.engine.claims import budget_count
+    from kubetune.engine.ledger import TrialLedger
+    from kubetune.engine.recovery import STOPPED_ATTR, fail_lost_trials
+
+    raced = study.ask()
+    study._storage.set_trial_user_attr(raced._trial_id, STOPPED_ATTR, "the Study was suspended")
+    study._storage.set_trial_user_attr(raced._trial_id, RETRIED_ATTR, True)
+    study.tell(raced, 1.0)  # the worker got there first
+    snapshot = study.get_trials()
+    assert (
+        fail_lost_trials(study, snapshot, "the Study was suspended", retries=0, requeue=True) == []
+    )
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"]  # no retry queued
+    ledger = TrialLedger.of(trials, ["minimize"])
+    assert ledger.spending.trials == 1
+    assert budget_count(study._storage, study._study_id) == (1, None)

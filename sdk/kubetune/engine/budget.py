@@ -53,6 +53,16 @@ class StopReason(str, enum.Enum):
 
 
 def was_retried(trial: FrozenTrial) -> bool:
+    """Whether the trial is an attempt that another runs again (it does not count).
+
+    A supervisor marks a running trial retried, then fails it; if its worker told
+    Optuna COMPLETE or PRUNED in between, the trial stands (no retry was queued) and
+    counts, mark or not.
+    """
+    from optuna.trial import TrialState
+
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return False
     return bool(trial.user_attrs.get(RETRIED_ATTR))
 
 

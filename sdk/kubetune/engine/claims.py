@@ -213,7 +213,12 @@ def budget_count(storage: optuna.storages.BaseStorage, study_id: int) -> tuple[i
         .where(
             trials.study_id == study_id,
             trials.state != TrialState.WAITING,
-            trials.trial_id.not_in(retried),
+            # A trial that finished COMPLETE or PRUNED counts even when marked retried:
+            # its worker told Optuna before a supervisor failing it could (see was_retried).
+            sa.or_(
+                trials.trial_id.not_in(retried),
+                trials.state.in_([TrialState.COMPLETE, TrialState.PRUNED]),
+            ),
         )
         .scalar_subquery()
     )
