@@ -106,13 +106,26 @@ class StudyReconciler:
     _refused_change: str | None = field(default=None)
     _trial_account_ready: bool = False
     _observed: dict[str, Any] = field(default_factory=dict)
+    #: The status the body showed at this tick's start.
+    _seen_status: dict[str, Any] = field(default_factory=dict)
+    #: (the body's status then, the status after our patch) until the body shows a change.
+    _unconfirmed: tuple[dict[str, Any], dict[str, Any]] | None = None
 
     # --------------------------------------------------------------- tick
 
     def tick(self, body: Mapping[str, Any]) -> bool:
         """Reconcile once. Returns True when the study is finished (nothing more to do)."""
         meta = body["metadata"]
-        self._observed = dict(body.get("status") or {})
+        seen = dict(body.get("status") or {})
+        if self._unconfirmed is not None and seen == self._unconfirmed[0]:
+            # Our last status patch has not come back through the watch yet (a trial end
+            # can wake a tick right after the last one): what we wrote is the status, or
+            # this tick would act again on what the last one did (a second Event).
+            self._observed = dict(self._unconfirmed[1])
+        else:
+            self._unconfirmed = None
+            self._observed = seen
+        self._seen_status = seen
         status = dict(self._observed)  # a working copy; _write compares with what was observed
         generation = meta.get("generation")
         try:
@@ -706,6 +719,8 @@ class StudyReconciler:
             return
         safe = json.loads(scrub(json.dumps(patch), self._url or ""))
         self.kube.patch_study_status(meta["namespace"], meta["name"], safe)
+        self._observed = apply_merge_patch(self._observed, safe)
+        self._unconfirmed = (self._seen_status, dict(self._observed))
 
     # ------------------------------------------------------------- delete
 
@@ -805,6 +820,24 @@ def _optuna_name(meta: Mapping[str, Any], spec: StudySpec, status: Mapping[str, 
         or spec.storage.study_name
         or optuna_study_name(meta["namespace"], meta["name"], meta["uid"])
     )
+
+
+def apply_merge_patch(target: Any, patch: Any) -> Any:
+    """``target`` with the JSON merge patch ``patch`` applied (null removes a key), as
+    the API server applies it.
+
+    >>> apply_merge_patch({"a": 1, "b": {"c": 2}}, {"a": None, "b": {"d": 3}})
+    {'b': {'c': 2, 'd': 3}}
+    """
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = apply_merge_patch(result.get(key), value)
+    return result
 
 
 def merge_patch(old: Any, new: Any) -> Any:

@@ -1,7 +1,7 @@
 """Tenants on a real PostgreSQL that asks for passwords: each namespace's role and
 database, what its URL can and cannot do, and what survives an operator restart.
 
-(The operator handing these URLs to trial pods, end to end: tests/e2e/test_tenants.py.)
+(The operator handing these URLs to trial pods, end to end: tests/e2e/test_tenant_pods.py.)
 """
 
 from __future__ import annotations
