@@ -14,7 +14,7 @@ from kubetune.engine.worker import EXIT_CONFIG_ERROR
 from kubetune_operator.config import OperatorConfig
 from kubetune_operator.kube import ApiRefused
 from kubetune_operator.labels import optuna_study_name, storage_secret
-from kubetune_operator.reconciler import StudyReconciler
+from kubetune_operator.reconciler import StudyReconciler, apply_merge_patch
 
 META = {"name": "demo", "namespace": "team-a", "uid": "uid-1", "generation": 1}
 SPEC = {
@@ -93,19 +93,6 @@ class FakeKube:
             self.secrets.pop(name, None)
         if kind == "ConfigMap":
             self.configmaps.pop(name, None)
-
-
-def apply_merge_patch(target: Any, patch: Any) -> Any:
-    """``target`` with the JSON merge patch ``patch`` applied (null removes a key)."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = apply_merge_patch(result.get(key), value)
-    return result
 
 
 @pytest.fixture
