@@ -757,11 +757,9 @@ class Client:
         PostgreSQL in ``kubetune.local_storage()``.
         """
         from kubetune.client.tuning import (
-            TunedStudy,
             build_study,
             refuse_inside_trial,
             run_local,
-            write_best_params_file,
         )
         from kubetune.cluster.shipping import ship
 
@@ -799,17 +797,36 @@ class Client:
             )
         ns = self._ns(namespace)
         submitted = self._submit_with_code(study, code, ns, warm_start)
+        return self._tuned(
+            submitted, ns, wait=wait, wait_timeout=wait_timeout, progress=progress,
+            best_params_file=best_params_file,
+        )  # fmt: skip
+
+    def _tuned(
+        self,
+        submitted: Study,
+        namespace: str,
+        *,
+        wait: bool,
+        wait_timeout: float | None,
+        progress: bool | DisplayFactory,
+        best_params_file: str | Path | None,
+    ) -> TunedStudy:
+        """A submitted Study as ``tune()`` returns it: at once, or finished (with
+        ``wait``), its best parameters then written to ``best_params_file``."""
+        from kubetune.client.tuning import TunedStudy, write_best_params_file
+
         name = submitted.metadata.name
 
         def read_trials() -> builtins.list[TrialRecord]:
-            rows = self.trials(name, namespace=ns)
+            rows = self.trials(name, namespace=namespace)
             assert isinstance(rows, builtins.list)
             return rows
 
         if not wait:
             return TunedStudy.of(submitted, trials=read_trials)
         done = TunedStudy.of(
-            self.wait(name, wait_timeout, progress, namespace=ns), trials=read_trials
+            self.wait(name, wait_timeout, progress, namespace=namespace), trials=read_trials
         )
         if best_params_file:
             done._best_params_file = write_best_params_file(done, Path(best_params_file))
@@ -863,11 +880,9 @@ class Client:
         import sys
 
         from kubetune.client.tuning import (
-            TunedStudy,
             refuse_inside_trial,
             run_local,
             script_cluster_study,
-            write_best_params_file,
         )
         from kubetune.cluster.shipping import ship_script
         from kubetune.engine.script_study import Overrides, derive_study
@@ -928,27 +943,18 @@ class Client:
                     say(f"note: {note}")
                 submitted = self._submit_with_code(study, code, ns, None)
                 study_name = submitted.metadata.name
-
-                def read_trials() -> builtins.list[TrialRecord]:
-                    rows = self.trials(study_name, namespace=ns)
-                    assert isinstance(rows, builtins.list)
-                    return rows
-
+                tuned = self._tuned(
+                    submitted, ns, wait=wait, wait_timeout=wait_timeout, progress=progress,
+                    best_params_file=best_params_file,
+                )  # fmt: skip
+                outcome.append(tuned)
                 if not wait:
-                    outcome.append(TunedStudy.of(submitted, trials=read_trials))
                     say(
                         f'study "{study_name}" submitted to namespace "{ns}"; the code after '
                         f"study.optimize in {path.name} runs once it is done with --wait "
                         "(wait=True)"
                     )
                     return None
-                done = TunedStudy.of(
-                    self.wait(study_name, wait_timeout, progress, namespace=ns),
-                    trials=read_trials,
-                )
-                if best_params_file:
-                    done._best_params_file = write_best_params_file(done, Path(best_params_file))
-                outcome.append(done)
                 return self.optuna_study(study_name, namespace=ns)
 
             record = run_script(path, on_optimize)
