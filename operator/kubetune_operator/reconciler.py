@@ -56,16 +56,25 @@ from kubetune_operator.labels import (
     study_selector,
 )
 from kubetune_operator.pods import (
+    disruption,
     end_reason,
     exit_code,
     has_ended,
     is_live,
     owner_reference,
+    queue_wait,
     termination_message,
     trial_pod,
     waiting_problem,
 )
-from kubetune_operator.status import condition_of, now_iso, set_condition, trial_status
+from kubetune_operator.status import (
+    SCRIPT_NOTE_REASON,
+    condition_of,
+    now_iso,
+    set_condition,
+    trial_status,
+    with_script_note,
+)
 from kubetune_operator.tenants import Tenants, TenantUnavailable
 
 if TYPE_CHECKING:
@@ -329,8 +338,16 @@ class StudyReconciler:
             conditions, "StorageReady", "True", "StorageReachable", "the storage answers"
         )
         conditions = self._spec_change_conditions(conditions)
+        conditions, noted = with_script_note(conditions, ledger.script_note)
+        if noted:  # once: `kubectl describe` shows the Event, the status keeps the condition
+            self.emit("Normal", SCRIPT_NOTE_REASON, str(ledger.script_note))
 
         busy = {str(t.user_attrs.get(WORKER_ATTR)) for t in ledger.running}
+        # Held back by a queue (Kueue has not admitted them): waiting, not failing.
+        queued = [
+            p for p in live if queue_wait(p) is not None and p["metadata"]["name"] not in busy
+        ]
+        queued_names = {p["metadata"]["name"] for p in queued}
         decision = decide(
             Situation(
                 spec=spec,
@@ -339,6 +356,7 @@ class StudyReconciler:
                 deadline=bridge.stored_deadline(study._storage, study._study_id),
                 live_workers=len(live),
                 busy_workers=sum(1 for p in live if p["metadata"]["name"] in busy),
+                queued_workers=len(queued),
                 running_trials=len(ledger.running),
                 ended=ended,
                 ends_without_progress=int(status.get("failedPodsWithoutTrials") or 0),
@@ -384,13 +402,26 @@ class StudyReconciler:
             conditions = set_condition(conditions, "Suspended", "False", "Running", "running")
         if decision.start_workers:
             refused = self._start_pods(meta, spec, study, decision.start_workers, secret)
+        if decision.retire_queued_workers:
+            # The newest first: the older ones keep their place in the queue.
+            newest = sorted(
+                queued, key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True
+            )
+            for pod in newest[: decision.retire_queued_workers]:
+                self.kube.delete_pod(namespace, pod["metadata"]["name"])
+            retired = {p["metadata"]["name"] for p in newest[: decision.retire_queued_workers]}
+            queued = [p for p in queued if p["metadata"]["name"] not in retired]
+            live = [p for p in live if p["metadata"]["name"] not in retired]
         if decision.retire_idle_workers:
-            idle = [p for p in live if p["metadata"]["name"] not in busy]
+            idle = [p for p in live if p["metadata"]["name"] not in busy | queued_names]
             for pod in idle[: decision.retire_idle_workers]:
                 self.kube.delete_pod(namespace, pod["metadata"]["name"])
         self._label_pods_with_trials(namespace, live, ledger)
 
-        conditions = self._pod_conditions(conditions, live, refused)
+        conditions = self._queue_conditions(conditions, spec, queued, len(live))
+        conditions = self._pod_conditions(
+            conditions, [p for p in live if p["metadata"]["name"] not in queued_names], refused
+        )
         update["conditions"] = conditions
         update.update(self._trial_status(meta, status, spec, ledger))
         self._delete_old_failed_pods(namespace, failed_pods_list(pods))
@@ -413,6 +444,33 @@ class StudyReconciler:
         if condition_of(conditions, "SpecChangeRefused"):
             return set_condition(
                 conditions, "SpecChangeRefused", "False", "NoChange", "no refused change"
+            )
+        return conditions
+
+    def _queue_conditions(
+        self,
+        conditions: list[dict[str, Any]],
+        spec: StudySpec,
+        queued: Sequence[Mapping[str, Any]],
+        live: int,
+    ) -> list[dict[str, Any]]:
+        """``Queued=True`` while trial pods wait for a queue's admission (with the
+        queue's name and how many wait; one Event when the waiting starts), False once
+        none does."""
+        previous = condition_of(conditions, "Queued") or {}
+        if queued:
+            queue = spec.trial.queue_name
+            where = f"in the Kueue LocalQueue {queue!r}" if queue else "behind scheduling gates"
+            text = (
+                f"{len(queued)} of {live} trial pod(s) wait {where} to be admitted; "
+                f"{queued[0]['metadata']['name']}: {queue_wait(queued[0])}"
+            )
+            if previous.get("status") != "True":
+                self.emit("Normal", "Queued", text[:1000])
+            return set_condition(conditions, "Queued", "True", "WaitingForAdmission", text)
+        if previous.get("status") == "True":
+            return set_condition(
+                conditions, "Queued", "False", "Admitted", "no trial pod waits in a queue"
             )
         return conditions
 
@@ -472,6 +530,11 @@ class StudyReconciler:
                 continue
             handled = {HANDLED_ANNOTATION: "true"}
             self.kube.patch_pod_metadata(namespace, pod_name, annotations=handled)
+            if disruption(pod) is not None:
+                # Preempted to make room (Kueue, a higher PriorityClass): not a crash.
+                self.emit("Normal", "TrialPodPreempted", end_reason(pod)[:1000])
+                ended.append(EndedWorker(pod_name, Outcome.PREEMPTED, end_reason(pod), progressed))
+                continue
             if exit_code(pod) == EXIT_CONFIG_ERROR:
                 reason = termination_message(pod) or end_reason(pod)
                 self.emit("Warning", "ObjectiveNotLoadable", reason[:1000])

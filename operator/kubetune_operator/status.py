@@ -81,5 +81,27 @@ def set_condition(
     return result
 
 
+#: The condition saying a worker's import of the objective's module stopped at the
+#: script's own ``study.optimize`` (its study never runs in a pod; kubetune runs the trials).
+SCRIPT_NOTE_CONDITION = "ScriptStudyIntercepted"
+#: Its reason, and the reason of the one Event that says it.
+SCRIPT_NOTE_REASON = "OptimizeAtImport"
+
+
+def with_script_note(
+    conditions: list[dict[str, Any]], note: str | None
+) -> tuple[list[dict[str, Any]], bool]:
+    """``conditions`` with :data:`SCRIPT_NOTE_CONDITION` once a worker noted ``note``
+    ("train.py calls study.optimize at import; kubetune runs the trials instead"), and
+    whether it is new (then the reconciler posts it as one Event too).
+
+    >>> with_script_note([], "t.py calls study.optimize at import; ...")[0][0]["reason"]
+    'OptimizeAtImport'
+    """
+    if not note or condition_of(conditions, SCRIPT_NOTE_CONDITION) is not None:
+        return conditions, False
+    return set_condition(conditions, SCRIPT_NOTE_CONDITION, "True", SCRIPT_NOTE_REASON, note), True
+
+
 def condition_of(conditions: Sequence[dict[str, Any]], type_: str) -> dict[str, Any] | None:
     return next((c for c in conditions if c.get("type") == type_), None)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from kubetune.engine.budget import Spending, was_retried
 from kubetune.engine.recovery import FAIL_REASON_ATTR, STOPPED_ATTR, WORKER_ATTR
+from kubetune.engine.scripts import NOTE_ATTR
 from kubetune.study.spec import TrialCounts
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class TrialLedger:
         # The first failure's reason, and whether every failure so far had it.
         self._failure_reason: str | None = None
         self._uniform_failures = True
+        self._script_note: str | None = None
 
     def update(self, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
         """Fold the trials that finished since the last update, remember the open ones;
@@ -79,6 +81,7 @@ class TrialLedger:
             trial = trials[index]
             if not trial.state.is_finished():
                 open_trials.append(trial)
+                self._note_script(trial)
             elif trial._trial_id not in self._folded_ids:
                 self._fold(trial)
                 self._folded_ids.add(trial._trial_id)
@@ -101,6 +104,7 @@ class TrialLedger:
     def _fold(self, trial: FrozenTrial) -> None:
         from optuna.trial import TrialState
 
+        self._note_script(trial)
         stopped = trial.state == TrialState.FAIL and STOPPED_ATTR in trial.user_attrs
         self._finished["STOPPED" if stopped else trial.state.name] += 1
         worker = trial.user_attrs.get(WORKER_ATTR)
@@ -129,6 +133,10 @@ class TrialLedger:
         elif not any(self._dominates(kept, trial) for kept in self._front):
             self._front = [kept for kept in self._front if not self._dominates(trial, kept)]
             self._front.append(trial)
+
+    def _note_script(self, trial: FrozenTrial) -> None:
+        if self._script_note is None and trial.user_attrs.get(NOTE_ATTR):
+            self._script_note = str(trial.user_attrs[NOTE_ATTR])
 
     def _better(self, trial: FrozenTrial, than: FrozenTrial) -> bool:
         """Single objective: a better value, or the same value and an earlier trial."""
@@ -192,6 +200,13 @@ class TrialLedger:
             uniform_failures=uniform,
             failure_reason=self._failure_reason if uniform else None,
         )
+
+    @property
+    def script_note(self) -> str | None:
+        """What a worker said on importing the objective's module stopped at the script's
+        own ``study.optimize`` (the first trial noting it, running or finished), if any:
+        kubetune run and the operator say it once where the user looks."""
+        return self._script_note
 
     @property
     def workers(self) -> set[str]:

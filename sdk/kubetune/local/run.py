@@ -33,7 +33,6 @@ from kubetune.engine import bridge
 from kubetune.engine.budget import StopReason, describe, stop_reason, trial_limit
 from kubetune.engine.ledger import TrialLedger, failure_summary, reason_key
 from kubetune.engine.recovery import FAIL_REASON_ATTR, STOPPED_ATTR, WORKER_ATTR, fail_lost_trials
-from kubetune.engine.scripts import NOTE_ATTR
 from kubetune.engine.storage import dispose, load_stored_study, open_storage, scrub
 from kubetune.engine.supervision import (
     Decision,
@@ -248,13 +247,10 @@ class LocalRun:
         """The ledger, brought up to date with the storage; a trial failing for a
         reason not seen before in this run is announced, with its reason's last lines."""
         finished = self._ledger.update(study.get_trials(deepcopy=False))
-        if not self._noted:
-            for trial in [*self._ledger.running, *finished]:
-                note = trial.user_attrs.get(NOTE_ATTR)
-                if note:  # a worker's import stopped at the script's own study.optimize
-                    self.on_message(str(note))
-                    self._noted = True
-                    break
+        if not self._noted and self._ledger.script_note:
+            # A worker's import stopped at the script's own study.optimize.
+            self.on_message(self._ledger.script_note)
+            self._noted = True
         for trial in finished:
             if trial.state.name != "FAIL":
                 continue

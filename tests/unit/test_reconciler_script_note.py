@@ -1,0 +1,71 @@
+"""Issue 16.2: the operator says, in the Study's status and in one Event, that a worker's
+import of the objective's module stopped at the script's own ``study.optimize`` (the
+user attribute a worker sets on its first trial), so ``kubectl describe`` shows it.
+
+The reconciler ticks against the in-memory API server of test_reconciler_rules and a real
+PostgreSQL; the test plays the pods' trial runners."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from kubetune.engine.scripts import NOTE_ATTR
+from test_reconciler import FakeKube
+from test_reconciler_rules import Study
+
+NOTE = "train.py calls study.optimize at import; kubetune runs the trials instead"
+
+
+@pytest.fixture
+def make(storage_url: str) -> Callable[..., Study]:
+    fake = FakeKube()
+
+    def made(**changes: object) -> Study:
+        return Study(fake, storage_url, **changes)
+
+    return made
+
+
+def test_a_workers_script_note_is_a_condition_and_one_event(make: Callable[..., Study]) -> None:
+    study = make(budget={"maxTrials": 4, "parallelism": 2}, trial={"python": "train:objective"})
+    study.tick()
+    assert study.condition("ScriptStudyIntercepted") == {}
+    first, second = study.live_pods()
+    noted = study.claim(first)
+    noted.set_user_attr(NOTE_ATTR, NOTE)  # the worker's first trial, still running
+    study.claim(second)
+    study.tick()
+    condition = study.condition("ScriptStudyIntercepted")
+    assert (condition["status"], condition["reason"]) == ("True", "OptimizeAtImport")
+    assert condition["message"] == NOTE
+    assert study.events_of("OptimizeAtImport") == [NOTE]
+    final = study.run_to_end()
+    assert final["phase"] == "Succeeded"
+    # Every pod's worker notes it on its first trial: still one Event, and the condition stays.
+    assert study.events_of("OptimizeAtImport") == [NOTE]
+    assert [c["message"] for c in final["conditions"] if c["reason"] == "OptimizeAtImport"] == [
+        NOTE
+    ]
+
+
+def test_an_operator_started_again_does_not_say_it_twice(make: Callable[..., Study]) -> None:
+    study = make(budget={"maxTrials": 2, "parallelism": 1})
+    study.tick()
+    (pod,) = study.live_pods()
+    trial = study.claim(pod)
+    trial.set_user_attr(NOTE_ATTR, NOTE)
+    study.complete(trial)
+    study.tick()
+    assert study.events_of("OptimizeAtImport") == [NOTE]
+    restarted = Study(study.fake, study.url, budget={"maxTrials": 2, "parallelism": 1})
+    restarted.tick()
+    assert restarted.events_of("OptimizeAtImport") == []
+    assert restarted.condition("ScriptStudyIntercepted")["message"] == NOTE
+
+
+def test_a_study_whose_objective_is_no_script_has_no_such_condition(
+    make: Callable[..., Study],
+) -> None:
+    final = make(budget={"maxTrials": 2, "parallelism": 1}).run_to_end()
+    assert all(c["type"] != "ScriptStudyIntercepted" for c in final["conditions"])
