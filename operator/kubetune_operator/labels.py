@@ -23,6 +23,11 @@ __all__ = [
     "BEST_PARAMS_KEY",
     "COMPONENT_LABEL",
     "HANDLED_ANNOTATION",
+    "KUEUE_ADMISSION_GATE",
+    "KUEUE_POD_GROUP_LABEL",
+    "KUEUE_POD_GROUP_TOTAL_ANNOTATION",
+    "KUEUE_PRIORITY_CLASS_LABEL",
+    "KUEUE_QUEUE_LABEL",
     "MANAGED_BY_LABEL",
     "STUDY_LABEL",
     "STUDY_UID_LABEL",
@@ -38,6 +43,19 @@ STUDY_UID_LABEL = f"{API_GROUP}/study-uid"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 #: Set on a failed pod once its trials have been dealt with.
 HANDLED_ANNOTATION = f"{API_GROUP}/handled"
+
+# Kueue's pod integration (https://kueue.sigs.k8s.io/docs/tasks/run/plain_pods/): the
+# names are Kueue's own (sigs.k8s.io/kueue pkg/controller/constants and
+# pkg/controller/jobs/pod/constants).
+#: The LocalQueue a pod waits in.
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+#: A WorkloadPriorityClass: the pod's priority inside its queue.
+KUEUE_PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
+#: The scheduling gate Kueue removes when it admits the pod (its webhook adds it too).
+KUEUE_ADMISSION_GATE = "kueue.x-k8s.io/admission"
+#: Pods admitted together as one workload: the same name on each, and their count.
+KUEUE_POD_GROUP_LABEL = "kueue.x-k8s.io/pod-group-name"
+KUEUE_POD_GROUP_TOTAL_ANNOTATION = "kueue.x-k8s.io/pod-group-total-count"
 
 
 def optuna_study_name(namespace: str, name: str, uid: str) -> str:

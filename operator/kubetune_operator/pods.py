@@ -24,6 +24,9 @@ from kubetune.study.spec import API_VERSION_FULL, KIND, StudySpec, TrialTemplate
 from kubetune_operator.config import OperatorConfig
 from kubetune_operator.labels import (
     COMPONENT_LABEL,
+    KUEUE_ADMISSION_GATE,
+    KUEUE_PRIORITY_CLASS_LABEL,
+    KUEUE_QUEUE_LABEL,
     MANAGED_BY_LABEL,
     STUDY_LABEL,
     STUDY_UID_LABEL,
@@ -60,7 +63,9 @@ def trial_pod(
 ) -> dict[str, Any]:
     """A pod that runs ``spec.trial.trialsPerPod`` trials of the study, then exits.
 
-    The storage URL reaches it only through a ``secretKeyRef``.
+    The storage URL reaches it only through a ``secretKeyRef``. With
+    ``spec.trial.queueName`` it carries what Kueue's pod integration reads (the
+    queue's label, the admission gate: it waits until Kueue admits it).
     """
     trial = spec.trial
     secret_name, secret_key = secret
@@ -115,6 +120,13 @@ def trial_pod(
         "priorityClassName": trial.priority_class_name,
     }
     pod_spec.update({key: value for key, value in optional.items() if value})
+    if trial.queue_name:
+        labels[KUEUE_QUEUE_LABEL] = trial.queue_name
+        if trial.workload_priority_class_name:
+            labels[KUEUE_PRIORITY_CLASS_LABEL] = trial.workload_priority_class_name
+        # Kueue's webhook adds the gate to the pods it manages; setting it here too keeps
+        # a pod from starting before admission when the webhook's selector missed it.
+        pod_spec["schedulingGates"] = [{"name": KUEUE_ADMISSION_GATE}]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -193,6 +205,22 @@ def _terminated(pod: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+#: Pod conditions saying something outside the pod stopped it: Kubernetes' own
+#: (preemption by the scheduler, an eviction or drain, node shutdown) and Kueue's.
+DISRUPTION_CONDITIONS = ("DisruptionTarget", "TerminationTarget")
+
+
+def disruption(pod: Mapping[str, Any]) -> str | None:
+    """``reason: message`` when the pod was preempted or evicted to make room (Kueue's
+    ``StoppedByKueue``, the scheduler's ``PreemptionByScheduler``...), else None."""
+    for condition in pod.get("status", {}).get("conditions") or []:
+        if condition.get("type") in DISRUPTION_CONDITIONS and condition.get("status") == "True":
+            reason = condition.get("reason") or condition["type"]
+            message = (condition.get("message") or "").strip()
+            return f"{reason}: {message}" if message else reason
+    return None
+
+
 def end_reason(pod: Mapping[str, Any]) -> str:
     """Why a pod is gone or failed, in words for a trial's fail reason.
 
@@ -200,10 +228,13 @@ def end_reason(pod: Mapping[str, Any]) -> str:
     """
     name = pod["metadata"]["name"]
     status = pod.get("status", {})
-    if pod["metadata"].get("deletionTimestamp") and not has_ended(pod):
-        return f"pod {name} was deleted while its trial was running"
     if status.get("reason") == "Evicted":
         return f"pod {name} was evicted: {status.get('message', '').strip()}".rstrip(": ")
+    disrupted = disruption(pod)
+    if disrupted is not None:
+        return f"pod {name} was preempted ({disrupted})"
+    if pod["metadata"].get("deletionTimestamp") and not has_ended(pod):
+        return f"pod {name} was deleted while its trial was running"
     terminated = _terminated(pod)
     if terminated is None:
         return f"pod {name} ended ({status.get('phase', 'unknown phase')})"
@@ -222,8 +253,29 @@ def termination_message(pod: Mapping[str, Any]) -> str:
     return str(terminated.get("message") or "").strip()
 
 
+def queue_wait(pod: Mapping[str, Any]) -> str | None:
+    """Why a live pod waits its turn, when it does: scheduling gates not yet removed
+    (Kueue's admission gate until the queue admits it). None for any other pod.
+
+    A waiting pod is not stuck: it is neither a start problem nor a crash.
+    """
+    if has_ended(pod) or (pod.get("spec") or {}).get("nodeName"):
+        return None
+    gates = [gate.get("name", "") for gate in (pod.get("spec") or {}).get("schedulingGates") or []]
+    if gates:
+        return "held by the scheduling gate(s) " + ", ".join(gates)
+    for condition in pod.get("status", {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("reason") == "SchedulingGated":
+            return condition.get("message") or "held by a scheduling gate"
+    return None
+
+
 def waiting_problem(pod: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(reason, message) when a live pod cannot start: unschedulable, image pull errors."""
+    """(reason, message) when a live pod cannot start: unschedulable, image pull errors.
+
+    A pod waiting in a queue (:func:`queue_wait`) has no problem."""
+    if queue_wait(pod) is not None:
+        return None
     status = pod.get("status", {})
     for condition in status.get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":

@@ -3,7 +3,11 @@
 It lists and watches pods through the API server's HTTP interface (in a daemon thread with
 its own asyncio loop), so it works the same against any API server. For each pod:
 
-1. *Scheduling*: a pod with no ``spec.nodeName`` is checked against the node's capacity for
+1. *Scheduling*: a pod with ``spec.schedulingGates`` is not considered at all: it stays
+   ``Pending`` with ``PodScheduled=False, reason=SchedulingGated`` ("Scheduling is blocked
+   due to non-empty scheduling gates"), as in Kubernetes, until every gate is removed (a
+   test plays Kueue by patching them away). A pod with no ``spec.nodeName`` is checked
+   against the node's capacity for
    extended resources (``gpus`` = ``nvidia.com/gpu``; others via ``capacity``), the pod's
    ``nodeSelector`` against the node's labels, and the predicates given to
    :meth:`FakeKubelet.mark_unschedulable`. If it does not fit, it stays ``Pending`` with the
@@ -125,6 +129,8 @@ GPU = "nvidia.com/gpu"
 #: The label on every container of the podman runtime: the kubelet's instance id.
 CONTAINER_LABEL = "io.kubetune.fake-kubelet"
 RUNTIMES = ("process", "podman")
+#: The PodScheduled message of a gated pod, Kubernetes' own words.
+GATED_MESSAGE = "Scheduling is blocked due to non-empty scheduling gates"
 
 
 def _now() -> str:
@@ -757,6 +763,9 @@ class FakeKubelet:
             if status.get("phase") in ("Succeeded", "Failed"):
                 return
             if not node:
+                if spec.get("schedulingGates"):
+                    await self._report_unschedulable(pod, GATED_MESSAGE, reason="SchedulingGated")
+                    return
                 reason = self._unschedulable_reason(pod)
                 if reason is not None:
                     await self._report_unschedulable(pod, reason)
@@ -857,11 +866,14 @@ class FakeKubelet:
                 return f"0/1 nodes are available: 1 Insufficient {name}."
         return None
 
-    async def _report_unschedulable(self, pod: dict[str, Any], message: str) -> None:
+    async def _report_unschedulable(
+        self, pod: dict[str, Any], message: str, *, reason: str = "Unschedulable"
+    ) -> None:
         for condition in (pod.get("status") or {}).get("conditions") or []:
             if (
                 condition.get("type") == "PodScheduled"
                 and condition.get("status") == "False"
+                and condition.get("reason") == reason
                 and condition.get("message") == message
             ):
                 return
@@ -875,7 +887,7 @@ class FakeKubelet:
                     {
                         "type": "PodScheduled",
                         "status": "False",
-                        "reason": "Unschedulable",
+                        "reason": reason,
                         "message": message,
                         "lastProbeTime": None,
                         "lastTransitionTime": _now(),

@@ -329,6 +329,16 @@ def pod_spec_update_errors(old: Mapping[str, Any], new: Mapping[str, Any]) -> li
         spec.pop("activeDeadlineSeconds", None)
     old_tolerations = old_spec.pop("tolerations", None) or []
     new_tolerations = new_spec.pop("tolerations", None) or []
+    # Scheduling gates may only be removed (that is how Kueue admits a pod), never added.
+    old_gates = [gate.get("name") for gate in old_spec.pop("schedulingGates", None) or []]
+    for gate in new_spec.pop("schedulingGates", None) or []:
+        if gate.get("name") not in old_gates:
+            return [
+                FieldError.forbidden(
+                    "spec.schedulingGates",
+                    f"only deletion is allowed, but found new scheduling gate '{gate.get('name')}'",
+                )
+            ]
     if not old_spec.get("nodeName"):  # binding (the fake kubelet patches nodeName)
         old_spec.pop("nodeName", None)
         new_spec.pop("nodeName", None)

@@ -18,6 +18,7 @@ def situation(
     failures: int = 0,
     live: int = 0,
     busy: int = 0,
+    queued: int = 0,
     running: int = 0,
     ended: tuple[EndedWorker, ...] = (),
     in_a_row: int = 0,
@@ -42,6 +43,7 @@ def situation(
         deadline=deadline,
         live_workers=live,
         busy_workers=busy,
+        queued_workers=queued,
         running_trials=running,
         ended=ended,
         ends_without_progress=in_a_row,
@@ -208,3 +210,66 @@ def test_failing_wins_over_suspending_and_over_a_spent_budget() -> None:
         situation(trials=10, ended=(cannot_run(),)),
     ):
         assert decide(seen).phase == "Failed"
+
+
+# ---------------------------------------------------------------- queued workers
+# A worker held back by a queue (a pod Kueue has not admitted) is waiting its turn.
+
+
+def test_queued_workers_long_waiting_are_not_failing_and_not_replaced() -> None:
+    # Four pods queued since long before any stuck-pod threshold: the study runs on,
+    # starts no extra pod (they count toward parallelism) and retires none.
+    decision = decide(situation(trials=0, live=4, busy=0, queued=4, now=1e9, in_a_row=2))
+    assert decision.phase == "Running"
+    assert (decision.start_workers, decision.retire_idle_workers) == (0, 0)
+    assert decision.retire_queued_workers == 0
+    assert decision.ends_without_progress == 2  # waiting adds nothing to the crash count
+    assert decision.stop_workers is None and not decision.finished
+
+
+def test_a_preempted_worker_is_not_a_crash() -> None:
+    preempted = tuple(
+        EndedWorker(n, Outcome.PREEMPTED, f"pod {n} was preempted (StoppedByKueue)", False)
+        for n in ("a", "b", "c", "d")
+    )
+    decision = decide(situation(trials=2, live=0, ended=preempted, in_a_row=2))
+    assert decision.phase == "Running"
+    assert decision.ends_without_progress == 2
+    assert decision.start_workers == 4  # replaced: their places in the queue are taken again
+
+
+@pytest.mark.parametrize(
+    ("seen", "retire_queued", "retire_idle"),
+    [
+        # One trial running, one left to start; three queued pods: one of them is needed.
+        (situation(trials=9, live=4, busy=1, queued=3, running=1), 2, 0),
+        # Two left to start: two of them are needed.
+        (situation(trials=8, live=4, busy=1, queued=3, running=1), 1, 0),
+        # Parallelism lowered from 4 to 2, one busy, one idle running, two queued:
+        # the queued ones go first (they hold no trial and no node).
+        (situation(budget={"parallelism": 2}, trials=1, live=4, busy=1, queued=2), 2, 0),
+        # Lowered to 1: both queued go, then the idle running one.
+        (situation(budget={"parallelism": 1}, trials=1, live=4, busy=1, queued=2), 2, 1),
+    ],
+)
+def test_queued_workers_go_first_when_fewer_are_wanted(
+    seen: Situation, retire_queued: int, retire_idle: int
+) -> None:
+    decision = decide(seen)
+    assert (decision.retire_queued_workers, decision.retire_idle_workers) == (
+        retire_queued,
+        retire_idle,
+    )
+
+
+def test_a_spent_budget_does_not_wait_for_queued_workers() -> None:
+    # The last trial runs; two queued pods could only start to find nothing: they go.
+    running = decide(situation(trials=10, live=3, busy=1, queued=2, running=1))
+    assert (running.phase, running.stop, running.retire_queued_workers) == (
+        "Running",
+        StopReason.MAX_TRIALS,
+        2,
+    )
+    # Nothing running and only queued pods left: the study is over now.
+    over = decide(situation(trials=10, live=2, busy=0, queued=2, running=0))
+    assert (over.phase, over.finished) == ("Succeeded", True)

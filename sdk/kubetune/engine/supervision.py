@@ -8,6 +8,13 @@ study is over and why, and when workers that keep dying or cannot load the
 objective fail the study. :func:`decide` is a pure function of a
 :class:`Situation`: no cluster, no process, no database.
 
+A worker held back by a queue (a trial pod Kueue has not admitted yet) is
+waiting its turn: it is neither busy nor failing, it never counts toward the
+crash rule, and it is the first to go when fewer workers are wanted (it holds
+no trial and no node, and a queue's quota is shared). A worker stopped by a
+preemption is not a crash either: another workload's priority is no fault of
+the objective.
+
 Example:
     >>> from kubetune.engine.budget import Spending
     >>> from kubetune.study.spec import validate_spec
@@ -48,6 +55,9 @@ class Outcome(str, enum.Enum):
     load, the spec is wrong): the study fails with its reason."""
     CRASHED = "crashed"
     """It died (killed, out of memory, an error of its own); its trials are lost."""
+    PREEMPTED = "preempted"
+    """It was stopped to make room for other work (Kueue or the scheduler preempted
+    it, a node was drained); its trials are lost but it says nothing of the objective."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,8 @@ class Situation:
     """Workers alive (pods not ended, processes running), after ``ended`` were removed."""
     busy_workers: int
     """Live workers running a trial."""
+    queued_workers: int = 0
+    """Live workers a queue holds back (not admitted yet): they run nothing, they wait."""
     running_trials: int = 0
     """Trials the storage shows running (a trial outlives its worker until failed)."""
     ended: tuple[EndedWorker, ...] = ()
@@ -90,7 +102,10 @@ class Decision:
     phase: Phase
     start_workers: int = 0
     retire_idle_workers: int = 0
-    """Workers with no trial to remove (parallelism went down)."""
+    """Running workers with no trial to remove (parallelism went down)."""
+    retire_queued_workers: int = 0
+    """Queued workers to remove: more than parallelism, or than the trials left need
+    (a queued worker cannot see that there is nothing left for it and exit)."""
     stop_workers: str | None = None
     """Stop every live worker, failing their trials with this reason."""
     requeue: bool = False
@@ -132,18 +147,24 @@ def decide(
     if stop is None:
         remaining = max(0, trial_limit(spec) - situation.spending.trials)
         wanted = min(spec.budget.parallelism, situation.busy_workers + remaining)
-        idle = situation.live_workers - situation.busy_workers
+        queued = situation.queued_workers
+        idle = situation.live_workers - situation.busy_workers  # the queued among them
         # Down to parallelism only: a worker over what the budget needs finds no trial
         # to claim and exits by itself, and one just starting may be about to claim.
-        excess = situation.live_workers - spec.budget.parallelism
+        over_parallelism = min(idle, max(0, situation.live_workers - spec.budget.parallelism))
+        # A queued worker cannot exit by itself: the ones the trials left do not need go.
+        unneeded_queued = min(queued, max(0, situation.live_workers - wanted))
+        retire_queued = max(unneeded_queued, min(queued, over_parallelism))
         return Decision(
             phase="Running",
             start_workers=max(0, wanted - situation.live_workers),
-            retire_idle_workers=min(idle, max(0, excess)),
+            retire_idle_workers=max(0, over_parallelism - retire_queued),
+            retire_queued_workers=retire_queued,
             ends_without_progress=in_a_row,
         )
     stopping_now = stop in STOP_NOW and situation.live_workers > 0
-    live = 0 if stop in STOP_NOW else situation.live_workers
+    # Queued workers are not waited for: they would only start to find nothing to do.
+    live = 0 if stop in STOP_NOW else situation.live_workers - situation.queued_workers
     if live == 0 and (situation.running_trials == 0 or stop in STOP_NOW):
         return Decision(
             phase="Failed" if stop.is_failure else "Succeeded",
@@ -153,8 +174,13 @@ def decide(
             reason=describe(stop, spec, situation.spending),
             ends_without_progress=in_a_row,
         )
-    # The budget is spent: the running trials finish, no worker starts.
-    return Decision(phase="Running", stop=stop, ends_without_progress=in_a_row)
+    # The budget is spent: the running trials finish, no worker starts, none waits in a queue.
+    return Decision(
+        phase="Running",
+        stop=stop,
+        retire_queued_workers=situation.queued_workers,
+        ends_without_progress=in_a_row,
+    )
 
 
 def _fold_ended(situation: Situation) -> tuple[int, EndedWorker | None]:
@@ -166,7 +192,7 @@ def _fold_ended(situation: Situation) -> tuple[int, EndedWorker | None]:
             return in_a_row, worker
         if worker.progressed:
             in_a_row = 0
-        elif worker.outcome is Outcome.CRASHED:
+        elif worker.outcome is Outcome.CRASHED:  # not PREEMPTED: no fault of its own
             in_a_row += 1
     return in_a_row, None
 

@@ -86,6 +86,9 @@ from kubetune.study.parts import (  # noqa: F401 - re-exported: the spec's names
     quantity_value,
 )
 
+#: A DNS-1123 subdomain, as Kubernetes names most objects (PriorityClasses, LocalQueues).
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
 
 def is_extended_resource(name: str) -> bool:
     """A resource such as ``nvidia.com/gpu``: a domain prefix other than kubernetes.io."""
@@ -253,7 +256,12 @@ class TrialTemplate(_Model):
     service_account_name: str | None = None
     """The trial pods' ServiceAccount (default: the operator's trial account)."""
     priority_class_name: str | None = None
-    """The trial pods' PriorityClass."""
+    """The trial pods' PriorityClass (a higher one may preempt lower ones' pods)."""
+    queue_name: str | None = None
+    """A Kueue LocalQueue in the Study's namespace: trial pods wait in it until Kueue
+    admits them (its pod integration); a waiting study shows the condition Queued."""
+    workload_priority_class_name: str | None = None
+    """A Kueue WorkloadPriorityClass: the trials' priority inside the queue (needs queueName)."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Labels added to the trial pods."""
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -276,6 +284,43 @@ class TrialTemplate(_Model):
                     "'-', '_' or '.', starting and ending with a letter or digit"
                 )
         return labels
+
+    @field_validator("priority_class_name")
+    @classmethod
+    def _check_priority_class(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+            raise ValueError(
+                f"{value!r} is not a PriorityClass name (lower-case letters, digits, '-' and "
+                "'.', starting and ending with a letter or digit, at most 253)"
+            )
+        if value.startswith("system-"):
+            raise ValueError(
+                f"{value!r}: PriorityClasses named system-* are for Kubernetes' own pods "
+                "(the API server refuses them outside kube-system)"
+            )
+        return value
+
+    @field_validator("queue_name", "workload_priority_class_name")
+    @classmethod
+    def _check_queue_label(cls, value: str | None) -> str | None:
+        # Both go into a pod label (kueue.x-k8s.io/queue-name, .../priority-class).
+        if value is not None and (len(value) > MAX_NAME_LENGTH or not _DNS_SUBDOMAIN.match(value)):
+            raise ValueError(
+                f"{value!r} is not a Kueue object name (lower-case letters, digits, '-' and "
+                f"'.', starting and ending with a letter or digit, at most {MAX_NAME_LENGTH})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _priority_class_needs_queue(self) -> TrialTemplate:
+        if self.workload_priority_class_name is not None and self.queue_name is None:
+            raise _field_error(
+                "workloadPriorityClassName",
+                "a WorkloadPriorityClass orders trials inside a Kueue queue: set queueName too",
+            )
+        return self
 
     @field_validator("python")
     @classmethod
@@ -401,6 +446,62 @@ class StorageSpec(_Model):
         return self
 
 
+# ------------------------------------------------------------ fork, tracking
+
+
+class ForkFrom(_Model):
+    """The study this one starts from: every finished trial (COMPLETE or PRUNED) of
+    the parent whose parameters fit this study's search space is copied into it
+    before its first trial; the rest are left out and counted in ``status.parent``.
+
+    ``defaults`` gives a value to a parameter the parent did not have (one added to
+    the search space): the value the parent's trials ran with. Without one, a parent
+    trial lacking a parameter of this search space is left out.
+    """
+
+    study: str = Field(min_length=1, max_length=512)
+    """The parent: a Study in the same namespace (cluster), or a study in the same
+    storage, by its study name (local: its storage.studyName or metadata.name)."""
+    defaults: dict[str, Choice] = Field(default_factory=dict)
+    """Values the parent's trials had for parameters they did not suggest, by name."""
+
+
+class MLflowTracking(_Model):
+    """Where trials go in MLflow: a tracking URI and an experiment."""
+
+    tracking_uri: str = Field(min_length=1)
+    """The MLflow tracking URI, e.g. http://mlflow:5000 or sqlite:///mlflow.db."""
+    experiment: str | None = Field(default=None, min_length=1)
+    """The experiment's name (default: the study's name)."""
+
+
+class WandbTracking(_Model):
+    """Where trials go in Weights & Biases: a project (and an entity)."""
+
+    project: str = Field(min_length=1)
+    """The W&B project."""
+    entity: str | None = Field(default=None, min_length=1)
+    """The W&B entity (user or team; default: the API key's)."""
+
+
+class TrackingSpec(_Model):
+    """Sends every trial to MLflow or Weights & Biases as it ends: one run per trial,
+    named and tagged by study and trial, with its parameters, value(s), state and
+    intermediate values as steps. Needs the ``kubetune[mlflow]`` or ``kubetune[wandb]``
+    extra where trials run (the trial image leaves them out)."""
+
+    mlflow: MLflowTracking | None = None
+    """Send trials to MLflow."""
+    wandb: WandbTracking | None = None
+    """Send trials to Weights & Biases (credentials: WANDB_API_KEY in trial.env)."""
+
+    @model_validator(mode="after")
+    def _one_place(self) -> TrackingSpec:
+        if self.mlflow is None and self.wandb is None:
+            raise _field_error("mlflow", "give mlflow or wandb")
+        return self
+
+
 # -------------------------------------------------------------------- spec
 
 
@@ -423,6 +524,11 @@ class StudySpec(_Model):
     """Where the Optuna study is kept."""
     suspend: bool = False
     """true removes the trial pods (running trials are queued again); false carries on."""
+    fork_from: ForkFrom | None = None
+    """Start from the finished trials of another study that fit this search space
+    (kubetune fork makes such a Study; see status.parent)."""
+    tracking: TrackingSpec | None = None
+    """Send every trial to MLflow or Weights & Biases."""
 
     @field_validator("search_space")
     @classmethod
@@ -477,6 +583,17 @@ class StudySpec(_Model):
                 builtin_rules.check(self)
             except builtin_rules.RuleBroken as broken:
                 raise _field_error(broken.field.removeprefix("spec."), broken.reason) from None
+        return self
+
+    @model_validator(mode="after")
+    def _check_fork_defaults(self) -> StudySpec:
+        for name in self.fork_from.defaults if self.fork_from is not None else {}:
+            if name not in self.search_space:
+                raise _field_error(
+                    f"forkFrom.defaults.{name}",
+                    "is not a parameter in searchSpace (a default stands for a parameter "
+                    "added to the search space that the parent's trials did not have)",
+                )
         return self
 
     @property
@@ -561,6 +678,17 @@ class Condition(_Model):
     """When status last changed."""
 
 
+class ParentStatus(_Model):
+    """Where a forked study's first trials came from (``spec.forkFrom``)."""
+
+    name: str
+    """The parent study."""
+    trials_copied: int = 0
+    """Finished trials of the parent copied into this study."""
+    trials_left_out: int = 0
+    """Finished trials of the parent whose parameters fall outside this search space."""
+
+
 class StudyStatus(_Model):
     """The ``status`` of a Study: the same size whatever the number of trials."""
 
@@ -593,6 +721,8 @@ class StudyStatus(_Model):
     """When the study started."""
     completion_time: str | None = None
     """When the study ended."""
+    parent: ParentStatus | None = None
+    """The study this one was forked from, and how many of its trials were copied."""
 
 
 # ---------------------------------------------------------------- document
