@@ -98,7 +98,12 @@ def test_the_cluster_gets_the_script_shipped_whole_and_a_pod_runs_it(
     code = ship_script(script, module, function, identity)
     assert set(code.files) == {"sdk_script.py", "helpers.py"}
     study, notes = script_cluster_study(derived, code, namespace="team", image="trial:1")
-    assert notes == []
+    # A fixed Optuna study name would be shared by every Study of that study_name.
+    assert notes == [
+        "study_name 'sdk script' names the Study (sdk-script); its Optuna study in the "
+        "cluster is named by the operator (status.studyName), so a Study deleted and run "
+        "again starts afresh"
+    ]
     assert study.metadata.name == "sdk-script"
     assert study.metadata.annotations[CODE_DIGEST_ANNOTATION] == identity
     trial = study.spec.trial
@@ -106,7 +111,7 @@ def test_the_cluster_gets_the_script_shipped_whole_and_a_pod_runs_it(
     assert {e.name: e.value for e in trial.env}["PYTHONPATH"] == CODE_MOUNT_PATH
     assert trial.volumes[0]["configMap"]["name"] == "sdk-script-code"
     assert study.spec.budget.parallelism == 3 and study.spec.budget.max_trials == 8
-    assert study.spec.storage.study_name == "sdk script"
+    assert study.spec.storage.study_name is None
 
     # A pod: only the shipped files on its path, another working folder.
     mount = tmp_path / "mount"

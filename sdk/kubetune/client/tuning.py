@@ -362,6 +362,16 @@ def script_cluster_study(
             "the script's storage URL is not used in a cluster: the study runs in the "
             "operator's database"
         )
+    study_name_given = storage.pop("studyName", None)
+    if study_name_given is not None:
+        # In the cluster's shared database a fixed name would be shared by every Study
+        # run from a script of that study_name (another name=, a re-created Study): the
+        # operator names the Optuna study after the Study object instead.
+        notes.append(
+            f"study_name {study_name_given!r} names the Study ({study_name}); its Optuna "
+            "study in the cluster is named by the operator (status.studyName), so a Study "
+            "deleted and run again starts afresh"
+        )
     if not storage:
         spec.pop("storage", None)
     variables = dict(env or {})
