@@ -249,7 +249,13 @@ class Client:
                     changed,
                     f'study "{name}" in namespace "{namespace}" has started; changing its '
                     f"{' and '.join(changed)} would make its trials incomparable (spec."
-                    f"{changed[0]}). Submit it under another name, or delete the study first",
+                    f"{changed[0]}). Submit it under another name, or delete the study first"
+                    + (
+                        f"; or fork it (kubetune fork {name} --set FIELD=VALUE, client.fork): a "
+                        "new Study that starts with its finished trials that fit the change"
+                        if "objective" not in changed
+                        else ""
+                    ),
                 )
             metadata = dict(existing["metadata"])
             for key in ("labels", "annotations"):
@@ -692,6 +698,47 @@ class Client:
         return str(pod)
 
     # --------------------------------------------------------------- tune
+
+    def fork(
+        self,
+        study: str | Path,
+        sets: Iterable[str] = (),
+        *,
+        name: str | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+    ) -> Study:
+        """A new Study that starts with the finished trials of ``study`` that fit its
+        search space: the way to widen a range, add a choice or a parameter, or change
+        the sampler of a started study (which refuses those edits).
+
+        ``sets`` are ``path.to.field=value`` edits of the spec (values read as YAML);
+        ``defaults`` give a parameter the sets add the value the parent's trials ran
+        with (``spec.forkFrom.defaults``); ``name`` defaults to ``<study>-fork``. The
+        fork's ``maxTrials`` counts its copied trials, so unless the sets give one it
+        is the parent's plus the trials copied.
+
+        For a Study file the fork is returned, not run: write it out and ``kubetune
+        run`` it (it copies from the same storage first). A cluster Study's fork is
+        submitted; the operator copies the trials and shows them in ``status.parent``.
+
+        Example:
+            >>> client.fork("study.yaml", ["searchSpace.lr.high=1.0", "sampler.name=gp"])
+            ... # doctest: +SKIP
+            >>> client.fork("lgbm", ["searchSpace.boosting.choices=[gbdt, dart, goss]"])
+            ... # doctest: +SKIP
+        """
+        from kubetune.client.forking import cluster_fork, local_fork
+        from kubetune.local.run import is_study_file
+
+        if isinstance(study, Path) or is_study_file(study):
+            parent_study = self._stored_study(study)
+            assert parent_study is not None
+            return local_fork(Path(study), parent_study, sets, name=name, defaults=defaults)[0]
+        document = cluster_fork(
+            self.get(str(study), namespace=namespace), sets, name=name, defaults=defaults
+        )
+        return self.submit(document, namespace=namespace)
 
     def tune(
         self,

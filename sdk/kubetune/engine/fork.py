@@ -269,3 +269,25 @@ def fork_document(
     if parent.metadata.labels:
         metadata["labels"] = dict(parent.metadata.labels)
     return Study.model_validate({"metadata": metadata, "spec": spec.to_dict()})
+
+
+def copy_from_same_storage(child: optuna.Study, spec: StudySpec) -> ParentStatus:
+    """:func:`copy_parent_trials` from the study ``spec.forkFrom.study`` names in the
+    child's own storage (local mode: both in one database)."""
+    import optuna
+
+    assert spec.fork_from is not None
+    name = spec.fork_from.study
+    try:
+        parent = optuna.load_study(study_name=name, storage=child._storage)
+    except KeyError:
+        raise ForkRefused(
+            [
+                (
+                    "spec.forkFrom.study",
+                    f"no study {name!r} in this storage to fork from (the parent is named by "
+                    "its study name: its storage.studyName or metadata.name)",
+                )
+            ]
+        ) from None
+    return copy_parent_trials(parent, child, spec)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubetune.engine import bridge
+from kubetune.engine import bridge, fork
 from kubetune.engine.budget import StopReason, describe, stop_reason, trial_limit
 from kubetune.engine.ledger import TrialLedger, failure_summary, reason_key
 from kubetune.engine.recovery import FAIL_REASON_ATTR, STOPPED_ATTR, WORKER_ATTR, fail_lost_trials
@@ -208,6 +208,9 @@ class LocalRun:
         except bridge.StudyChanged as error:
             raise self._refused(error, storage) from None
         check_objective_code(study, self.document, self.source)
+        if spec.fork_from is not None and fork.parent_status(study) is None:
+            # Before any trial of the fork: its sampler starts from the parent's trials.
+            self.on_message(fork.describe(fork.copy_from_same_storage(study, spec)))
         if self.trials is not None:
             trials = study.get_trials(deepcopy=False)
             spent = TrialLedger.of(trials, spec.objective.study_directions).spending.trials
@@ -241,6 +244,12 @@ class LocalRun:
             "  To keep them and run the changed study beside them: give it a new name "
             "(metadata.name)."
         )
+        if self.source is not None and "objective" not in error.fields:
+            message += (
+                "\n  To start a new study from its finished trials that fit the change: "
+                f"kubetune fork {_shown(self.source)} --set FIELD=VALUE -o NEW.yaml, then "
+                "kubetune run NEW.yaml."
+            )
         return SpecChangeRefused(self.study_name, error.fields, message)
 
     def _tally(self, study: optuna.Study, *, announce: bool = True) -> TrialLedger:

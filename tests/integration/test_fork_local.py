@@ -1,0 +1,150 @@
+"""``kubetune fork`` of a Study file, then ``kubetune run`` of the fork: as a user does it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from kubetune.engine.fork import FORKED_FROM_ATTR
+from optuna.trial import TrialState
+
+pytestmark = pytest.mark.timeout(240)
+
+PARENT: dict[str, Any] = {
+    "apiVersion": "kubetune.io/v1alpha1",
+    "kind": "Study",
+    "metadata": {"name": "narrow"},
+    "spec": {
+        "objective": {"direction": "minimize"},
+        # The minimum is at x=2: outside this range, so the best trials crowd its edge.
+        "searchSpace": {
+            "x": {"type": "float", "low": -10, "high": 1},
+            "y": {"type": "float", "low": -10, "high": 10},
+        },
+        "sampler": {"name": "tpe", "seed": 0},
+        "budget": {"maxTrials": 10},
+        "trial": {"python": "examples.objectives.quadratic:objective"},
+    },
+}
+
+
+def kubetune(
+    env: dict[str, str], cwd: Path, *args: str, timeout: float = 150
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def cli_env(worker_env: dict[str, str]) -> dict[str, str]:
+    env = dict(worker_env)
+    env["COLUMNS"] = "200"
+    return env  # KUBETUNE_STORAGE_URL: the test's PostgreSQL, as a user's would be
+
+
+def test_fork_widens_a_started_study_and_runs_from_its_trials(
+    cli_env: dict[str, str], tmp_path: Path, storage_url: str
+) -> None:
+    parent = tmp_path / "narrow.yaml"
+    parent.write_text(yaml.safe_dump(PARENT), encoding="utf-8")
+    ran = kubetune(cli_env, tmp_path, "run", str(parent))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+
+    # Widening in place is refused, and the refusal says how to fork.
+    widened = {**PARENT, "spec": {**PARENT["spec"]}}
+    widened["spec"]["searchSpace"] = {
+        **PARENT["spec"]["searchSpace"],
+        "x": {"type": "float", "low": -10, "high": 10},
+    }
+    parent.write_text(yaml.safe_dump(widened), encoding="utf-8")
+    refused = kubetune(cli_env, tmp_path, "run", str(parent))
+    assert refused.returncode == 5, refused.stdout + refused.stderr
+    assert "kubetune fork" in refused.stderr
+    parent.write_text(yaml.safe_dump(PARENT), encoding="utf-8")
+
+    forked = kubetune(
+        cli_env,
+        tmp_path,
+        "fork",
+        str(parent),
+        "--set",
+        "searchSpace.x.high=10",
+        "--set",
+        "sampler={name: random, seed: 3}",
+        "-o",
+        "wide.yaml",
+    )
+    assert forked.returncode == 0, forked.stdout + forked.stderr
+    assert "copies 10 finished trial(s)" in forked.stderr
+    wide = yaml.safe_load((tmp_path / "wide.yaml").read_text())
+    assert wide["metadata"]["name"] == "narrow-fork"
+    assert wide["spec"]["forkFrom"]["study"] == "narrow"
+    assert wide["spec"]["searchSpace"]["x"]["high"] == 10
+    assert wide["spec"]["budget"]["maxTrials"] == 20  # 10 copied + the parent's 10 new
+
+    continued = kubetune(cli_env, tmp_path, "run", "wide.yaml")
+    assert continued.returncode == 0, continued.stdout + continued.stderr
+    assert "forked from narrow: copied 10 finished trial(s)" in continued.stdout
+
+    study = optuna.load_study(study_name="narrow-fork", storage=storage_url)
+    trials = study.get_trials()
+    copied = [t for t in trials if FORKED_FROM_ATTR in t.user_attrs]
+    new = [t for t in trials if FORKED_FROM_ATTR not in t.user_attrs]
+    assert len(copied) == 10 and len(new) == 10
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    # The new trials search the wider range the parent could not.
+    assert max(t.params["x"] for t in new) > 1
+    assert max(t.params["x"] for t in copied) <= 1
+
+    # Running it again neither copies again nor runs more: its budget is spent.
+    again = kubetune(cli_env, tmp_path, "run", "wide.yaml")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(optuna.load_study(study_name="narrow-fork", storage=storage_url).trials) == 20
+
+
+def test_fork_says_what_it_leaves_out(
+    cli_env: dict[str, str], tmp_path: Path, storage_url: str
+) -> None:
+    parent = tmp_path / "narrow.yaml"
+    parent.write_text(yaml.safe_dump(PARENT), encoding="utf-8")
+    assert kubetune(cli_env, tmp_path, "run", str(parent)).returncode == 0
+    study = optuna.load_study(study_name="narrow", storage=storage_url)
+    inside = sum(1 for t in study.trials if t.params["x"] >= 0)
+
+    forked = kubetune(cli_env, tmp_path, "fork", str(parent), "--set", "searchSpace.x.low=0")
+    assert forked.returncode == 0, forked.stderr
+    assert f"copies {inside} finished trial(s), leaves out {10 - inside}" in forked.stderr
+    printed = yaml.safe_load(forked.stdout)
+    assert printed["spec"]["searchSpace"]["x"]["low"] == 0
+
+    added = kubetune(
+        cli_env,
+        tmp_path,
+        "fork",
+        str(parent),
+        "--set",
+        "searchSpace.z={type: int, low: 1, high: 5}",
+        "--default",
+        "z=2",
+    )
+    assert added.returncode == 0, added.stderr
+    assert yaml.safe_load(added.stdout)["spec"]["forkFrom"] == {
+        "study": "narrow",
+        "defaults": {"z": 2},
+    }
+    assert "copies 10 finished trial(s)" in added.stderr
+
+    bad = kubetune(cli_env, tmp_path, "fork", str(parent), "--set", "searchSpace.x.high=-20")
+    assert bad.returncode == 2
+    assert "spec.searchSpace.x.high: must be >= low" in bad.stderr
