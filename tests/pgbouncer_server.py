@@ -7,6 +7,11 @@ by default: a server connection belongs to a client for one transaction, then go
 back to the pool, which is what lets a thousand workers share a few connections
 (and what breaks session state such as session-level advisory locks).
 
+With ``auth_user`` it authenticates as the chart's PgBouncer does instead: SCRAM for
+every client, each role's verifier looked up with the operator's ``auth_query`` as
+``auth_user`` (kubetune_operator.tenants), and ``tcp_port`` lets it also listen on
+127.0.0.1 as a pod would reach it.
+
 Example:
     >>> with PgBouncer(postgres_uri, pool_size=10) as bouncer:  # doctest: +SKIP
     ...     url = bouncer.url("kt_0_1")
@@ -16,11 +21,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 #: The port number only names the socket (``.s.PGSQL.6432``); nothing listens on TCP.
 PORT = 6432
@@ -28,6 +34,39 @@ PORT = 6432
 
 def pgbouncer_binary() -> str | None:
     return shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+
+
+def free_tcp_port() -> int:
+    """A TCP port nothing listens on right now (on 127.0.0.1)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def server_socket_owner(postgres_uri: str) -> str:
+    """The user owning the server's socket folder: a PgBouncer started as root runs as
+    it (PgBouncer refuses root), so that it may reach the server's socket."""
+    import pwd
+
+    host = parse_qs(urlsplit(postgres_uri).query).get("host", ["/tmp"])[0]
+    return pwd.getpwuid(os.stat(host).st_uid).pw_name
+
+
+def non_root_wrapper(folder: Path, postgres_uri: str) -> Path:
+    """A folder holding a ``pgbouncer`` that runs the host's PgBouncer as the server
+    socket's owner: put first on a pod's PATH, it stands in for a PgBouncer image,
+    whose process runs as a non-root user, when a pod's ``pgbouncer`` command runs as
+    a local (root) process."""
+    binary = pgbouncer_binary()
+    if binary is None:
+        raise FileNotFoundError("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper = folder / "pgbouncer"
+    user = server_socket_owner(postgres_uri) if os.geteuid() == 0 else ""
+    switch = f"-u {user} " if user else ""
+    wrapper.write_text(f'#!/bin/sh\nexec {binary} {switch}"$@"\n')
+    wrapper.chmod(0o755)
+    return folder
 
 
 class PgBouncer:
@@ -47,15 +86,24 @@ class PgBouncer:
         pool_size: int = 10,
         max_clients: int = 2000,
         mode: str = "transaction",
+        auth_user: str | None = None,
+        auth_password: str | None = None,
+        tcp_port: int | None = None,
     ) -> None:
         parts = urlsplit(postgres_uri)
         query = parse_qs(parts.query)
         self._server_host = query.get("host", [parts.hostname or "localhost"])[0]
         self._server_port = parts.port or int(query.get("port", ["5432"])[0])
-        self._user = parts.username or "postgres"
+        self._user = unquote(parts.username or "postgres")
         self.pool_size = pool_size
         self.max_clients = max_clients
         self.mode = mode
+        self.auth_user = auth_user
+        self.auth_password = auth_password
+        self.tcp_port = tcp_port
+        #: The port clients connect to (TCP on 127.0.0.1 with ``tcp_port``) and that
+        #: names the Unix socket.
+        self.port = tcp_port or PORT
         self.folder = Path(tempfile.mkdtemp(prefix="kubetune-pgbouncer-"))
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -65,11 +113,42 @@ class PgBouncer:
 
     def url(self, database: str) -> str:
         """A SQLAlchemy URL (psycopg2) to ``database`` through the bouncer."""
-        return f"postgresql+psycopg2://{self._user}@/{database}?host={self.folder}&port={PORT}"
+        return f"postgresql+psycopg2://{self._user}@/{database}?host={self.folder}&port={self.port}"
 
     def admin_dsn(self) -> str:
         """A libpq DSN to PgBouncer's own console (``SHOW POOLS``, ``SHOW STATS``)."""
-        return f"host={self.folder} port={PORT} dbname=pgbouncer user={self._user}"
+        if self.auth_user:
+            return (
+                f"host={self.folder} port={self.port} dbname=pgbouncer "
+                f"user={self.auth_user} password={self.auth_password}"
+            )
+        return f"host={self.folder} port={self.port} dbname=pgbouncer user={self._user}"
+
+    def show(self, what: str) -> list[dict[str, object]]:
+        """``SHOW <what>`` on the console (POOLS, CLIENTS, STATS...), as dicts."""
+        import psycopg2
+
+        connection = psycopg2.connect(self.admin_dsn())
+        connection.autocommit = True  # the console takes no transactions
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SHOW {what}")
+                names = [column.name for column in cursor.description or []]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        finally:
+            connection.close()
+
+    def _auth_settings(self) -> str:
+        if not self.auth_user:
+            return f"auth_type = trust\nadmin_users = {self._user}\n"
+        from kubetune_operator.tenants import POOLER_AUTH_QUERY
+
+        return (
+            "auth_type = scram-sha-256\n"
+            f"auth_user = {self.auth_user}\n"
+            f"auth_query = {POOLER_AUTH_QUERY}\n"
+            f"stats_users = {self.auth_user}\n"
+        )
 
     def _config(self) -> str:
         return f"""\
@@ -77,13 +156,11 @@ class PgBouncer:
 * = host={self._server_host} port={self._server_port}
 
 [pgbouncer]
-listen_addr =
-listen_port = {PORT}
+listen_addr = {"127.0.0.1" if self.tcp_port else ""}
+listen_port = {self.port}
 unix_socket_dir = {self.folder}
-auth_type = trust
 auth_file = {self.folder / "userlist.txt"}
-admin_users = {self._user}
-pool_mode = {self.mode}
+{self._auth_settings()}pool_mode = {self.mode}
 default_pool_size = {self.pool_size}
 min_pool_size = 0
 reserve_pool_size = 0
@@ -101,7 +178,11 @@ log_disconnections = 0
             raise FileNotFoundError(
                 "pgbouncer is not installed (Debian: apt-get install pgbouncer)"
             )
-        (self.folder / "userlist.txt").write_text(f'"{self._user}" ""\n')
+        if self.auth_user:
+            userlist = f'"{self.auth_user}" "{self.auth_password}"\n'
+        else:
+            userlist = f'"{self._user}" ""\n'
+        (self.folder / "userlist.txt").write_text(userlist)
         ini = self.folder / "pgbouncer.ini"
         ini.write_text(self._config())
         command = [binary, str(ini)]
@@ -118,9 +199,9 @@ log_disconnections = 0
         self._process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
         )
-        socket = self.folder / f".s.PGSQL.{PORT}"
+        listening = self.folder / f".s.PGSQL.{self.port}"
         deadline = time.monotonic() + 30
-        while not socket.exists():
+        while not listening.exists():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.__exit__()
                 raise RuntimeError(f"pgbouncer did not start:\n{self.log()[-3000:]}")

@@ -33,6 +33,14 @@ class OperatorConfig:
     identity, for instance) and ``trial_image_pull_secrets``, so a Study works in any
     namespace with nothing made by hand (unless ``create_trial_service_account`` is
     false: then it must exist). None: the namespace's ``default`` account.
+
+    ``trial_storage_host`` / ``trial_storage_port`` put a connection pooler (the chart's
+    PgBouncer) between trial pods and their tenant database: the URL a Study's pods are
+    given names the pooler, while the operator itself (its pool, and the LISTEN for
+    trial ends, which needs a session of its own) keeps connecting directly.
+    ``pooler_auth_user`` is the role PgBouncer looks the tenants' passwords up as
+    (its ``auth_user``); the operator creates it and, in each tenant database, the
+    lookup it may call (:mod:`kubetune_operator.tenants`).
     """
 
     storage_url: str | None = None
@@ -41,6 +49,14 @@ class OperatorConfig:
     storage_tenants: bool = False
     #: The operator's own namespace, where the tenants' credentials are kept.
     namespace: str = "default"
+    #: Where trial pods reach their tenant database instead of ``storage_url``'s host
+    #: (a pooler's Service); None: the same host as the operator.
+    trial_storage_host: str | None = None
+    trial_storage_port: int | None = None
+    #: The role PgBouncer's ``auth_query`` runs as, and its password (from the chart's
+    #: pooler Secret); None: no pooler lookup is installed.
+    pooler_auth_user: str | None = None
+    pooler_auth_password: str | None = field(default=None, repr=False)
     trial_image: str = DEFAULT_TRIAL_IMAGE
     trial_service_account: str | None = None
     create_trial_service_account: bool = True
@@ -64,10 +80,21 @@ class OperatorConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
         env = os.environ if env is None else env
         command = env.get("KUBETUNE_TRIAL_COMMAND")
+        if bool(env.get("KUBETUNE_POOLER_AUTH_USER")) != bool(
+            env.get("KUBETUNE_POOLER_AUTH_PASSWORD")
+        ):
+            raise ValueError(
+                "KUBETUNE_POOLER_AUTH_USER and KUBETUNE_POOLER_AUTH_PASSWORD: set both "
+                "(the pooler's lookup role and its password) or neither"
+            )
         return cls(
             storage_url=env.get("KUBETUNE_STORAGE_URL") or None,
             storage_tenants=env.get("KUBETUNE_STORAGE_TENANTS", "false").lower() == "true",
             namespace=env.get("POD_NAMESPACE") or "default",
+            trial_storage_host=env.get("KUBETUNE_TRIAL_STORAGE_HOST") or None,
+            trial_storage_port=_port(env, "KUBETUNE_TRIAL_STORAGE_PORT"),
+            pooler_auth_user=env.get("KUBETUNE_POOLER_AUTH_USER") or None,
+            pooler_auth_password=env.get("KUBETUNE_POOLER_AUTH_PASSWORD") or None,
             trial_image=env.get("KUBETUNE_TRIAL_IMAGE") or DEFAULT_TRIAL_IMAGE,
             trial_service_account=env.get("KUBETUNE_TRIAL_SERVICE_ACCOUNT") or None,
             create_trial_service_account=env.get(
@@ -87,6 +114,17 @@ class OperatorConfig:
             trial_end_push=env.get("KUBETUNE_TRIAL_END_PUSH", "true").lower() != "false",
             reconcile_workers=int(env.get("KUBETUNE_RECONCILE_WORKERS", "16")),
         )
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    """A TCP port from the environment, or None when unset; a wrong value stops the
+    operator at start-up with the variable's name."""
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"{name}: must be a port number from 1 to 65535, not {text!r}")
+    return int(text)
 
 
 def _json_object(env: Mapping[str, str], name: str) -> dict[str, str]:

@@ -37,12 +37,25 @@ from kubetune.study.spec import API_GROUP, API_VERSION, PLURAL
 from kubetune_operator import kube
 from kubetune_operator.config import OperatorConfig
 from kubetune_operator.reconciler import StudyReconciler
-from kubetune_operator.tenants import Tenants
+from kubetune_operator.tenants import Pooler, Tenants
 
 CONFIG = OperatorConfig.from_env()
-#: Each namespace's database and role, when the operator gives them out.
+#: Each namespace's database and role, when the operator gives them out; trial pods
+#: reach theirs through the pooler when the chart deploys one.
 TENANTS = (
-    Tenants(CONFIG.storage_url, kube, CONFIG.namespace)
+    Tenants(
+        CONFIG.storage_url,
+        kube,
+        CONFIG.namespace,
+        pooler=Pooler(
+            CONFIG.trial_storage_host,
+            CONFIG.trial_storage_port or 5432,
+            CONFIG.pooler_auth_user,
+            CONFIG.pooler_auth_password,
+        )
+        if CONFIG.trial_storage_host
+        else None,
+    )
     if CONFIG.storage_tenants and CONFIG.storage_url
     else None
 )

@@ -203,6 +203,8 @@ class StudyReconciler:
             )
         url = self._default_url(namespace, status, create=True)
         assert url is not None
+        # The pods' URL may name a pooler; the operator's own connections stay direct.
+        pod_url = self.tenants.pod_url(url) if self.tenants is not None else url
         secret_name = storage_secret(name)
         self.kube.ensure_secret(
             namespace,
@@ -215,7 +217,7 @@ class StudyReconciler:
                     "ownerReferences": [owner_reference(meta)],
                 },
                 "type": "Opaque",
-                "stringData": {"url": url},
+                "stringData": {"url": pod_url},
             },
         )
         return url, (secret_name, "url")
@@ -291,7 +293,9 @@ class StudyReconciler:
         changed = spec.changed_started_fields(stored)
         self._refused_change = (
             f"spec.{changed[0]}: the study has started; changing its {' and '.join(changed)} "
-            "would make its trials incomparable. The change is ignored: create a new Study instead"
+            "would make its trials incomparable. The change is ignored: create a new Study instead "
+            f"(kubetune fork {meta['name']} --set FIELD=VALUE starts one from its finished "
+            "trials that fit)"
             if changed
             else None
         )
