@@ -91,6 +91,7 @@ class KubeCalls(Protocol):
     def ensure_service_account(self, namespace: str, body: Mapping[str, Any]) -> None: ...
     def apply_configmap(self, namespace: str, body: Mapping[str, Any]) -> None: ...
     def delete_object(self, kind: str, namespace: str, name: str) -> None: ...
+    def find_study(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
 
 def is_not_found(error: BaseException) -> bool:
@@ -108,6 +109,16 @@ def patch_study_status(namespace: str, name: str, status: Mapping[str, Any]) -> 
     _custom().patch_namespaced_custom_object_status(
         API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": dict(status)}
     )
+
+
+def find_study(namespace: str, name: str) -> dict[str, Any] | None:
+    """The Study ``name`` of ``namespace`` (a fork's parent), or None. Listed, not read:
+    the operator's RBAC lists and watches Studies and needs no ``get`` for this."""
+    result = _custom().list_namespaced_custom_object(
+        API_GROUP, API_VERSION, namespace, PLURAL, field_selector=f"metadata.name={name}"
+    )
+    items = _plain(result).get("items") or []
+    return next((dict(i) for i in items if i.get("metadata", {}).get("name") == name), None)
 
 
 # --------------------------------------------------------------------- pods

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kubetune.engine import bridge
+from kubetune.engine import bridge, fork
 from kubetune.engine.ledger import TrialLedger
 from kubetune.engine.recovery import WORKER_ATTR, fail_lost_trials, lost_trials
 from kubetune.engine.storage import StorageUnavailable, open_storage, scrub
@@ -273,6 +273,8 @@ class StudyReconciler:
                 status["startTime"] = now_iso()
             self._url = url
             self._ledger = TrialLedger([d.name.lower() for d in self._study.directions])
+            if spec.fork_from is not None:
+                status["parent"] = self._copy_from_parent(meta, spec, self._study)
         study = self._study
         stored = bridge.stored_spec(study._storage, study._study_id) or spec
         in_force = spec.model_copy(
@@ -310,6 +312,40 @@ class StudyReconciler:
                 )
         status.setdefault("studyName", name)
         return study, in_force
+
+    def _copy_from_parent(
+        self, meta: Mapping[str, Any], spec: StudySpec, study: optuna.Study
+    ) -> dict[str, Any]:
+        """A fork's copy of its parent's trials, made before its first pod (once: a
+        copy recorded in the study is not made again, even if the parent is gone)."""
+        import optuna
+
+        done = fork.parent_status(study)
+        if done is None:
+            assert spec.fork_from is not None
+            namespace, parent_name = meta["namespace"], spec.fork_from.study
+            parent = self.kube.find_study(namespace, parent_name)
+            where = "spec.forkFrom.study"
+            if parent is None:
+                raise StorageNotReady(
+                    f"{where}: Study {parent_name!r} not found in namespace {namespace!r}"
+                )
+            parent_status = dict(parent.get("status") or {})
+            optuna_name = parent_status.get("studyName")
+            if not optuna_name:
+                raise StorageNotReady(f"{where}: Study {parent_name!r} has not started yet")
+            parent_spec = validate_spec(parent.get("spec") or {})
+            ref = parent_spec.storage.secret_ref
+            url = (
+                self.kube.read_secret_value(namespace, ref.name, ref.key)
+                if ref is not None
+                else self._default_url(namespace, parent_status, create=False)
+            )
+            if url is None:
+                raise StorageNotReady(f"{where}: the storage of Study {parent_name!r} is not found")
+            parent_study = optuna.load_study(study_name=optuna_name, storage=shared_storage(url))
+            done = fork.copy_parent_trials(parent_study, study, spec, parent_name=parent_name)
+        return done.to_dict()
 
     # ---------------------------------------------------------------- run
 
@@ -378,6 +414,8 @@ class StudyReconciler:
             "observedGeneration": generation,
             "failedPodsWithoutTrials": decision.ends_without_progress,
         }
+        if status.get("parent"):
+            update["parent"] = status["parent"]
         if decision.stop_workers:
             self._stop_pods(study, spec, live, decision.stop_workers, requeue=decision.requeue)
             live = []
