@@ -445,6 +445,68 @@ def test_the_scripts_own_storage_url_is_where_the_study_runs(
     study = optuna.load_study(study_name="shared name", storage=storage_url)
     assert len(study.trials) == 3
     assert "embedded PostgreSQL" not in result.stdout
+    # Reading it back finds it where run put it: the script's own storage.
+    trials = kubetune(env, tmp_path, "trials", "own_storage.py", "-o", "json")
+    assert trials.returncode == 0, trials.stderr
+    assert [row["number"] for row in json.loads(trials.stdout)] == [0, 1, 2]
+
+
+READ_BACK = """\
+import optuna
+
+print("loading the data")  # before optimize: never mixed into a command's output
+
+
+def objective(trial):
+    return (trial.suggest_float("x", -5, 5) - 1) ** 2
+
+
+study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=7))
+study.optimize(objective, n_trials=4)
+print("AFTER", study.best_params)
+"""
+
+
+def test_best_trials_plot_and_delete_take_the_script_as_they_take_a_study_file(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The local study ``kubetune run script.py`` made (here on the embedded PostgreSQL)
+    is what ``best``, ``trials``, ``plot`` and ``delete`` read when given the script."""
+    (tmp_path / "read_back.py").write_text(READ_BACK, encoding="utf-8")
+    ran = kubetune(env, tmp_path, "run", "read_back.py")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    written = json.loads((tmp_path / "best_params.json").read_text())
+
+    best = kubetune(env, tmp_path, "best", "read_back.py", "-o", "json", "--file", "again.json")
+    assert best.returncode == 0, best.stderr
+    assert json.loads(best.stdout) == written  # the JSON alone: the script's print went to stderr
+    assert "loading the data" in best.stderr and "AFTER" not in best.stdout + best.stderr
+    table = kubetune(env, tmp_path, "best", "read_back.py")
+    assert table.returncode == 0 and "Best trial" in table.stdout, table.stderr
+
+    trials = kubetune(env, tmp_path, "trials", "read_back.py", "-o", "json")
+    assert trials.returncode == 0, trials.stderr
+    rows = json.loads(trials.stdout)
+    assert [r["number"] for r in rows] == [0, 1, 2, 3]
+    assert min(rows, key=lambda r: r["values"][0])["params"] == written
+
+    figure = tmp_path / "history.html"
+    plot = kubetune(env, tmp_path, "plot", "read_back.py", "--kind", "history", "-o", str(figure))
+    assert plot.returncode == 0, plot.stderr
+    assert "read_back.py" in plot.stdout and figure.stat().st_size > 1000
+
+    # A script that cannot say which study it is: bad input (2), naming the file.
+    (tmp_path / "no_optimize.py").write_text("import optuna\nstudy = optuna.create_study()\n")
+    nothing = kubetune(env, tmp_path, "trials", "no_optimize.py")
+    assert nothing.returncode == 2, nothing.stderr
+    assert "no_optimize.py never calls study.optimize" in nothing.stderr
+
+    deleted = kubetune(env, tmp_path, "delete", "read_back.py")
+    assert deleted.returncode == 0, deleted.stderr
+    assert "(4 trials)" in deleted.stdout
+    gone = kubetune(env, tmp_path, "best", "read_back.py")
+    assert gone.returncode == 4, gone.stderr
+    assert "kubetune run read_back.py" in gone.stderr
 
 
 AFTER_FAILS = """\

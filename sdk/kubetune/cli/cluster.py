@@ -55,8 +55,9 @@ NameArgument = Annotated[str, typer.Argument(help="The Study's name.", show_defa
 ReadArgument = Annotated[
     str,
     typer.Argument(
-        help="A Study YAML file (the local study kubetune run made from it, no cluster "
-        "needed), a study's name in --storage, or a Study's name on the cluster.",
+        help="A Study YAML file or an Optuna script (the local study kubetune run made "
+        "from it, no cluster needed), a study's name in --storage, or a Study's name on the "
+        "cluster.",
         show_default=False,
     ),
 ]
@@ -513,8 +514,8 @@ def delete(
     name: Annotated[
         str,
         typer.Argument(
-            help="The Study's name, or a Study YAML file (a local study, kubetune run), or "
-            "with --storage a study's name in that storage.",
+            help="The Study's name, or a Study YAML file or an Optuna script (a local study, "
+            "kubetune run), or with --storage a study's name in that storage.",
             show_default=False,
         ),
     ],

@@ -375,15 +375,13 @@ def _run_script(
     """``kubetune run script.py``: the script runs here up to ``study.optimize``, whose
     study runs on local workers (as a Study file's would); the script then goes on
     with the finished study."""
-    import os
 
     import optuna
 
     from kubetune.engine.script_study import Overrides
     from kubetune.engine.scripts import ScriptError, never_optimized
     from kubetune.engine.storage import dispose, load_stored_study
-    from kubetune.engine.worker import STORAGE_URL_ENV
-    from kubetune.local.script import workers_find
+    from kubetune.local.script import script_storage, workers_find
 
     overrides = Overrides(max_trials=max_trials, parallelism=parallelism, timeout=timeout)
     outcome: list[Any] = []
@@ -392,14 +390,7 @@ def _run_script(
         def on_optimize(record: Any) -> optuna.Study:
             derived = _derive(path, record, overrides)
             study = derived.study
-            chosen = storage
-            if (
-                chosen is None
-                and STORAGE_URL_ENV not in os.environ
-                and study.spec.storage.url is None
-            ):
-                chosen = derived.storage_url  # the script's own URL (it holds a password)
-            url = _local_storage(study, chosen, stack, reading_hint=False)
+            url = _local_storage(study, script_storage(derived, storage), stack, reading_hint=False)
             try:
                 stack.enter_context(workers_find(derived))
             except ScriptError as error:
@@ -495,7 +486,13 @@ def delete_local(path: Path, storage: str | None) -> None:
     from kubetune.local.run import delete_local_study
     from kubetune.study.spec import Study
 
-    study = _load(path)
+    if path.suffix == ".py":
+        from kubetune.local.script import study_of_script
+
+        with handled():
+            study, storage = study_of_script(path, storage)
+    else:
+        study = _load(path)
     assert isinstance(study, Study)
     with handled(), contextlib.ExitStack() as stack:
         url = _local_storage(study, storage, stack, reading_hint=False)

@@ -112,6 +112,7 @@ def handled() -> Iterator[None]:
         errors,
         print_error,
     )
+    from kubetune.engine.scripts import ScriptError
     from kubetune.engine.storage import StorageUnavailable
     from kubetune.errors import (
         KubetuneError,
@@ -133,6 +134,8 @@ def handled() -> Iterator[None]:
         raise
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except ScriptError as error:  # an Optuna script kubetune cannot read its study from
+        raise fail(str(error), EXIT_BAD_INPUT) from None
     except SpecError as error:
         errors.print("[red]error:[/]", highlight=False)
         for field, reason in error.problems:

@@ -29,8 +29,8 @@ from kubetune.cli.output import (
 StudyArgument = Annotated[
     str,
     typer.Argument(
-        help="A Study YAML file (the local study kubetune run made from it), a study's "
-        "name in --storage, or a Study's name on the cluster.",
+        help="A Study YAML file or an Optuna script (the local study kubetune run made from "
+        "it), a study's name in --storage, or a Study's name on the cluster.",
         show_default=False,
     ),
 ]

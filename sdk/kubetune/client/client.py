@@ -923,7 +923,6 @@ class Client:
         (no ``optimize``, two, an objective workers cannot find), and what the script
         raises.
         """
-        import os
         import sys
 
         from kubetune.client.tuning import (
@@ -935,9 +934,8 @@ class Client:
         from kubetune.engine.script_study import Overrides, derive_study
         from kubetune.engine.scripts import never_optimized, run_script
         from kubetune.engine.storage import dispose, load_stored_study
-        from kubetune.engine.worker import STORAGE_URL_ENV
         from kubetune.local.embedded import local_storage
-        from kubetune.local.script import workers_find
+        from kubetune.local.script import script_storage, workers_find
 
         path = Path(script)
         refuse_inside_trial(path.name)
@@ -957,10 +955,7 @@ class Client:
                     say(f"note: {note}")
                 if local:
                     study = derived.study
-                    url = storage_url or self.storage_url
-                    configured = STORAGE_URL_ENV in os.environ or study.spec.storage.url
-                    if url is None and not configured:
-                        url = derived.storage_url
+                    url = script_storage(derived, storage_url or self.storage_url)
                     with workers_find(derived):
                         tuned = run_local(
                             study,

@@ -542,13 +542,16 @@ def delete_local_study(document: Study, url: str, source: Path | None) -> int:
 
 
 def is_study_file(target: str) -> bool:
-    """Whether ``target`` names a Study file (rather than a Study by name)."""
-    return Path(target).is_file() or target.endswith((".yaml", ".yml", ".json"))
+    """Whether ``target`` names a Study file or an Optuna script (rather than a Study by
+    name, which holds no dot)."""
+    return Path(target).is_file() or target.endswith((".yaml", ".yml", ".json", ".py"))
 
 
 @contextlib.contextmanager
 def local_optuna_study(path: Path, *, storage: str | None = None) -> Iterator[optuna.Study]:
-    """The local study of the Study file ``path`` (see :func:`open_optuna_study`).
+    """The local study of the Study file ``path`` (see :func:`open_optuna_study`), or of
+    the Optuna script ``path`` (``.py``: the study ``kubetune run script.py`` ran, found
+    by running the script up to its ``study.optimize``).
 
     Raises :class:`~kubetune.errors.NotFound` when it has not run yet, and
     :class:`~kubetune.errors.SpecChangeRefused` when the study of that name was run
@@ -559,7 +562,12 @@ def local_optuna_study(path: Path, *, storage: str | None = None) -> Iterator[op
 
     if not path.is_file():
         raise SpecError([(str(path), "no such file")])
-    document = load_study(path)
+    if path.suffix == ".py":
+        from kubetune.local.script import study_of_script
+
+        document, storage = study_of_script(path, storage)
+    else:
+        document = load_study(path)
     name = document.spec.storage.study_name or document.metadata.name
     with local_storage(storage, document) as url:
         study = load_stored_study(url, name, hint=f"run it first: kubetune run {path}")

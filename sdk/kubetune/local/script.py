@@ -2,22 +2,66 @@
 
 The workers import the script as a module named after its file, from its folder
 (put first on their ``PYTHONPATH`` while the run lasts), so its sibling modules
-import as they do under ``python script.py``.
+import as they do under ``python script.py``. The study runs in the storage
+:func:`script_storage` picks; :func:`study_of_script` finds it again afterwards
+(``kubetune best|trials|plot|dashboard|delete script.py``).
 
 Example:
     >>> with workers_find(derived):                     # doctest: +SKIP
     ...     LocalRun(derived.study, url, source=script).run()
+    >>> study, storage = study_of_script(Path("train.py"))   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from kubetune.engine.script_study import DerivedStudy
-from kubetune.engine.scripts import ScriptError
+from kubetune.engine.script_study import DerivedStudy, derive_study
+from kubetune.engine.scripts import ScriptError, never_optimized, run_script
+from kubetune.engine.worker import STORAGE_URL_ENV
+from kubetune.study.spec import Study
+
+
+def script_storage(derived: DerivedStudy, storage: str | None) -> str | None:
+    """The storage a script's local study runs in, as ``local_storage`` takes it:
+    ``storage`` (``--storage``), else ``$KUBETUNE_STORAGE_URL``, else the script's own
+    ``create_study(storage=...)`` URL (which may hold a password, so it never goes
+    into the Study), else None: the embedded PostgreSQL."""
+    if (
+        storage is None
+        and STORAGE_URL_ENV not in os.environ
+        and derived.study.spec.storage.url is None
+    ):
+        return derived.storage_url
+    return storage
+
+
+def study_of_script(path: Path, storage: str | None = None) -> tuple[Study, str | None]:
+    """The Study ``kubetune run path`` runs, and the storage (for ``local_storage``) it
+    runs in: the script is executed up to its ``study.optimize``, as ``kubetune init``
+    does (what it prints goes to standard error: it is not the caller's output).
+
+    Raises :class:`~kubetune.engine.scripts.ScriptError` for a script that cannot be
+    read, never calls ``optimize``, or raises before it.
+    """
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            record = run_script(path)
+    except ScriptError:
+        raise
+    except Exception as error:
+        raise ScriptError(
+            f"{path.name} raised {type(error).__name__} before study.optimize ({error}); "
+            "kubetune finds a script's study by running it up to there"
+        ) from error
+    if record.optimize is None:
+        raise never_optimized(path.name)
+    derived = derive_study(record, path)
+    return derived.study, script_storage(derived, storage)
 
 
 @contextlib.contextmanager
