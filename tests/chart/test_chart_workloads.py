@@ -279,7 +279,8 @@ def test_postgresql_volume_options(render: Any) -> None:
 
 def test_existing_postgres_secret_is_used_not_generated(render: Any) -> None:
     rendered = render(VALUE_SETS["existing-postgres-secret"])
-    assert rendered.of_kind("Secret") == []
+    # Only the pooler's own Secret (its lookup role's password) is generated.
+    assert [m.name for m in rendered.of_kind("Secret")] == ["kubetune-pooler"]
     env = env_of(container(rendered.one("StatefulSet"), "postgresql"))
     assert env["POSTGRES_PASSWORD"]["valueFrom"] == {
         "secretKeyRef": {"name": "my-postgres", "key": "pg-password"}
@@ -321,7 +322,10 @@ def test_dashboard_reads_the_storage_url_from_the_secret(
 
 
 def test_dashboard_is_off_by_default(render: Any) -> None:
-    assert [m.name for m in render({}).of_kind("Deployment")] == ["kubetune-operator"]
+    assert [m.name for m in render({}).of_kind("Deployment")] == [
+        "kubetune-operator",
+        "kubetune-pooler",
+    ]
 
 
 @pytest.mark.parametrize("value_set", VALUE_SET_IDS)
