@@ -191,10 +191,13 @@ class _Session:
         on_optimize: Callable[[ScriptRecord], optuna.Study | None] | None,
         *,
         load_real: bool,
+        one_optimize: bool = False,
     ) -> None:
         self.record = record
         self.on_optimize = on_optimize
         self.load_real = load_real
+        #: Refuse at the first optimize a script whose code would call it again.
+        self.one_optimize = one_optimize
         self.thread = threading.get_ident()
 
 
@@ -311,6 +314,10 @@ def _intercepting(session: _Session) -> Iterator[None]:
                         "first its whole budget (n_trials) and drop the second"
                     )
                 )
+            if current.one_optimize:
+                again = _optimize_again(record, call)
+                if again is not None:  # before any trial runs, not at the second call
+                    raise _Abort(ScriptError(again))
             record.optimize = call
             if current.on_optimize is None:
                 raise _Stop
@@ -507,7 +514,7 @@ def run_script(
     sys.argv = [str(path)]
     sys.path.insert(0, folder)
     try:
-        with _intercepting(_Session(record, on_optimize, load_real=True)):
+        with _intercepting(_Session(record, on_optimize, load_real=True, one_optimize=True)):
             exec(code, module.__dict__)
         record.finished = True
     except _Stop:
@@ -539,6 +546,105 @@ def reachable_on_import(record: ScriptRecord) -> bool:
         _is_main_guard(node) and node.lineno <= call.site.lineno <= (node.end_lineno or 0)
         for node in ast.walk(tree)
     )
+
+
+def _optimize_again(record: ScriptRecord, call: OptimizeCall) -> str | None:
+    """Why the script's code would call ``study.optimize`` again after ``call`` (its
+    first), read from its source: the call is in a loop, or another ``X.optimize(...)``
+    follows it in the same function or top-level code, not in another branch of an
+    ``if`` (``X`` bound to anything but a study is not Optuna's). None when it would
+    not, or cannot be told (a call inside a function called twice is refused when the
+    second call comes)."""
+    if record.filename is None or not _same_file(call.site.filename, record.filename):
+        return None
+    try:
+        tree = ast.parse(Path(record.filename).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    line = call.site.lineno
+    scope: ast.AST = tree
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.lineno <= line <= (node.end_lineno or node.lineno)
+            and (scope is tree or node.lineno > getattr(scope, "lineno", 0))
+        ):
+            scope = node  # the innermost function holding the call
+    sites = list(_optimize_sites(scope, record.module.__dict__))
+    current = next(
+        (site for site in sites if site.node.lineno <= line <= (site.node.end_lineno or line)),
+        None,
+    )
+    if current is None:
+        return None
+    name = record.display_name
+    advice = (
+        "kubetune runs one study.optimize per script: give it the whole budget (n_trials) "
+        "and call it once"
+    )
+    if current.in_loop:
+        return f"{name} calls study.optimize in a loop ({call.site}); {advice}"
+    for site in sites:
+        if site.node.lineno > (current.node.end_lineno or line) and not current.excludes(site):
+            other = CallSite(call.site.filename, site.node.lineno, call.site.in_function)
+            return f"{name} calls study.optimize twice ({call.site} and {other}); {advice}"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Site:
+    """An ``X.optimize(...)`` call in a scope's code, and where it sits there."""
+
+    node: ast.Call
+    branches: tuple[tuple[int, bool], ...]
+    """The ``if`` statements around it: (the statement's id, in its else branch)."""
+    in_loop: bool
+
+    def excludes(self, other: _Site) -> bool:
+        """Whether the two calls are in different branches of one ``if``."""
+        mine = dict(self.branches)
+        return any(key in mine and mine[key] != branch for key, branch in other.branches)
+
+
+def _optimize_sites(scope: ast.AST, names: dict[str, Any]) -> Iterator[_Site]:
+    """The ``X.optimize(...)`` calls in ``scope``'s own code (not in functions or classes
+    it defines), ``X`` a study or a name not bound yet."""
+    import optuna
+
+    def visit(node: ast.AST, branches: tuple[tuple[int, bool], ...], loop: bool) -> Iterator[_Site]:
+        for field_name, value in ast.iter_fields(node):
+            children = value if isinstance(value, list) else [value]
+            for child in children:
+                if not isinstance(child, ast.AST) or isinstance(
+                    child,
+                    ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda,
+                ):
+                    continue
+                inner_branches, inner_loop = branches, loop
+                if isinstance(node, ast.If) and field_name in ("body", "orelse"):
+                    inner_branches = (*branches, (id(node), field_name == "orelse"))
+                if isinstance(node, ast.For | ast.AsyncFor | ast.While) and field_name == "body":
+                    inner_loop = True
+                if (
+                    isinstance(child, ast.Call)
+                    and isinstance(child.func, ast.Attribute)
+                    and child.func.attr == "optimize"
+                    and _may_be_study(child.func.value, names, optuna.Study)
+                ):
+                    yield _Site(child, inner_branches, inner_loop)
+                yield from visit(child, inner_branches, inner_loop)
+
+    body = (
+        scope.body if isinstance(scope, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef) else []
+    )
+    for statement in body:
+        yield from visit(ast.Module(body=[statement], type_ignores=[]), (), False)
+
+
+def _may_be_study(receiver: ast.expr, names: dict[str, Any], study_type: type) -> bool:
+    if isinstance(receiver, ast.Name) and receiver.id in names:
+        return isinstance(names[receiver.id], study_type)
+    return True
 
 
 def statement_line(filename: str, lineno: int) -> int:
