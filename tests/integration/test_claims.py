@@ -165,14 +165,18 @@ def test_a_database_not_in_read_committed_is_refused(
     assert optuna.load_study(study_name="s", storage=storage_url).trials == []
 
 
-def test_budget_count_is_what_the_ledger_counts(study: optuna.Study) -> None:
+def test_budget_state_counts_as_the_ledger_does(study: optuna.Study) -> None:
     """Started trials count, waiting ones and retried attempts do not (as
-    ``TrialLedger.spending.trials``); the first waiting trial is the lowest number."""
+    ``TrialLedger.spending.trials``); the first waiting trial is the lowest number; the
+    study attributes asked for come back as stored (raw JSON), unset ones left out."""
     from kubetune.engine.budget import RETRIED_ATTR
-    from kubetune.engine.claims import budget_count
+    from kubetune.engine.claims import budget_state
     from kubetune.engine.ledger import TrialLedger
 
-    assert budget_count(study._storage, study._study_id) == (0, None)
+    study._storage.set_study_system_attr(study._study_id, "kubetune.deadline", 1234.5)
+    empty = budget_state(study._storage, study._study_id, ("kubetune.deadline", "unset"))
+    assert (empty.counted, empty.first_waiting) == (0, None)
+    assert empty.study_attrs == {"kubetune.deadline": "1234.5"}
     done = study.ask()
     study.tell(done, 1.0)
     running = study.ask()
@@ -182,7 +186,9 @@ def test_budget_count_is_what_the_ledger_counts(study: optuna.Study) -> None:
     study.enqueue_trial({"x": 0.5})
     study.enqueue_trial({"x": 0.7})
     first_waiting = next(t for t in study.get_trials() if t.state.name == "WAITING")
-    counted, waiting = budget_count(study._storage, study._study_id)
+    state = budget_state(study._storage, study._study_id)
+    counted, waiting = state.counted, state.first_waiting
+    assert state.study_attrs == {}
     assert counted == 2 == TrialLedger.of(study.get_trials(), ["minimize"]).spending.trials
     assert waiting == first_waiting._trial_id
     assert running.number == 1
@@ -196,7 +202,7 @@ def test_a_trial_that_finished_while_a_supervisor_failed_it_still_counts(
     retry is queued). The trial stands, and counts against maxTrials: counting it out
     would let one more trial run than the budget allows."""
     from kubetune.engine.budget import RETRIED_ATTR
-    from kubetune.engine.claims import budget_count
+    from kubetune.engine.claims import budget_state
     from kubetune.engine.ledger import TrialLedger
     from kubetune.engine.recovery import STOPPED_ATTR, fail_lost_trials
 
@@ -212,4 +218,5 @@ def test_a_trial_that_finished_while_a_supervisor_failed_it_still_counts(
     assert [t.state.name for t in trials] == ["COMPLETE"]  # no retry queued
     ledger = TrialLedger.of(trials, ["minimize"])
     assert ledger.spending.trials == 1
-    assert budget_count(study._storage, study._study_id) == (1, None)
+    state = budget_state(study._storage, study._study_id)
+    assert (state.counted, state.first_waiting) == (1, None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -30,7 +31,7 @@ from typing import Any
 import optuna
 from kubetune.engine import bridge
 from kubetune.engine.budget import StopReason, stop_reason
-from kubetune.engine.claims import budget_count, claim_lock
+from kubetune.engine.claims import budget_state, claim_lock, record_new_trial_attr
 from kubetune.engine.ledger import TrialLedger
 from kubetune.engine.recovery import (
     FAIL_REASON_ATTR,
@@ -42,6 +43,7 @@ from kubetune.engine.storage import open_storage, scrub
 from kubetune.engine.trial_ends import announce_trial_end
 from kubetune.engine.worker import WorkerConfig
 from kubetune.study.spec import StudySpec, load_study
+from optuna.study._tell import _tell_with_warning
 from optuna.trial import TrialState
 
 from kubetune_trial.objectives import (
@@ -50,6 +52,7 @@ from kubetune_trial.objectives import (
     failure_reason,
     load_objective,
 )
+from kubetune_trial.tracking import Tracker, make_tracker
 
 _logger = logging.getLogger("kubetune.trial")
 
@@ -124,7 +127,8 @@ class Worker:
                 f"study {config.study_name!r} was not created by kubetune (no spec stored in it)"
             )
         self.spec: StudySpec = spec
-        self._spec_data: object = None
+        #: The stored spec's JSON as last read: parsed again only when it changes.
+        self._spec_json: str | None = None
         self.study = optuna.load_study(
             study_name=config.study_name,
             storage=storage,
@@ -132,6 +136,7 @@ class Worker:
             pruner=bridge.build_pruner(spec),
         )
         self.objective: Objective = load_objective(spec, config.study_name)
+        self.tracker: Tracker | None = make_tracker(spec, config.study_name)
         self.ledger = TrialLedger(spec.objective.study_directions)
         self.lock = claim_lock(storage_url, study_id, self.study._storage)
         self._deadline: float | None = None
@@ -208,43 +213,52 @@ class Worker:
 
     def _budget_allows(self, summary: WorkerSummary) -> bool:
         """Before the claim lock is taken (on PostgreSQL, in the claim's transaction): the
-        spec (edits: budget, timeout...) and every reason to stop, by the worker's ledger.
-        A worker that stops here needs no lock; one that goes on has the trial count
-        checked again, exactly, under the lock."""
-        attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
-        if attrs[bridge.SPEC_ATTR] != self._spec_data:
-            self._spec_data = attrs[bridge.SPEC_ATTR]
-            self.spec = StudySpec.model_validate(self._spec_data)
-        self._deadline = attrs.get(bridge.DEADLINE_ATTR)
+        worker's ledger catches up with the trials that ended or started since its last
+        claim, which the decision under the lock reads (failures, goal). ``study.ask()``
+        makes the same read."""
         self.ledger.update(self.study.get_trials(deepcopy=False))
-        summary.stop = stop_reason(
-            self.spec, self.ledger.spending, now=time.time(), deadline=self._deadline
-        )
-        return summary.stop is None
+        return True
 
     def _create_within_budget(self, summary: WorkerSummary) -> optuna.Trial | int | None:
         """Under the claim lock (on PostgreSQL, in the claim's one transaction, which may
-        be made again): the trials counted against the budget now, from the database in
-        one statement, and a trial if one more fits — the first waiting one (a retry),
-        else a new one — recorded as this worker's. What ``study.ask()`` does, but for the
-        re-read of every unfinished trial, which the ledger did outside the lock.
+        be made again): in one statement, the trials counted against the budget now, the
+        first waiting one and the stored spec and deadline (edits to the budget or the
+        timeout count from the next claim); then every reason to stop, and a trial if
+        one more fits — the first waiting one (a retry), else a new one — recorded as
+        this worker's. What ``study.ask()`` does, but for the re-read of every unfinished
+        trial, which the ledger did outside the lock.
 
         Returns the trial's id, for :meth:`_trial` to make the ``optuna.Trial`` after the
         lock is released; with the grid sampler, the ``optuna.Trial`` itself (its
         ``before_trial`` picks a grid point no other trial holds: under the lock)."""
-        counted, waiting = budget_count(self.study._storage, self.study._study_id)
-        spending = dataclasses.replace(self.ledger.spending, trials=counted)
+        storage = self.study._storage
+        state = budget_state(
+            storage, self.study._study_id, (bridge.SPEC_ATTR, bridge.DEADLINE_ATTR)
+        )
+        self._follow_stored(state.study_attrs)
+        spending = dataclasses.replace(self.ledger.spending, trials=state.counted)
         summary.stop = stop_reason(self.spec, spending, now=time.time(), deadline=self._deadline)
         if summary.stop is not None:
             return None
-        storage = self.study._storage
-        trial_id = None
+        waiting = state.first_waiting
         if waiting is not None and storage.set_trial_state_values(waiting, TrialState.RUNNING):
+            # A retry keeps what its first attempt recorded, this attribute included.
+            storage.set_trial_user_attr(waiting, WORKER_ATTR, self.config.worker_name)
             trial_id = waiting
-        if trial_id is None:
+        else:
             trial_id = storage.create_new_trial(self.study._study_id)
-        storage.set_trial_user_attr(trial_id, WORKER_ATTR, self.config.worker_name)
+            record_new_trial_attr(storage, trial_id, WORKER_ATTR, self.config.worker_name)
         return self._trial(trial_id) if self.spec.sampler.name == "grid" else trial_id
+
+    def _follow_stored(self, study_attrs: dict[str, str]) -> None:
+        """Take up the spec and deadline stored in the study (raw JSON, parsed when it
+        changed): edited budgets and timeouts reach running workers this way."""
+        spec_json = study_attrs.get(bridge.SPEC_ATTR)
+        if spec_json is not None and spec_json != self._spec_json:
+            self.spec = StudySpec.model_validate(json.loads(spec_json))
+            self._spec_json = spec_json
+        deadline_json = study_attrs.get(bridge.DEADLINE_ATTR)
+        self._deadline = None if deadline_json is None else json.loads(deadline_json)
 
     def _trial(self, trial_id: int) -> optuna.Trial:
         """The ``optuna.Trial`` of a claimed trial, as ``study.ask()`` makes it (the
@@ -286,12 +300,35 @@ class Worker:
                 reason = scrub(reason, self.storage_url)
                 # Bounded keeping its first line: what every view of the trial shows.
                 trial.set_user_attr(FAIL_REASON_ATTR, failure_reason(*_split(reason)))
-            self.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+            # What study.optimize calls: study.tell would then read the whole trial back
+            # once more (six statements) to return it, which nobody here reads.
+            _tell_with_warning(
+                study=self.study,
+                trial=trial,
+                value_or_values=values if state == TrialState.COMPLETE else None,
+                state=state,
+                suppress_warning=True,
+            )
             self._current = None
         # The operator shows it in the Study's status now, not at its next look.
         announce_trial_end(self.study._storage, self.study.study_name)
+        self._track(trial)
         _log_trial(trial, state, values, reason, time.monotonic() - started)
         return state
+
+    def _track(self, trial: optuna.Trial) -> None:
+        """Send the ended trial to the spec's tracking (MLflow, W&B). A tracking server
+        that fails costs a warning in the log, never the trial (it has ended)."""
+        if self.tracker is None:
+            return
+        try:
+            self.tracker(self.study, self.study._storage.get_trial(trial._trial_id))
+        except Exception as error:
+            _logger.warning(
+                "trial %d: not sent to tracking: %s",
+                trial.number,
+                scrub(f"{type(error).__name__}: {error}", self.storage_url),
+            )
 
 
 def _check_values(result: Any, expected: int) -> tuple[Sequence[float] | None, str | None]:

@@ -32,7 +32,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kubetune.engine.budget import RETRIED_ATTR
@@ -189,14 +190,30 @@ class TransactionClaim:
         """Nothing to close: a claim holds no connection between claims."""
 
 
-def budget_count(storage: optuna.storages.BaseStorage, study_id: int) -> tuple[int, int | None]:
-    """How many of the study's trials count against ``maxTrials`` — started (not
-    waiting) and not a retried attempt, as :attr:`kubetune.engine.ledger.TrialLedger.spending`
-    counts them — and the id of its first waiting trial (a retry queued), or None.
+@dataclass(frozen=True)
+class BudgetState:
+    """What a claim decides on, read under the lock in one statement (:func:`budget_state`).
 
-    One statement, whatever the number of trials: run under the claim lock, it is the
-    exact figure the budget is checked against, while the rest of the decision (spec,
-    failures, goal, timeout) reads the worker's ledger outside the lock.
+    ``counted``: the study's trials that count against ``maxTrials`` — started (not
+    waiting) and not a retried attempt, as :attr:`kubetune.engine.ledger.TrialLedger.spending`
+    counts them. ``first_waiting``: the id of its first waiting trial (a retry queued),
+    or None. ``study_attrs``: the raw ``value_json`` of each study system attribute asked
+    for that is set (the stored spec, the deadline: edits take effect at the next claim).
+    """
+
+    counted: int
+    first_waiting: int | None
+    study_attrs: dict[str, str]
+
+
+def budget_state(
+    storage: optuna.storages.BaseStorage, study_id: int, study_attrs: Sequence[str] = ()
+) -> BudgetState:
+    """The study's :class:`BudgetState`, in one statement whatever the number of trials.
+
+    Run under the claim lock, its count is the exact figure the budget is checked
+    against, while the rest of the decision (failures, goal) reads the worker's ledger
+    outside the lock.
     """
     import sqlalchemy as sa
     from optuna.storages._rdb import models
@@ -229,13 +246,48 @@ def budget_count(storage: optuna.storages.BaseStorage, study_id: int) -> tuple[i
         .limit(1)
         .scalar_subquery()
     )
+    study_attr = models.StudySystemAttributeModel
+    attr_values = [
+        sa.select(study_attr.value_json)
+        .where(study_attr.study_id == study_id, study_attr.key == key)
+        .scalar_subquery()
+        for key in study_attrs
+    ]
     session = backend.scoped_session()
     try:
-        number, first_waiting = session.execute(sa.select(counted, waiting)).one()
+        number, first_waiting, *values = session.execute(
+            sa.select(counted, waiting, *attr_values)
+        ).one()
         session.commit()  # in a claim's transaction: leaves it open
     finally:
         session.close()
-    return int(number), first_waiting
+    return BudgetState(
+        counted=int(number),
+        first_waiting=first_waiting,
+        study_attrs={k: v for k, v in zip(study_attrs, values, strict=True) if v is not None},
+    )
+
+
+def record_new_trial_attr(
+    storage: optuna.storages.BaseStorage, trial_id: int, key: str, value: object
+) -> None:
+    """Set a user attribute of a trial just created in this claim, in one statement
+    (Optuna's ``set_trial_user_attr`` first checks the trial is still running: a second
+    round trip a trial created a moment ago in the same transaction does not need)."""
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models
+
+    backend = getattr(storage, "_backend", storage)
+    session = backend.scoped_session()
+    try:
+        session.execute(
+            sa.insert(models.TrialUserAttributeModel).values(
+                trial_id=trial_id, key=key, value_json=json.dumps(value)
+            )
+        )
+        session.commit()  # in a claim's transaction: leaves it open
+    finally:
+        session.close()
 
 
 def claim_lock(
