@@ -1,0 +1,206 @@
+"""Sending each trial to MLflow or Weights & Biases as it ends (``spec.tracking``).
+
+The runner calls the tracker right after it tells Optuna how a trial ended, in
+the process that ran it (a trial pod, a local worker): one run per trial, named
+``<study>-trial-<number>``, tagged with the study and the trial's number and
+state, holding the parameters, the value(s) under the objective's metric names
+and the intermediate values as steps (``intermediate_value``).
+
+optuna-integration's callbacks are not used: ``MLflowCallback`` is deprecated
+(since optuna-integration 4.9, to be removed in 6.0), and neither it nor
+``WeightsAndBiasesCallback`` names a run per trial or logs intermediate values as
+steps. MLflow runs are made with ``MlflowClient`` (no global active run, so a
+worker's objective may use MLflow itself), W&B runs with ``wandb.init``.
+
+mlflow and wandb are optional (``kubetune[mlflow]``, ``kubetune[wandb]``); a
+Study asking for one that is missing fails its workers at start with a message
+naming the extra, before any trial runs.
+
+Example:
+    >>> tracker = make_tracker(spec, "demo")                   # doctest: +SKIP
+    >>> tracker(study, study.trials[-1])                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from kubetune.study.spec import StudySpec
+
+from kubetune_trial.objectives import ObjectiveFailed
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+Tracker = Callable[["optuna.Study", "FrozenTrial"], None]
+
+#: The metric holding a trial's intermediate values (``trial.report``), one step each.
+INTERMEDIATE_METRIC = "intermediate_value"
+
+
+def _require(module: str, extra: str, field: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ObjectiveFailed(
+            f"spec.tracking.{field}: the {module.partition('.')[0]} package is not installed "
+            f"where trials run ({error}); install the extra: pip install 'kubetune[{extra}]' "
+            "(the trial image leaves it out: build an image FROM it that adds it)"
+        ) from None
+
+
+def run_name(study_name: str, number: int) -> str:
+    """The tracking run's name for one trial."""
+    return f"{study_name}-trial-{number}"
+
+
+def make_tracker(spec: StudySpec, study_name: str) -> Tracker | None:
+    """The spec's tracker, or None when ``spec.tracking`` is unset.
+
+    ``study_name`` names the runs and tags them (the Optuna study's name). Raises
+    :class:`~kubetune_trial.objectives.ObjectiveFailed` naming the extra to install
+    when the tracking package is missing.
+    """
+    tracking = spec.tracking
+    if tracking is None:
+        return None
+    metrics = spec.objective.metric_names or (
+        ["value"]
+        if not spec.objective.is_multi_objective
+        else [f"value_{i}" for i in range(len(spec.objective.study_directions))]
+    )
+    if tracking.mlflow is not None:
+        _require("mlflow", "mlflow", "mlflow")
+        return _mlflow_tracker(
+            tracking.mlflow.tracking_uri,
+            tracking.mlflow.experiment or study_name,
+            metrics,
+        )
+    assert tracking.wandb is not None
+    wandb = _require("wandb", "wandb", "wandb")
+    return _WandbTracker(wandb, tracking.wandb.project, tracking.wandb.entity, metrics)
+
+
+def _tags(study: optuna.Study, trial: FrozenTrial) -> dict[str, str]:
+    return {
+        "kubetune.study": study.study_name,
+        "kubetune.trial": str(trial.number),
+        "kubetune.state": trial.state.name,
+    }
+
+
+def _retrying(call: Callable[[], Any], attempts: int = 10, pause: float = 0.5) -> Any:
+    """``call()``, tried again a few times: workers starting together race to create a
+    tracking store's tables (an MLflow sqlite file) and its experiment; the losers'
+    errors pass once the winner is done."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(pause * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+_MLFLOW_END = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+#: MLflow's limits per log_batch call.
+_MLFLOW_BATCH_METRICS = 1000
+_MLFLOW_BATCH_PARAMS = 100
+
+
+def _mlflow_tracker(uri: str, experiment: str, metrics: list[str]) -> Tracker:
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+
+    def experiment_id() -> str:
+        found = client.get_experiment_by_name(experiment)
+        return found.experiment_id if found is not None else client.create_experiment(experiment)
+
+    experiment_ids = [_retrying(experiment_id)]
+
+    def track(study: optuna.Study, trial: FrozenTrial) -> None:
+        now = int(time.time() * 1000)
+        tags = {**_tags(study, trial), **{k: str(v) for k, v in _trial_attrs(trial).items()}}
+        run = _retrying(
+            lambda: client.create_run(
+                experiment_ids[0], run_name=run_name(study.study_name, trial.number), tags=tags
+            ),
+            attempts=3,
+        )
+        run_id = run.info.run_id
+        logged = [
+            Metric(name, value, now, 0)
+            for name, value in zip(metrics, trial.values or [], strict=False)
+        ]
+        logged += [
+            Metric(INTERMEDIATE_METRIC, value, now, step)
+            for step, value in sorted(trial.intermediate_values.items())
+        ]
+        params = [Param(name, str(value)) for name, value in trial.params.items()]
+        for index in range(0, max(len(logged), len(params), 1), _MLFLOW_BATCH_METRICS):
+            client.log_batch(run_id, metrics=logged[index : index + _MLFLOW_BATCH_METRICS])
+        for index in range(0, len(params), _MLFLOW_BATCH_PARAMS):
+            client.log_batch(run_id, params=params[index : index + _MLFLOW_BATCH_PARAMS])
+        client.log_batch(run_id, tags=[RunTag("kubetune.directions", _directions(study))])
+        client.set_terminated(run_id, status=_MLFLOW_END.get(trial.state.name, "FAILED"))
+
+    return track
+
+
+def _directions(study: optuna.Study) -> str:
+    return ",".join(d.name.lower() for d in study.directions)
+
+
+def _trial_attrs(trial: FrozenTrial) -> dict[str, Any]:
+    """The trial's kubetune attributes worth a tag: where it ran, why it failed."""
+    return {
+        key: str(value)[:4000]
+        for key, value in trial.user_attrs.items()
+        if key in ("kubetune.worker", "kubetune.fail_reason")
+    }
+
+
+class _WandbTracker:
+    """One W&B run per trial (``wandb.init`` ... ``finish``), grouped by study."""
+
+    def __init__(self, wandb: Any, project: str, entity: str | None, metrics: list[str]) -> None:
+        self._wandb = wandb
+        self._project = project
+        self._entity = entity
+        self._metrics = metrics
+        self._lock = threading.Lock()
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        tags = _tags(study, trial)
+        with self._lock:
+            run = self._wandb.init(
+                project=self._project,
+                entity=self._entity,
+                name=run_name(study.study_name, trial.number),
+                group=study.study_name,
+                job_type="trial",
+                tags=[f"{key}={value}" for key, value in tags.items()],
+                config={**trial.params, **tags},
+                reinit="create_new",
+            )
+            try:
+                for step, value in sorted(trial.intermediate_values.items()):
+                    run.log({INTERMEDIATE_METRIC: value}, step=step)
+                values = trial.values or []
+                run.summary.update(
+                    {
+                        **dict(zip(self._metrics, values, strict=False)),
+                        "state": trial.state.name,
+                        "trial_number": trial.number,
+                    }
+                )
+            finally:
+                run.finish()
