@@ -100,6 +100,8 @@ def main() -> None:
     trainer = pl.Trainer(
         accelerator=os.environ.get("KUBETUNE_DDP_ACCELERATOR", "cpu"),
         devices=int(os.environ["LOCAL_WORLD_SIZE"]),
+        # torchrun's nodes: the pods of a multi-node trial (1 on one pod).
+        num_nodes=int(os.environ["WORLD_SIZE"]) // int(os.environ["LOCAL_WORLD_SIZE"]),
         strategy="ddp",
         max_epochs=EPOCHS,
         callbacks=[pruning],
@@ -118,6 +120,7 @@ def main() -> None:
         outcome.update(pruned=True, epoch=trainer.current_epoch)
     if trainer.is_global_zero:
         trial.set_user_attr("ddp.world_size", trainer.world_size)
+        outcome["world_size"] = trainer.world_size
         Path(args.result).write_text(json.dumps({"pruned": False, **outcome}))
 
 

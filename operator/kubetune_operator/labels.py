@@ -22,6 +22,7 @@ from kubetune.study.spec import API_GROUP
 __all__ = [
     "BEST_PARAMS_KEY",
     "COMPONENT_LABEL",
+    "GANG_LABEL",
     "HANDLED_ANNOTATION",
     "KUEUE_ADMISSION_GATE",
     "KUEUE_POD_GROUP_LABEL",
@@ -29,10 +30,12 @@ __all__ = [
     "KUEUE_PRIORITY_CLASS_LABEL",
     "KUEUE_QUEUE_LABEL",
     "MANAGED_BY_LABEL",
+    "NODE_RANK_LABEL",
     "STUDY_LABEL",
     "STUDY_UID_LABEL",
     "TRIAL_LABEL",
     "best_params_configmap",
+    "gang_name",
     "optuna_study_name",
     "pod_prefix",
     "storage_secret",
@@ -43,6 +46,9 @@ STUDY_UID_LABEL = f"{API_GROUP}/study-uid"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 #: Set on a failed pod once its trials have been dealt with.
 HANDLED_ANNOTATION = f"{API_GROUP}/handled"
+#: The pods of one multi-node trial: their gang's name, and each one's place in it.
+GANG_LABEL = f"{API_GROUP}/gang"
+NODE_RANK_LABEL = f"{API_GROUP}/node-rank"
 
 # Kueue's pod integration (https://kueue.sigs.k8s.io/docs/tasks/run/plain_pods/): the
 # names are Kueue's own (sigs.k8s.io/kueue pkg/controller/constants and
@@ -61,6 +67,12 @@ KUEUE_POD_GROUP_TOTAL_ANNOTATION = "kueue.x-k8s.io/pod-group-total-count"
 def optuna_study_name(namespace: str, name: str, uid: str) -> str:
     """The Optuna study of a Study object: a re-created Study gets a new uid, so a new study."""
     return f"{namespace}.{name}.{uid}"
+
+
+def gang_name(study: str, suffix: str) -> str:
+    """A multi-node trial's gang: its pods are ``<gang>-<rank>``, within 63 characters
+    for up to 100 pods (and the gang name is its Kueue pod group's)."""
+    return f"{fit(study, 44)}-trial-{suffix}"
 
 
 def pod_prefix(study: str) -> str:

@@ -10,8 +10,16 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from kubetune.engine.gang import (
+    GANG_LEADER_ENV,
+    NODE_RANK_ENV,
+    NODES_ENV,
+    POD_IP_ENV,
+    PROCESSES_PER_NODE_ENV,
+)
 from kubetune.engine.worker import (
     MAX_TRIALS_ENV,
     STORAGE_URL_ENV,
@@ -24,10 +32,14 @@ from kubetune.study.spec import API_VERSION_FULL, KIND, StudySpec, TrialTemplate
 from kubetune_operator.config import OperatorConfig
 from kubetune_operator.labels import (
     COMPONENT_LABEL,
+    GANG_LABEL,
     KUEUE_ADMISSION_GATE,
+    KUEUE_POD_GROUP_LABEL,
+    KUEUE_POD_GROUP_TOTAL_ANNOTATION,
     KUEUE_PRIORITY_CLASS_LABEL,
     KUEUE_QUEUE_LABEL,
     MANAGED_BY_LABEL,
+    NODE_RANK_LABEL,
     STUDY_LABEL,
     STUDY_UID_LABEL,
     pod_prefix,
@@ -38,6 +50,24 @@ GPU_RESOURCE = "nvidia.com/gpu"
 #: Given to a pod asking for a GPU, unless the Study's tolerations already tolerate the key.
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 SHM_VOLUME = "dshm"
+
+
+@dataclass(frozen=True)
+class GangPlace:
+    """A pod's place in a multi-node trial's gang (see :mod:`kubetune.engine.gang`)."""
+
+    gang: str
+    rank: int
+    nodes: int
+
+    @property
+    def pod_name(self) -> str:
+        return f"{self.gang}-{self.rank}"
+
+    @property
+    def leader(self) -> str:
+        """Pod 0: it claims the trials; the others follow it."""
+        return f"{self.gang}-0"
 
 
 def owner_reference(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,8 +90,12 @@ def trial_pod(
     optuna_name: str,
     secret: tuple[str, str],
     worker_index: int,
+    gang: GangPlace | None = None,
 ) -> dict[str, Any]:
     """A pod that runs ``spec.trial.trialsPerPod`` trials of the study, then exits.
+
+    With ``gang`` it is one node of a multi-node trial: named for its place, told
+    the gang's size and leader; the gang is one Kueue pod group.
 
     The storage URL reaches it only through a ``secretKeyRef``. With
     ``spec.trial.queueName`` it carries what Kueue's pod integration reads (the
@@ -78,7 +112,16 @@ def trial_pod(
             "name": STORAGE_URL_ENV,
             "valueFrom": {"secretKeyRef": {"name": secret_name, "key": secret_key}},
         },
+        {"name": PROCESSES_PER_NODE_ENV, "value": str(trial.processes_per_node)},
     ]
+    if gang is not None:
+        env += [
+            {"name": NODES_ENV, "value": str(gang.nodes)},
+            {"name": NODE_RANK_ENV, "value": str(gang.rank)},
+            {"name": GANG_LEADER_ENV, "value": gang.leader},
+            # Where the other nodes reach node 0's rendezvous: pod addresses are routable.
+            {"name": POD_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        ]
     env += [variable.model_dump(exclude_none=True) for variable in trial.env]
     container: dict[str, Any] = {
         "name": "trial",
@@ -127,14 +170,24 @@ def trial_pod(
         # Kueue's webhook adds the gate to the pods it manages; setting it here too keeps
         # a pod from starting before admission when the webhook's selector missed it.
         pod_spec["schedulingGates"] = [{"name": KUEUE_ADMISSION_GATE}]
+    annotations = dict(trial.annotations)
+    metadata: dict[str, Any] = {"generateName": pod_prefix(meta["name"])}
+    if gang is not None:
+        labels[GANG_LABEL] = gang.gang
+        labels[NODE_RANK_LABEL] = str(gang.rank)
+        metadata = {"name": gang.pod_name}
+        if trial.queue_name:
+            # The gang is admitted as one workload, or not at all.
+            labels[KUEUE_POD_GROUP_LABEL] = gang.gang
+            annotations[KUEUE_POD_GROUP_TOTAL_ANNOTATION] = str(gang.nodes)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "generateName": pod_prefix(meta["name"]),
+            **metadata,
             "namespace": meta["namespace"],
             "labels": labels,
-            "annotations": dict(trial.annotations),
+            "annotations": annotations,
             "ownerReferences": [owner_reference(meta)],
         },
         "spec": pod_spec,

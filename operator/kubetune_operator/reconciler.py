@@ -39,12 +39,13 @@ from kubetune.engine.trials import best_params_document
 from kubetune.engine.worker import EXIT_CONFIG_ERROR
 from kubetune.study.spec import SpecError, StudySpec, validate_metadata, validate_spec
 
-from kubetune_operator import kube
+from kubetune_operator import gangs, kube
 from kubetune_operator.config import OperatorConfig
 from kubetune_operator.kube import KubeCalls
 from kubetune_operator.labels import (
     BEST_PARAMS_KEY,
     COMPONENT_LABEL,
+    GANG_LABEL,
     HANDLED_ANNOTATION,
     MANAGED_BY_LABEL,
     STUDY_LABEL,
@@ -366,12 +367,15 @@ class StudyReconciler:
             for p in self.kube.list_pods(namespace, study_selector(name))
             if p["metadata"].get("labels", {}).get(STUDY_UID_LABEL) == uid
         ]
+        # A multi-node trial's gang is one worker, its leader: the policy sees leaders only.
+        gang_ends = self._keep_gangs_together(study, spec, namespace, pods)
+        pods = gangs.leaders(pods)
         live = [p for p in pods if is_live(p)]
         live_names = {p["metadata"]["name"] for p in live}
 
         if self._recover_lost_trials(study, spec, ledger, pods, live_names):
             ledger = self._tally(study)
-        ended = self._ended_pods(namespace, pods, ledger)
+        ended = gang_ends + self._ended_pods(namespace, pods, ledger)
 
         conditions = list(status.get("conditions") or [])
         conditions = set_condition(
@@ -602,6 +606,8 @@ class StudyReconciler:
         Returns the API server's refusal when a pod could not be created (forbidden,
         invalid, over quota): the tick goes on and the status says why."""
         self._ensure_trial_service_account(meta, spec)
+        if spec.trial.nodes > 1:
+            return self._start_gangs(meta, spec, study, count, secret)
         for offset in range(count):
             pod = trial_pod(
                 meta,
@@ -620,6 +626,69 @@ class StudyReconciler:
                 self._trial_account_ready = False
                 return refusal
         return None
+
+    def _start_gangs(
+        self,
+        meta: Mapping[str, Any],
+        spec: StudySpec,
+        study: optuna.Study,
+        count: int,
+        secret: tuple[str, str],
+    ) -> kube.ApiRefused | None:
+        """Create ``count`` gangs of ``spec.trial.nodes`` pods, each all or nothing."""
+        namespace = meta["namespace"]
+        for offset in range(count):
+            created: list[str] = []
+            for place in gangs.new_gang(meta["name"], spec.trial.nodes):
+                pod = trial_pod(
+                    meta,
+                    spec,
+                    self.config,
+                    optuna_name=study.study_name,
+                    secret=secret,
+                    worker_index=int(time.time() * 1000) % 2**31 + offset,
+                    gang=place,
+                )
+                try:
+                    self.kube.create_pod(namespace, pod)
+                except kube.ApiRefused as refusal:
+                    self._trial_account_ready = False
+                    for name in created:  # half a gang would wait for the rest forever
+                        self.kube.delete_pod(namespace, name)
+                    return refusal
+                created.append(place.pod_name)
+        return None
+
+    def _keep_gangs_together(
+        self,
+        study: optuna.Study,
+        spec: StudySpec,
+        namespace: str,
+        pods: Sequence[Mapping[str, Any]],
+    ) -> tuple[EndedWorker, ...]:
+        """A gang a member of which failed or went stops whole, its trial failed with
+        that member's reason (a crash of the gang, for the policy); members whose
+        leader is gone are removed."""
+        ended: list[EndedWorker] = []
+        for leader, why in gangs.broken_gangs(pods, nodes=spec.trial.nodes):
+            name = leader["metadata"]["name"]
+            reason = f"{why} (a node of the {spec.trial.nodes}-pod trial on {name})"
+            running = [
+                t
+                for t in study.get_trials(deepcopy=False)
+                if t.state.name == "RUNNING" and t.user_attrs.get(WORKER_ATTR) == name
+            ]
+            numbers = fail_lost_trials(study, running, reason, retries=spec.trial.retries)
+            self.emit(
+                "Warning",
+                "TrialGangFailed",
+                (f"trial(s) {numbers} failed: " if numbers else "") + reason[:900],
+            )
+            self.kube.delete_pod(namespace, name)
+            ended.append(EndedWorker(name, Outcome.CRASHED, reason, progressed=False))
+        for member in gangs.orphans(pods):
+            self.kube.delete_pod(namespace, member["metadata"]["name"])
+        return tuple(ended)
 
     def _ensure_trial_service_account(self, meta: Mapping[str, Any], spec: StudySpec) -> None:
         """The operator's trial ServiceAccount exists in the Study's namespace (made
@@ -669,6 +738,14 @@ class StudyReconciler:
         fail_lost_trials(study, running, reason, retries=spec.trial.retries, requeue=requeue)
         for pod in live:
             self.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if spec.trial.nodes > 1:  # their gangs go with them, not a tick later
+            namespace = live[0]["metadata"]["namespace"]
+            stopped = {(p["metadata"].get("labels") or {}).get(GANG_LABEL) for p in live}
+            for pod in self.kube.list_pods(
+                namespace, study_selector(live[0]["metadata"]["labels"][STUDY_LABEL])
+            ):
+                if gangs.is_member(pod) and pod["metadata"]["labels"].get(GANG_LABEL) in stopped:
+                    self.kube.delete_pod(namespace, pod["metadata"]["name"])
 
     def _label_pods_with_trials(
         self, namespace: str, live: Sequence[Mapping[str, Any]], ledger: TrialLedger

@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from kubetune.engine.gang import Gang
 from kubetune.engine.storage import StorageUnavailable, scrub
 from kubetune.engine.worker import (
     DEFAULT_TERMINATION_LOG,
@@ -90,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = _config(args)
         url = storage_url_from_env()
+        gang = Gang.from_env()
+        if gang.is_member:  # a multi-node trial's pod 1..N-1: it follows its leader
+            from kubetune_trial.gang import serve
+
+            return serve(config, url, gang)
         worker = Worker(config, url)
     except (WorkerConfigError, ObjectiveNotLoadable, ObjectiveFailed, SpecError) as error:
         _last_words(scrub(str(error), url))

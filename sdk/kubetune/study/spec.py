@@ -270,6 +270,11 @@ class TrialTemplate(_Model):
     """Trials one pod (or worker) runs in turn before it exits: raise it for short trials."""
     retries: int = Field(default=0, ge=0, le=10)
     """Re-runs of a trial whose pod or worker died (same parameters)."""
+    nodes: int = Field(default=1, ge=1, le=64)
+    """Pods per trial: above 1 each trial runs on a gang of pods created, failed and removed
+    together (a python objective starting its ranks with kubetune.engine.gang.torchrun)."""
+    processes_per_node: int = Field(default=1, ge=1, le=64)
+    """Processes torchrun starts on each of a trial's pods (one per GPU)."""
 
     @field_validator("labels")
     @classmethod
@@ -312,6 +317,16 @@ class TrialTemplate(_Model):
                 f"'.', starting and ending with a letter or digit, at most {MAX_NAME_LENGTH})"
             )
         return value
+
+    @model_validator(mode="after")
+    def _gang_needs_python(self) -> TrialTemplate:
+        if self.nodes > 1 and self.python is None:
+            raise _field_error(
+                "nodes",
+                "a multi-node trial needs a python objective: it starts the ranks on every "
+                "node with kubetune.engine.gang.torchrun",
+            )
+        return self
 
     @model_validator(mode="after")
     def _priority_class_needs_queue(self) -> TrialTemplate:
@@ -473,6 +488,17 @@ class MLflowTracking(_Model):
     """The MLflow tracking URI, e.g. http://mlflow:5000 or sqlite:///mlflow.db."""
     experiment: str | None = Field(default=None, min_length=1)
     """The experiment's name (default: the study's name)."""
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_password(cls, uri: str) -> str:
+        if re.match(r"^[\w+]+://[^/@]*:[^/@]+@", uri):
+            raise ValueError(
+                "must not contain a password (anyone who can read the Study would read it); "
+                "give the trial pods MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                "from a Secret in trial.env"
+            )
+        return uri
 
 
 class WandbTracking(_Model):
