@@ -850,6 +850,8 @@ class StudyReconciler:
         kind = "Complete" if phase == "Succeeded" else "Failed"
         conditions = set_condition(conditions, kind, "True", reason, message)
         conditions = set_condition(conditions, "Running", "False", reason, message)
+        # Its pods are gone: none waits in a queue any more.
+        conditions = self._queue_conditions(conditions, spec, [], 0)
         update.update(self._trial_status(meta, status, spec, ledger))
         update.update(
             phase=phase,

@@ -1,0 +1,120 @@
+"""The reconciler with queued and preempted pods (FakeKube, a real PostgreSQL): a pod
+Kueue holds back waits as Queued for as long as it is held, and pods preempted again
+and again never fail the study, while pods that crash the same way do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from test_reconciler import FakeKube
+from test_reconciler_rules import Study
+
+GATED_STATUS = {
+    "phase": "Pending",
+    "conditions": [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "SchedulingGated",
+            "message": "Scheduling is blocked due to non-empty scheduling gates",
+        }
+    ],
+}
+
+
+@pytest.fixture
+def make(storage_url: str) -> Callable[..., Study]:
+    def made(**changes: Any) -> Study:
+        return Study(FakeKube(), storage_url, **changes)
+
+    return made
+
+
+def test_gated_pods_wait_as_queued_through_many_ticks_then_run(make: Callable[..., Study]) -> None:
+    study = make(budget={"maxTrials": 2, "parallelism": 2}, trial={"queueName": "gpus"})
+    study.tick()
+    pods = study.live_pods()
+    assert len(pods) == 2
+    for _ in range(10):  # however long the queue holds them
+        for pod in pods:
+            pod["status"] = dict(GATED_STATUS)
+        study.tick()
+    assert study.status["phase"] == "Running"
+    queued = study.condition("Queued")
+    assert (queued["status"], queued["reason"]) == ("True", "WaitingForAdmission")
+    assert "2 of 2 trial pod(s) wait in the Kueue LocalQueue 'gpus'" in queued["message"]
+    assert study.condition("PodsReady").get("status") != "False"
+    assert study.live_pods() == pods, "none replaced, none added"
+    assert study.status.get("failedPodsWithoutTrials", 0) == 0
+    assert len(study.events_of("Queued")) == 1
+    assert not [e for e in study.events if e[0] == "Warning"]
+    # Admitted: the gate goes and they run.
+    for pod in pods:
+        pod["spec"].pop("schedulingGates")
+    final = study.run_to_end()
+    assert final["phase"] == "Succeeded"
+    assert study.condition("Queued")["status"] == "False"
+
+
+def test_queued_pods_the_last_trials_do_not_need_are_removed(make: Callable[..., Study]) -> None:
+    study = make(budget={"maxTrials": 2, "parallelism": 2}, trial={"queueName": "gpus"})
+    study.tick()
+    running, waiting = study.live_pods()
+    waiting["status"] = dict(GATED_STATUS)
+    running["spec"].pop("schedulingGates")
+    first = study.claim(running)
+    study.complete(first)
+    study.claim(running)  # the last trial runs: the queued pod could only find nothing
+    study.tick()
+    assert waiting["metadata"]["name"] not in study.fake.pods
+    assert running["metadata"]["name"] in study.fake.pods
+
+
+def preempt(pod: dict[str, Any]) -> None:
+    """Kueue's preemption as the operator sees it: the condition, then the pod's end."""
+    pod["status"] = {
+        "phase": "Failed",
+        "conditions": [
+            {
+                "type": "TerminationTarget",
+                "status": "True",
+                "reason": "StoppedByKueue",
+                "message": "Preempted to accommodate a higher priority Workload",
+            }
+        ],
+        "containerStatuses": [
+            {"name": "trial", "state": {"terminated": {"exitCode": 143, "reason": "Error"}}}
+        ],
+    }
+
+
+@pytest.mark.parametrize("preempted", [True, False])
+def test_preempted_pods_never_fail_the_study_but_crashing_ones_do(
+    make: Callable[..., Study], preempted: bool
+) -> None:
+    study = make(budget={"maxTrials": 4, "parallelism": 1})
+    study.tick()
+    for _ in range(4):  # four pods in a row lost before their first trial
+        (pod,) = study.live_pods()
+        pod["status"] = {"phase": "Running"}
+        if preempted:
+            preempt(pod)
+        else:
+            study.exit(pod, 143, "Error")
+        if study.tick():
+            break
+    if preempted:
+        assert study.status["phase"] == "Running"
+        assert study.status.get("failedPodsWithoutTrials", 0) == 0
+        [*_, last] = study.events_of("TrialPodPreempted")
+        assert len(study.events_of("TrialPodPreempted")) == 4
+        assert last.endswith(
+            "was preempted (StoppedByKueue: Preempted to accommodate a higher priority Workload)"
+        )
+        assert not study.events_of("TrialPodFailed")
+        assert study.run_to_end()["phase"] == "Succeeded"
+    else:
+        assert study.status["phase"] == "Failed"
+        assert "3 workers in a row" in study.status["message"]
