@@ -29,6 +29,7 @@ __all__ = [
     "KUEUE_POD_GROUP_TOTAL_ANNOTATION",
     "KUEUE_PRIORITY_CLASS_LABEL",
     "KUEUE_QUEUE_LABEL",
+    "KUEUE_RETRIABLE_IN_GROUP_ANNOTATION",
     "MANAGED_BY_LABEL",
     "NODE_RANK_LABEL",
     "STUDY_LABEL",
@@ -62,6 +63,9 @@ KUEUE_ADMISSION_GATE = "kueue.x-k8s.io/admission"
 #: Pods admitted together as one workload: the same name on each, and their count.
 KUEUE_POD_GROUP_LABEL = "kueue.x-k8s.io/pod-group-name"
 KUEUE_POD_GROUP_TOTAL_ANNOTATION = "kueue.x-k8s.io/pod-group-total-count"
+#: "false": the group's workload is finished once all its pods have ended, instead of
+#: holding its quota for replacement pods.
+KUEUE_RETRIABLE_IN_GROUP_ANNOTATION = "kueue.x-k8s.io/retriable-in-group"
 
 
 def optuna_study_name(namespace: str, name: str, uid: str) -> str:

@@ -38,6 +38,7 @@ from kubetune_operator.labels import (
     KUEUE_POD_GROUP_TOTAL_ANNOTATION,
     KUEUE_PRIORITY_CLASS_LABEL,
     KUEUE_QUEUE_LABEL,
+    KUEUE_RETRIABLE_IN_GROUP_ANNOTATION,
     MANAGED_BY_LABEL,
     NODE_RANK_LABEL,
     STUDY_LABEL,
@@ -180,6 +181,9 @@ def trial_pod(
             # The gang is admitted as one workload, or not at all.
             labels[KUEUE_POD_GROUP_LABEL] = gang.gang
             annotations[KUEUE_POD_GROUP_TOTAL_ANNOTATION] = str(gang.nodes)
+            # A gang is never mended in place (a lost trial runs on a new gang): Kueue
+            # must free its quota when its pods end, not wait for replacements.
+            annotations[KUEUE_RETRIABLE_IN_GROUP_ANNOTATION] = "false"
     return {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -63,6 +63,10 @@ def test_a_queued_gang_is_one_kueue_pod_group() -> None:
         "3"
     }
     assert all(p["spec"]["schedulingGates"] == [{"name": "kueue.x-k8s.io/admission"}] for p in pods)
+    # Never mended in place: Kueue frees the gang's quota once its pods end.
+    assert {p["metadata"]["annotations"]["kueue.x-k8s.io/retriable-in-group"] for p in pods} == {
+        "false"
+    }
 
 
 def test_a_multi_node_trial_needs_a_python_objective() -> None:
