@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 #: The port number only names the socket (``.s.PGSQL.6432``); nothing listens on TCP.
@@ -34,6 +35,22 @@ PORT = 6432
 
 def pgbouncer_binary() -> str | None:
     return shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+
+
+def show(console_dsn: str, what: str) -> list[dict[str, Any]]:
+    """``SHOW <what>`` (POOLS, CLIENTS, STATS...) on a PgBouncer's console, one dict per
+    row; ``console_dsn`` is a libpq DSN with ``dbname=pgbouncer``."""
+    import psycopg2
+
+    connection = psycopg2.connect(console_dsn)
+    connection.autocommit = True  # the console takes no transactions
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SHOW {what}")
+            names = [column.name for column in cursor.description or []]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        connection.close()
 
 
 def free_tcp_port() -> int:
@@ -124,19 +141,9 @@ class PgBouncer:
             )
         return f"host={self.folder} port={self.port} dbname=pgbouncer user={self._user}"
 
-    def show(self, what: str) -> list[dict[str, object]]:
+    def show(self, what: str) -> list[dict[str, Any]]:
         """``SHOW <what>`` on the console (POOLS, CLIENTS, STATS...), as dicts."""
-        import psycopg2
-
-        connection = psycopg2.connect(self.admin_dsn())
-        connection.autocommit = True  # the console takes no transactions
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(f"SHOW {what}")
-                names = [column.name for column in cursor.description or []]
-                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-        finally:
-            connection.close()
+        return show(self.admin_dsn(), what)
 
     def _auth_settings(self) -> str:
         if not self.auth_user:

@@ -32,7 +32,7 @@ from harness.db_probe import connect_args
 from harness.fixtures import harness_env
 from harness.workloads import start_deployment_pods
 from optuna.trial import TrialState
-from pgbouncer_server import free_tcp_port, non_root_wrapper, pgbouncer_binary
+from pgbouncer_server import free_tcp_port, non_root_wrapper, pgbouncer_binary, show
 from scenario import create, live_pods, spec, wait_phase, wait_until
 from sqlalchemy.engine import make_url
 from test_tenant_pods import url_given_to_pod
@@ -92,15 +92,7 @@ class PoolerWatch(threading.Thread):
         self.errors: list[str] = []
 
     def show(self, what: str) -> list[dict[str, Any]]:
-        connection = psycopg2.connect(self._dsn)
-        connection.autocommit = True
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(f"SHOW {what}")
-                names = [c.name for c in cursor.description or []]
-                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-        finally:
-            connection.close()
+        return show(self._dsn, what)
 
     def run(self) -> None:
         while not self._done.is_set():
