@@ -398,6 +398,7 @@ class StudyReconciler:
                 spending=ledger.spending,
                 now=time.time(),
                 deadline=bridge.stored_deadline(study._storage, study._study_id),
+                stop_requested=bridge.stored_stop(study._storage, study._study_id),
                 live_workers=len(live),
                 busy_workers=sum(1 for p in live if p["metadata"]["name"] in busy),
                 queued_workers=len(queued),

@@ -537,3 +537,108 @@ def test_a_script_failing_after_optimize_keeps_its_study_and_shows_its_traceback
     study = optuna.load_study(study_name="after-fails", storage=storage_url)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert json.loads((tmp_path / "best_params.json").read_text()) == study.best_params
+
+
+CALLBACKS = """\
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+SEEN = Path({seen!r})
+
+
+def objective(trial):
+    x = trial.suggest_float("x", -10, 10)
+    time.sleep(0.3)
+    return (x - 2) ** 2
+
+
+def log_trial(study, trial):
+    # A progress logger, as tutorials write them: one line per finished trial.
+    (SEEN / f"trial-{{trial.number}}").write_text(f"{{trial.state.name}} {{len(study.trials)}}")
+
+
+class StopWhenComplete:
+    \"\"\"Stops the study once it has this many complete trials (MaxTrialsCallback-like).\"\"\"
+
+    def __init__(self, count):
+        self.count = count
+
+    def __call__(self, study, trial):
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(complete) >= self.count:
+            study.stop()
+
+
+study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
+study.optimize(objective, n_trials=40, n_jobs=2, callbacks=[log_trial, StopWhenComplete(5)])
+print("AFTER", len(study.trials), study.best_value)
+"""
+
+
+def test_optimize_callbacks_run_in_the_workers_and_study_stop_ends_the_study(
+    env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    """Optuna runs callbacks after each trial in the process that ran it: here each worker
+    runs the script's callbacks after each of its trials, and a callback's
+    ``study.stop()`` stops the whole study (no trial starts after it; the running ones
+    finish), which ends ``StudyStopped``, and the script goes on."""
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    write(tmp_path, "stop_early.py", CALLBACKS, seen=str(seen))
+    result = kubetune(env, tmp_path, "run", "stop_early.py", "--storage", storage_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "each worker runs them after each of its trials" in out
+    assert "StudyStopped: study.stop() was called by callback StopWhenComplete" in out
+    study = optuna.load_study(study_name="stop-early", storage=storage_url)
+    trials = study.trials
+    # 5 complete, plus at most the one trial the other worker was running then.
+    assert 5 <= len(trials) <= 6, [t.state for t in trials]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs[WORKER_ATTR] for t in trials}) == 2
+    # The logging callback ran once per trial, after it ended, in a worker.
+    assert sorted(p.name for p in seen.iterdir()) == sorted(f"trial-{t.number}" for t in trials)
+    assert all(p.read_text().startswith("COMPLETE ") for p in seen.iterdir())
+    assert f"AFTER {len(trials)} {study.best_value}" in result.stdout
+
+    # Running it again continues a stopped study: nothing to run; --trials asks for more.
+    again = kubetune(env, tmp_path, "run", "stop_early.py", "--storage", storage_url)
+    assert again.returncode == 0 and "already complete" in again.stdout, again.stdout
+    more = kubetune(
+        env, tmp_path, "run", "stop_early.py", "--storage", storage_url, "--trials", "2"
+    )
+    assert more.returncode == 0, more.stdout + more.stderr
+    # The callback stops it again after the first of the two (it has 5 complete already).
+    assert len(optuna.load_study(study_name="stop-early", storage=storage_url).trials) > len(trials)
+
+
+STOP_IN_OBJECTIVE = """\
+import optuna
+
+
+def objective(trial):
+    if trial.number == 4:
+        trial.study.stop()
+    x = trial.suggest_float("x", 0, 10)
+    return x**2
+
+
+study = optuna.create_study()
+study.optimize(objective, n_trials=10)
+print("AFTER", len(study.trials))
+"""
+
+
+def test_study_stop_in_the_objective_stops_the_study_as_in_optunas_docs(
+    env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "stop_docs.py").write_text(STOP_IN_OBJECTIVE, encoding="utf-8")
+    result = kubetune(env, tmp_path, "run", "stop_docs.py", "--storage", storage_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    study = optuna.load_study(study_name="stop-docs", storage=storage_url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 5  # as Optuna's own
+    assert "AFTER 5" in result.stdout
+    assert "study.stop() was called by the objective" in " ".join(result.stdout.split())

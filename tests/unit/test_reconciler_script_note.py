@@ -1,6 +1,7 @@
 """Issue 16.2: the operator says, in the Study's status and in one Event, that a worker's
 import of the objective's module stopped at the script's own ``study.optimize`` (the
 user attribute a worker sets on its first trial), so ``kubectl describe`` shows it.
+Issue 16.4: a script's ``study.stop()`` (a callback's, in a pod's worker) ends the Study.
 
 The reconciler ticks against the in-memory API server of test_reconciler_rules and a real
 PostgreSQL; the test plays the pods' trial runners."""
@@ -10,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from kubetune.engine import bridge
 from kubetune.engine.scripts import NOTE_ATTR
 from test_reconciler import FakeKube
-from test_reconciler_rules import Study
+from test_reconciler_rules import Study, counts
 
 NOTE = "train.py calls study.optimize at import; kubetune runs the trials instead"
 
@@ -69,3 +71,27 @@ def test_a_study_whose_objective_is_no_script_has_no_such_condition(
 ) -> None:
     final = make(budget={"maxTrials": 2, "parallelism": 1}).run_to_end()
     assert all(c["type"] != "ScriptStudyIntercepted" for c in final["conditions"])
+
+
+def test_a_study_stop_in_a_pod_ends_the_study_once_its_running_trials_finish(
+    make: Callable[..., Study],
+) -> None:
+    study = make(budget={"maxTrials": 10, "parallelism": 2})
+    study.tick()
+    first, second = study.live_pods()
+    done, running = study.claim(first), study.claim(second)
+    study.complete(done)
+    # The first pod's worker ran the script's callbacks after its trial: one called stop().
+    stopped_by = "study.stop() was called by callback stop_early (in pod-a)"
+    bridge.request_stop(study.optuna._storage, study.optuna._study_id, stopped_by)
+    study.exit(first)
+    assert study.tick() is False  # the other pod's trial runs on
+    assert len(study.live_pods()) == 1, "no pod replaces the one that ended"
+    assert study.status["phase"] == "Running"
+    study.complete(running)
+    study.exit(second)
+    assert study.tick() is True
+    final = study.status
+    assert (final["phase"], final["message"]) == ("Succeeded", stopped_by)
+    assert study.condition("Complete")["reason"] == "StudyStopped"
+    assert counts(final) == {"complete": 2}

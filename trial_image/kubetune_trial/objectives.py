@@ -29,10 +29,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import optuna
-from kubetune.engine import scripts
+from kubetune.engine import bridge, scripts
 from kubetune.engine.scripts import NOTE_ATTR
-from kubetune.engine.worker import IN_TRIAL_ENV
+from kubetune.engine.worker import IN_TRIAL_ENV, WORKER_NAME_ENV
 from kubetune.study.spec import PLACEHOLDER, StudySpec
+from optuna.trial import FrozenTrial
 
 from kubetune_trial.errors import ObjectiveNotLoadable
 from kubetune_trial.metrics import parse_line
@@ -60,7 +61,7 @@ def load_objective(spec: StudySpec, study_name: str) -> Objective:
         def objective(optuna_trial: optuna.Trial) -> Any:
             if untold:  # once: the supervisor says it where the user looks
                 optuna_trial.set_user_attr(NOTE_ATTR, untold.pop())
-            with inside_trial(study_name):
+            with inside_trial(study_name), _stop_allowed(optuna_trial.study, "the objective"):
                 return function(optuna_trial)
 
         return objective
@@ -91,6 +92,76 @@ def inside_trial(study_name: str) -> Iterator[None]:
             os.environ.pop(IN_TRIAL_ENV, None)
         else:
             os.environ[IN_TRIAL_ENV] = previous
+
+
+#: What runs after each trial a worker ran: the script's ``study.optimize`` callbacks.
+AfterTrial = Callable[[optuna.Study, FrozenTrial], None]
+
+
+def script_callbacks(spec: StudySpec, study_name: str) -> AfterTrial | None:
+    """The callbacks the objective's script passed to ``study.optimize(callbacks=[...])``
+    (seen when the worker imported it), run as Optuna runs them: in the process that ran
+    the trial, after it ended, with the study (the whole distributed study) and the
+    finished trial. None when there are none.
+
+    ``study.stop()`` in a callback stops the study, not just this worker: no trial
+    starts after it in any worker (running ones finish), and the study ends with
+    ``StudyStopped``. A ``MaxTrialsCallback`` is left out: it is the study's
+    ``maxTrials`` already. A callback that raises is logged; the trial stands and the
+    worker goes on.
+    """
+    if spec.trial.python is None:
+        return None
+    module_name = spec.trial.python.partition(":")[0]
+    # Imported by load_objective already: this gives what its import recorded.
+    _, record = scripts.import_module(module_name)
+    if record is None or record.optimize is None:
+        return None
+    callbacks = [c for c in record.optimize.callbacks if type(c).__name__ != "MaxTrialsCallback"]
+    if not callbacks:
+        return None
+    logger = logging.getLogger("kubetune.trial")
+    names = ", ".join(getattr(c, "__qualname__", None) or type(c).__name__ for c in callbacks)
+    logger.info("after each trial: %s's study.optimize callbacks %s", record.display_name, names)
+
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        for callback in callbacks:
+            name = getattr(callback, "__qualname__", None) or type(callback).__name__
+            try:
+                with inside_trial(study_name), _stop_allowed(study, f"callback {name}"):
+                    callback(study, trial)
+            except Exception as error:
+                logger.error(
+                    "trial %d: callback %s raised\n%s",
+                    trial.number,
+                    name,
+                    "".join(traceback.format_exception(error)).rstrip(),
+                )
+
+    return after_trial
+
+
+@contextlib.contextmanager
+def _stop_allowed(study: optuna.Study, caller: str) -> Iterator[None]:
+    """``study.stop()`` works meanwhile, as in ``study.optimize``: it stops the whole
+    study (every worker, see :func:`kubetune.engine.bridge.request_stop`), saying who
+    called it."""
+    local = study._thread_local
+    was_in_loop, local.in_optimize_loop = local.in_optimize_loop, True
+    study._stop_flag = False
+    try:
+        yield
+    finally:
+        local.in_optimize_loop = was_in_loop
+        if study._stop_flag:
+            study._stop_flag = False
+            worker = os.environ.get(WORKER_NAME_ENV, "a worker")
+            bridge.request_stop(
+                study._storage,
+                study._study_id,
+                f"study.stop() was called by {caller} (in {worker}); the running trials "
+                "finished, no other started",
+            )
 
 
 def _load_python(entry: str) -> Objective:

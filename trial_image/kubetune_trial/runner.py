@@ -47,10 +47,12 @@ from optuna.study._tell import _tell_with_warning
 from optuna.trial import TrialState
 
 from kubetune_trial.objectives import (
+    AfterTrial,
     Objective,
     ObjectiveFailed,
     failure_reason,
     load_objective,
+    script_callbacks,
 )
 from kubetune_trial.tracking import Tracker, make_tracker
 
@@ -137,9 +139,13 @@ class Worker:
         )
         self.objective: Objective = load_objective(spec, config.study_name)
         self.tracker: Tracker | None = make_tracker(spec, config.study_name)
+        #: The objective's script's study.optimize callbacks (see script_callbacks).
+        self.after_trial: AfterTrial | None = script_callbacks(spec, config.study_name)
         self.ledger = TrialLedger(spec.objective.study_directions)
         self.lock = claim_lock(storage_url, study_id, self.study._storage)
         self._deadline: float | None = None
+        #: Why the study was asked to stop (study.stop() in the script), if it was.
+        self._stop_requested: str | None = None
         #: The trial claimed and not yet told: handed back if the worker is stopped.
         self._current: optuna.Trial | None = None
 
@@ -233,11 +239,19 @@ class Worker:
         ``before_trial`` picks a grid point no other trial holds: under the lock)."""
         storage = self.study._storage
         state = budget_state(
-            storage, self.study._study_id, (bridge.SPEC_ATTR, bridge.DEADLINE_ATTR)
+            storage,
+            self.study._study_id,
+            (bridge.SPEC_ATTR, bridge.DEADLINE_ATTR, bridge.STOP_ATTR),
         )
         self._follow_stored(state.study_attrs)
         spending = dataclasses.replace(self.ledger.spending, trials=state.counted)
-        summary.stop = stop_reason(self.spec, spending, now=time.time(), deadline=self._deadline)
+        summary.stop = stop_reason(
+            self.spec,
+            spending,
+            now=time.time(),
+            deadline=self._deadline,
+            stop_requested=self._stop_requested,
+        )
         if summary.stop is not None:
             return None
         waiting = state.first_waiting
@@ -259,6 +273,8 @@ class Worker:
             self._spec_json = spec_json
         deadline_json = study_attrs.get(bridge.DEADLINE_ATTR)
         self._deadline = None if deadline_json is None else json.loads(deadline_json)
+        stop_json = study_attrs.get(bridge.STOP_ATTR)
+        self._stop_requested = None if stop_json is None else json.loads(stop_json)
 
     def _trial(self, trial_id: int) -> optuna.Trial:
         """The ``optuna.Trial`` of a claimed trial, as ``study.ask()`` makes it (the
@@ -313,6 +329,8 @@ class Worker:
         # The operator shows it in the Study's status now, not at its next look.
         announce_trial_end(self.study._storage, self.study.study_name)
         self._track(trial)
+        if self.after_trial is not None:
+            self.after_trial(self.study, self.study._storage.get_trial(trial._trial_id))
         _log_trial(trial, state, values, reason, time.monotonic() - started)
         return state
 

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 SPEC_ATTR = "kubetune.spec"
 #: The study system attribute holding the deadline (seconds since the epoch) of a timeout.
 DEADLINE_ATTR = "kubetune.deadline"
+#: The study system attribute saying why the study was asked to stop (a callback of the
+#: objective's script called ``study.stop()``): no trial starts after it, in any worker.
+STOP_ATTR = "kubetune.stop_requested"
 
 # Samplers that coordinate through the storage and need the same seed everywhere.
 _SHARED_SEED_SAMPLERS = frozenset({"qmc", "grid"})
@@ -413,3 +416,22 @@ def stored_spec(storage: optuna.storages.BaseStorage, study_id: int) -> StudySpe
 def stored_deadline(storage: optuna.storages.BaseStorage, study_id: int) -> float | None:
     value = storage.get_study_system_attrs(study_id).get(DEADLINE_ATTR)
     return None if value is None else float(value)
+
+
+def request_stop(storage: optuna.storages.BaseStorage, study_id: int, reason: str) -> None:
+    """Ask every worker of the study to start no more trials (``study.stop()``), saying why;
+    the first request stands."""
+    if not stored_stop(storage, study_id):
+        storage.set_study_system_attr(study_id, STOP_ATTR, reason)
+
+
+def stored_stop(storage: optuna.storages.BaseStorage, study_id: int) -> str | None:
+    """Why the study was asked to stop, or None."""
+    value = storage.get_study_system_attrs(study_id).get(STOP_ATTR)
+    return None if value is None else str(value)
+
+
+def clear_stop(storage: optuna.storages.BaseStorage, study_id: int) -> None:
+    """Let a stopped study run again (``kubetune run --trials N`` asks for more)."""
+    if stored_stop(storage, study_id):
+        storage.set_study_system_attr(study_id, STOP_ATTR, None)

@@ -46,6 +46,9 @@ class StopReason(str, enum.Enum):
     TIMEOUT = "Timeout"
     TOO_MANY_FAILURES = "TooManyFailedTrials"
     GRID_EXHAUSTED = "GridExhausted"
+    STOPPED = "StudyStopped"
+    """A callback of the objective's script called ``study.stop()`` (see
+    :func:`kubetune.engine.bridge.request_stop`): the running trials finish."""
 
     @property
     def is_failure(self) -> bool:
@@ -89,8 +92,12 @@ def stop_reason(
     *,
     now: float,
     deadline: float | None,
+    stop_requested: str | None = None,
 ) -> StopReason | None:
-    """Why no further trial may start, or None while the budget allows one."""
+    """Why no further trial may start, or None while the budget allows one.
+    ``stop_requested``: why the study was asked to stop (``study.stop()``), if it was."""
+    if stop_requested:
+        return StopReason.STOPPED
     budget = spec.budget
     if budget.max_failed_trials is not None and spent.failures > budget.max_failed_trials:
         return StopReason.TOO_MANY_FAILURES
@@ -134,8 +141,12 @@ def trial_limit(spec: StudySpec) -> int:
     return spec.budget.max_trials if points is None else min(points, spec.budget.max_trials)
 
 
-def describe(reason: StopReason, spec: StudySpec, spent: Spending) -> str:
+def describe(
+    reason: StopReason, spec: StudySpec, spent: Spending, stop_requested: str | None = None
+) -> str:
     """A sentence for users about why the study stopped."""
+    if reason is StopReason.STOPPED:
+        return stop_requested or "the study was asked to stop"
     if reason is StopReason.TOO_MANY_FAILURES and _first_trials_failed(spec, spent):
         return (
             f"the first {spent.uniform_failures} trials all failed the same way and none "

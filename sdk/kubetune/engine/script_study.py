@@ -13,8 +13,9 @@ recorded calls into a Study:
   ``maxTrials``.
 
 What a Study cannot hold (a sampler of another kind, an argument that is an
-object, callbacks) is listed in :attr:`DerivedStudy.warnings`, never dropped
-silently. Command-line flags (``overrides``) win over the script.
+object) is listed in :attr:`DerivedStudy.warnings`, never dropped silently, and so
+are callbacks (the workers run them: they are the script's code, not the Study's).
+Command-line flags (``overrides``) win over the script.
 
 Example:
     >>> record = run_script(Path("seed_script.py"))          # doctest: +SKIP
@@ -369,8 +370,9 @@ def _max_trials_callback(call: OptimizeCall, warnings: list[str]) -> int | None:
         others.append(getattr(callback, "__qualname__", None) or type(callback).__name__)
     if others:
         warnings.append(
-            f"study.optimize(callbacks=[{', '.join(others)}]): kubetune's workers do not run "
-            "them (a callback runs in the process that ran the trial)"
+            f"study.optimize(callbacks=[{', '.join(others)}]): each worker runs them after "
+            "each of its trials, as Optuna runs them in the process that ran the trial "
+            "(study.stop() there stops the whole study)"
         )
     return found
 

@@ -93,6 +93,8 @@ class Situation:
     ends_without_progress: int = 0
     """Workers that ended in a row without progress before ``ended`` (the last
     decision's :attr:`Decision.ends_without_progress`)."""
+    stop_requested: str | None = None
+    """Why the study was asked to stop (``study.stop()`` in a script's callback), if it was."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,13 @@ def decide(
             requeue=True,
             ends_without_progress=in_a_row,
         )
-    stop = stop_reason(spec, situation.spending, now=situation.now, deadline=situation.deadline)
+    stop = stop_reason(
+        spec,
+        situation.spending,
+        now=situation.now,
+        deadline=situation.deadline,
+        stop_requested=situation.stop_requested,
+    )
     if stop is None:
         remaining = max(0, trial_limit(spec) - situation.spending.trials)
         wanted = min(spec.budget.parallelism, situation.busy_workers + remaining)
@@ -171,7 +179,7 @@ def decide(
             stop_workers=f"the study stopped: {stop.value}" if stopping_now else None,
             finished=True,
             stop=stop,
-            reason=describe(stop, spec, situation.spending),
+            reason=describe(stop, spec, situation.spending, situation.stop_requested),
             ends_without_progress=in_a_row,
         )
     # The budget is spent: the running trials finish, no worker starts, none waits in a queue.

@@ -217,6 +217,7 @@ class LocalRun:
             budget = spec.budget.model_copy(update={"max_trials": spent + self.trials})
             spec = spec.model_copy(update={"budget": budget})
             bridge.store_spec(storage, study._study_id, spec)
+            bridge.clear_stop(storage, study._study_id)  # asked for more: study.stop() is past
         if self.source is not None:
             storage.set_study_system_attr(study._study_id, SOURCE_ATTR, str(self.source))
         self._trials_at_start = len(study.get_trials(deepcopy=False))
@@ -422,7 +423,14 @@ class LocalRun:
         # already there is not a new one).
         self.on_progress(self._progress(spec, ledger))
         already_complete = (
-            stop_reason(spec, ledger.spending, now=time.time(), deadline=deadline) is not None
+            stop_reason(
+                spec,
+                ledger.spending,
+                now=time.time(),
+                deadline=deadline,
+                stop_requested=bridge.stored_stop(study._storage, study._study_id),
+            )
+            is not None
         )
         ended: tuple[EndedWorker, ...] = ()
         in_a_row = 0
@@ -431,12 +439,14 @@ class LocalRun:
                 names = {worker.name for worker in self._workers}
                 # Only this run's trials: one another run left running is not waited for.
                 ours = [t for t in ledger.running if t.user_attrs.get(WORKER_ATTR) in names]
+                stop_requested = bridge.stored_stop(study._storage, study._study_id)
                 decision = decide(
                     Situation(
                         spec=spec,
                         spending=ledger.spending,
                         now=time.time(),
                         deadline=deadline,
+                        stop_requested=stop_requested,
                         live_workers=len(self._workers),
                         busy_workers=len({t.user_attrs.get(WORKER_ATTR) for t in ours}),
                         running_trials=len(ours),
@@ -467,8 +477,15 @@ class LocalRun:
             self._stop_workers(study, spec, reason="stopped by Ctrl-C")
         ledger = self._tally(study)
         self.on_progress(self._progress(spec, ledger))
-        reason = stop_reason(spec, ledger.spending, now=time.time(), deadline=deadline)
-        message = describe(reason, spec, ledger.spending) if reason else ""
+        stop_requested = bridge.stored_stop(study._storage, study._study_id)
+        reason = stop_reason(
+            spec,
+            ledger.spending,
+            now=time.time(),
+            deadline=deadline,
+            stop_requested=stop_requested,
+        )
+        message = describe(reason, spec, ledger.spending, stop_requested) if reason else ""
         counts = ledger.counts
         if counts.complete == 0 and counts.failed and not (reason and reason.is_failure):
             message = f"no trial completed ({counts.failed} failed): the study failed" + (
