@@ -267,3 +267,19 @@ def test_wrong_pooler_values_fail_naming_the_value(
     message = str(caught.value)
     for part in expected:
         assert part in message, message
+
+
+def test_the_lookup_roles_password_can_come_from_a_secret_of_your_own(render: Any) -> None:
+    """For `helm template` (GitOps), where a generated password would change on every
+    render while the running PgBouncer and operator kept the old one."""
+    rendered = render({"pooler": {"auth": {"existingSecret": "pooler-auth"}}})
+    assert not [m for m in rendered.of_kind("Secret") if m.name == POOLER]
+    deployment = rendered.one("Deployment", POOLER)
+    [auth] = [v for v in pod_spec(deployment)["volumes"] if "secret" in v]
+    assert auth["secret"]["secretName"] == "pooler-auth"
+    assert auth["secret"]["items"] == [{"key": "userlist.txt", "path": "userlist.txt"}]
+    env = env_of(container(rendered.one("Deployment", "kubetune-operator"), "operator"))
+    assert env["KUBETUNE_POOLER_AUTH_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "pooler-auth",
+        "key": "password",
+    }

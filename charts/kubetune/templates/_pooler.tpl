@@ -30,3 +30,9 @@ true
 {{- .Values.postgresql.service.port }}
 {{- end }}
 {{- end }}
+
+{{/* The Secret holding the lookup role's password and PgBouncer's userlist.txt: the
+     generated one, or pooler.auth.existingSecret. */}}
+{{- define "kubetune.pooler.secretName" -}}
+{{- default (include "kubetune.pooler.fullname" .) .Values.pooler.auth.existingSecret }}
+{{- end }}
