@@ -1,13 +1,15 @@
-"""Helpers the bad-input tests share: writing Study files and running ``kubetune``."""
+"""Helpers the bad-input tests share: writing Study files, and running ``kubetune``
+(tests/kubetune_cli.py, shared with the other CLI tests)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+from kubetune_cli import kubetune
+
+__all__ = ["SUPPORT", "kubetune", "study_document", "write_study"]
 
 SUPPORT = Path(__file__).resolve().parent / "support"
 
@@ -26,17 +28,3 @@ def write_study(directory: Path, spec: dict[str, Any], name: str = "bad") -> Pat
     path = directory / f"{name[:40]}.yaml"
     path.write_text(yaml.safe_dump(study_document(name, spec)), encoding="utf-8")
     return path
-
-
-def kubetune(
-    env: dict[str, str], cwd: Path, *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run ``kubetune ARGS`` and wait for it."""
-    return subprocess.run(
-        [sys.executable, "-m", "kubetune.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )

@@ -24,6 +24,7 @@ import yaml
 from kubetune.engine import bridge
 from kubetune.engine.recovery import WORKER_ATTR
 from kubetune.engine.storage import open_storage
+from kubetune_cli import kubetune
 from optuna.trial import TrialState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,19 +43,6 @@ def env(tmp_path: Path) -> dict[str, str]:
     environment["COLUMNS"] = "160"
     environment["KUBETUNE_HOME"] = str(tmp_path / "home")  # never the user's embedded server
     return environment
-
-
-def kubetune(
-    env: dict[str, str], cwd: Path, *args: str, timeout: float = 280
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubetune.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 PLAIN = """\
