@@ -162,6 +162,19 @@ def test_a_studys_trial_pods_go_through_the_charts_pgbouncer(
             },
         }
     )
+    # The release namespace enforces the restricted Pod Security level: the chart's
+    # PgBouncer pod must pass it.
+    kube.create(
+        "namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": RELEASE_NAMESPACE,
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            },
+        },
+    )
     for kind in ("ConfigMap", "Secret", "Deployment", "Service"):
         kube.create(f"{kind.lower()}s", one(docs, kind, POOLER), RELEASE_NAMESPACE)
     [pooler_pod] = start_deployment_pods(kube, RELEASE_NAMESPACE, POOLER)
