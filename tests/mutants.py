@@ -162,6 +162,24 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/integration/test_local.py::test_ctrl_c_stops_cleanly_and_loses_no_finished_trial",
         ),
     ),
+    Mutant(
+        name="pooler-lookup-any-database",
+        why="the pooler's lookup answers for a role in any database it owns, not only this one",
+        path="operator/kubetune_operator/tenants.py",
+        original="      AND d.datname = pg_catalog.current_database()\n",
+        mutated="",
+        tests=(
+            "tests/integration/test_tenants.py::test_the_pooler_role_learns_one_verifier_per_database_and_reads_no_data",
+        ),
+    ),
+    Mutant(
+        name="pooler-direct-pods",
+        why="trial pods get their tenant's direct URL, not the pooler's",
+        path="operator/kubetune_operator/reconciler.py",
+        original='                "stringData": {"url": pod_url},\n',
+        mutated='                "stringData": {"url": url},  # mutant: no pooler\n',
+        tests=("tests/e2e/test_pooler.py",),
+    ),
 )
 
 
