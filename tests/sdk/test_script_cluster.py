@@ -7,7 +7,8 @@ in the Study's code ConfigMap; the trial pods import it and run its objective, n
 own in-memory study; the study ends with the script's n_trials; then the script's code
 after ``optimize`` runs once, here, against the finished cluster study. The Study's status
 and one Event say the pods' import stopped at the script's own ``study.optimize``, which
-``kubectl describe`` shows."""
+``kubectl describe`` shows. The script's ``study.optimize`` callback runs in the pods,
+after each of their trials."""
 
 from __future__ import annotations
 
@@ -41,10 +42,14 @@ def objective(trial):
     return (x - shift()) ** 2
 
 
+def report(study, trial):
+    print("CALLBACK AFTER", trial.number, trial.state.name, flush=True)
+
+
 study = optuna.create_study(
     study_name="cluster tune", sampler=optuna.samplers.RandomSampler(seed=3)
 )
-study.optimize(objective, n_trials=6, n_jobs=2)
+study.optimize(objective, n_trials=6, n_jobs=2, callbacks=[report])
 print("AFTER OPTIMIZE", study.study_name, len(study.trials), study.best_params, flush=True)
 """
 
@@ -108,6 +113,9 @@ def run_script_cluster(
     assert len(ran) == 6 and set(ran) == pods, logs
     assert "AFTER OPTIMIZE" not in logs
     assert NOTE in logs
+    # The script's callback ran in the pods, once after each of their trials.
+    called = re.findall(r"^CALLBACK AFTER (\d+) (\w+)$", logs, re.MULTILINE)
+    assert sorted(called) == sorted((str(t.number), "COMPLETE") for t in trials), logs
 
     # The operator said it in the status and in one Event.
     conditions = {c["type"]: c for c in study["status"]["conditions"]}
