@@ -693,7 +693,9 @@ class Condition(_Model):
     """A Kubernetes-style condition, e.g. ``Unschedulable`` with a reason and message."""
 
     type: str
-    """StorageReady, PodsReady, SpecChangeRefused, Suspended, Running, Complete or Failed."""
+    """StorageReady, PodsReady, SpecChangeRefused, Suspended, Running, Complete, Failed,
+    or ScriptStudyIntercepted (the objective's script calls study.optimize at import:
+    kubetune runs the trials instead)."""
     status: Literal["True", "False", "Unknown"]
     """True, False or Unknown."""
     reason: str = ""
