@@ -15,22 +15,10 @@ from optuna.trial import TrialState
 
 pytestmark = pytest.mark.timeout(240)
 
-PARENT: dict[str, Any] = {
-    "apiVersion": "kubetune.io/v1alpha1",
-    "kind": "Study",
-    "metadata": {"name": "narrow"},
-    "spec": {
-        "objective": {"direction": "minimize"},
-        # The minimum is at x=2: outside this range, so the best trials crowd its edge.
-        "searchSpace": {
-            "x": {"type": "float", "low": -10, "high": 1},
-            "y": {"type": "float", "low": -10, "high": 10},
-        },
-        "sampler": {"name": "tpe", "seed": 0},
-        "budget": {"maxTrials": 10},
-        "trial": {"python": "examples.objectives.quadratic:objective"},
-    },
-}
+REPO = Path(__file__).resolve().parents[2]
+#: The example as it is (a user copies it): x in [-10, 1], the minimum at x=2.
+EXAMPLE = REPO / "examples" / "fork-narrow.yaml"
+PARENT: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
 
 
 def kubetune(
@@ -56,8 +44,9 @@ def cli_env(worker_env: dict[str, str]) -> dict[str, str]:
 def test_fork_widens_a_started_study_and_runs_from_its_trials(
     cli_env: dict[str, str], tmp_path: Path, storage_url: str
 ) -> None:
+    # The example's commands, from a copy of its file (the test edits it below).
     parent = tmp_path / "narrow.yaml"
-    parent.write_text(yaml.safe_dump(PARENT), encoding="utf-8")
+    parent.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
     ran = kubetune(cli_env, tmp_path, "run", str(parent))
     assert ran.returncode == 0, ran.stdout + ran.stderr
 

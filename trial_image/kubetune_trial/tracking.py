@@ -23,10 +23,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubetune.study.spec import StudySpec
@@ -54,9 +58,22 @@ def _require(module: str, extra: str, field: str) -> Any:
         ) from None
 
 
+#: The Optuna study of a cluster Study: ``<namespace>.<name>.<uid>`` (the operator's naming).
+_CLUSTER_STUDY = re.compile(
+    r"^(?P<namespace>[a-z0-9-]+)\.(?P<name>[a-z0-9-]+)\.[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$"
+)
+
+
+def study_label(study_name: str) -> str:
+    """How runs name a study: a cluster Study's own name (not its Optuna study's
+    ``namespace.name.uid``), else the study's name."""
+    match = _CLUSTER_STUDY.match(study_name)
+    return match.group("name") if match else study_name
+
+
 def run_name(study_name: str, number: int) -> str:
-    """The tracking run's name for one trial."""
-    return f"{study_name}-trial-{number}"
+    """The tracking run's name for one trial: ``<study>-trial-<number>``."""
+    return f"{study_label(study_name)}-trial-{number}"
 
 
 def make_tracker(spec: StudySpec, study_name: str) -> Tracker | None:
@@ -78,7 +95,7 @@ def make_tracker(spec: StudySpec, study_name: str) -> Tracker | None:
         _require("mlflow", "mlflow", "mlflow")
         return _mlflow_tracker(
             tracking.mlflow.tracking_uri,
-            tracking.mlflow.experiment or study_name,
+            tracking.mlflow.experiment or study_label(study_name),
             metrics,
         )
     assert tracking.wandb is not None
@@ -87,11 +104,16 @@ def make_tracker(spec: StudySpec, study_name: str) -> Tracker | None:
 
 
 def _tags(study: optuna.Study, trial: FrozenTrial) -> dict[str, str]:
-    return {
-        "kubetune.study": study.study_name,
+    tags = {
+        "kubetune.study": study_label(study.study_name),
         "kubetune.trial": str(trial.number),
         "kubetune.state": trial.state.name,
     }
+    match = _CLUSTER_STUDY.match(study.study_name)
+    if match:
+        tags["kubetune.namespace"] = match.group("namespace")
+        tags["kubetune.optuna_study"] = study.study_name
+    return tags
 
 
 def _retrying(call: Callable[[], Any], attempts: int = 10, pause: float = 0.5) -> Any:
@@ -108,6 +130,29 @@ def _retrying(call: Callable[[], Any], attempts: int = 10, pause: float = 0.5) -
     raise AssertionError("unreachable")
 
 
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """For a sqlite store, an exclusive lock beside its file while it is opened: MLflow
+    creates and migrates the tables on first use, and two workers doing that at once
+    can leave the file half migrated for good. Other stores need none."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = Path(uri.removeprefix("sqlite:///")).with_suffix(".kubetune-lock")
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _without_password(uri: str) -> str:
+    return re.sub(r"://([^/@:]*):[^/@]*@", r"://\1:***@", uri)
+
+
 _MLFLOW_END = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 #: MLflow's limits per log_batch call.
 _MLFLOW_BATCH_METRICS = 1000
@@ -118,13 +163,19 @@ def _mlflow_tracker(uri: str, experiment: str, metrics: list[str]) -> Tracker:
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
-
     def experiment_id() -> str:
         found = client.get_experiment_by_name(experiment)
         return found.experiment_id if found is not None else client.create_experiment(experiment)
 
-    experiment_ids = [_retrying(experiment_id)]
+    try:
+        with _store_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            experiment_ids = [_retrying(experiment_id)]
+    except Exception as error:
+        raise ObjectiveFailed(
+            f"spec.tracking.mlflow: the tracking store at {_without_password(uri)} did not "
+            f"answer: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        ) from None
 
     def track(study: optuna.Study, trial: FrozenTrial) -> None:
         now = int(time.time() * 1000)
@@ -135,6 +186,9 @@ def _mlflow_tracker(uri: str, experiment: str, metrics: list[str]) -> Tracker:
             ),
             attempts=3,
         )
+        # sqlite stores are written by one process at a time: another worker's write
+        # may hold the file for a moment.
+        log_batch = functools.partial(_retrying, attempts=3)
         run_id = run.info.run_id
         logged = [
             Metric(name, value, now, 0)
@@ -145,12 +199,16 @@ def _mlflow_tracker(uri: str, experiment: str, metrics: list[str]) -> Tracker:
             for step, value in sorted(trial.intermediate_values.items())
         ]
         params = [Param(name, str(value)) for name, value in trial.params.items()]
-        for index in range(0, max(len(logged), len(params), 1), _MLFLOW_BATCH_METRICS):
-            client.log_batch(run_id, metrics=logged[index : index + _MLFLOW_BATCH_METRICS])
+        for index in range(0, len(logged), _MLFLOW_BATCH_METRICS):
+            chunk = logged[index : index + _MLFLOW_BATCH_METRICS]
+            log_batch(lambda chunk=chunk: client.log_batch(run_id, metrics=chunk))
         for index in range(0, len(params), _MLFLOW_BATCH_PARAMS):
-            client.log_batch(run_id, params=params[index : index + _MLFLOW_BATCH_PARAMS])
-        client.log_batch(run_id, tags=[RunTag("kubetune.directions", _directions(study))])
-        client.set_terminated(run_id, status=_MLFLOW_END.get(trial.state.name, "FAILED"))
+            some = params[index : index + _MLFLOW_BATCH_PARAMS]
+            log_batch(lambda some=some: client.log_batch(run_id, params=some))
+        directions = [RunTag("kubetune.directions", _directions(study))]
+        log_batch(lambda: client.log_batch(run_id, tags=directions))
+        end = _MLFLOW_END.get(trial.state.name, "FAILED")
+        log_batch(lambda: client.set_terminated(run_id, status=end))
 
     return track
 
@@ -185,7 +243,7 @@ class _WandbTracker:
                 project=self._project,
                 entity=self._entity,
                 name=run_name(study.study_name, trial.number),
-                group=study.study_name,
+                group=study_label(study.study_name),
                 job_type="trial",
                 tags=[f"{key}={value}" for key, value in tags.items()],
                 config={**trial.params, **tags},

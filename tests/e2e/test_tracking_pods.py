@@ -1,0 +1,46 @@
+"""``spec.tracking`` from trial pods: each pod's runner sends its trials to MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scenario import create, optuna_study, spec, wait_phase
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+def test_trial_pods_send_each_trial_to_mlflow(
+    cluster: Any, kube: Any, storage_url: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    cluster.start()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # a tracking server's stand-in, pods share it
+    tracked = spec("reports_steps", budget={"maxTrials": 4, "parallelism": 2})
+    tracked["tracking"] = {"mlflow": {"trackingUri": uri}}
+    create(kube, "tracked", tracked)
+    final = wait_phase(kube, "tracked", "Succeeded")
+    assert final["trials"]["complete"] + final["trials"]["pruned"] == 4
+    study = optuna_study(kube, storage_url, "tracked")
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("tracked")  # named after the Study
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(run.info.run_name for run in runs) == sorted(
+        f"tracked-trial-{t.number}" for t in study.trials
+    )
+    for run in runs:
+        tags = run.data.tags
+        trial = study.trials[int(tags["kubetune.trial"])]
+        assert tags["kubetune.study"] == "tracked"
+        assert tags["kubetune.namespace"] == "default"
+        assert tags["kubetune.optuna_study"] == study.study_name
+        assert tags["kubetune.worker"] == trial.user_attrs["kubetune.worker"]  # its pod
+        assert tags["kubetune.worker"].startswith("tracked-")
+        history = client.get_metric_history(run.info.run_id, "intermediate_value")
+        assert {m.step: m.value for m in history} == pytest.approx(trial.intermediate_values)
+        assert history
