@@ -22,7 +22,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -319,20 +319,6 @@ def build_study(
     )
 
 
-@contextlib.contextmanager
-def _on_pythonpath(folder: str) -> Iterator[None]:
-    """Worker processes started meanwhile find ``folder`` first on their path."""
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (folder, previous) if p)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = previous
-
-
 def script_cluster_study(
     derived: DerivedStudy,
     code: ShippedCode,
@@ -419,13 +405,14 @@ def run_local(
     from kubetune.engine.trials import records
     from kubetune.local.embedded import local_storage
     from kubetune.local.run import LocalRun
+    from kubetune.local.script import on_pythonpath
 
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(local_storage(storage_url, study))
         if code is not None:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="kubetune-code-"))
             code.write_to(Path(folder))
-            stack.enter_context(_on_pythonpath(folder))
+            stack.enter_context(on_pythonpath(folder))
         on_progress = on_message = None
         bar = display_for(progress, study.metadata.name)
         if bar is not None:

@@ -81,6 +81,14 @@ def workers_find(derived: DerivedStudy) -> Iterator[None]:
                     f"{folder / (derived.module + '.py')} (they look in the working folder "
                     "first): run kubetune from the script's folder, or rename one of them"
                 )
+    with on_pythonpath(folder):
+        yield
+
+
+@contextlib.contextmanager
+def on_pythonpath(folder: str | Path) -> Iterator[None]:
+    """Worker processes started meanwhile find ``folder`` first on their path (the
+    script's folder; the folder ``tune(local=True)`` writes the shipped code to)."""
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), previous) if p)
     try:
