@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -368,8 +368,10 @@ class StudyReconciler:
             if p["metadata"].get("labels", {}).get(STUDY_UID_LABEL) == uid
         ]
         # A multi-node trial's gang is one worker, its leader: the policy sees leaders only.
-        gang_ends = self._keep_gangs_together(study, spec, namespace, pods)
-        pods = gangs.leaders(pods)
+        gang_ends = self._keep_gangs_together(study, spec, namespace, pods, ledger.workers)
+        stopped = {worker.name for worker in gang_ends}
+        members = [p for p in pods if gangs.is_member(p) and is_live(p)]
+        pods = [p for p in gangs.leaders(pods) if p["metadata"]["name"] not in stopped]
         live = [p for p in pods if is_live(p)]
         live_names = {p["metadata"]["name"] for p in live}
 
@@ -466,8 +468,10 @@ class StudyReconciler:
         self._label_pods_with_trials(namespace, live, ledger)
 
         conditions = self._queue_conditions(conditions, spec, queued, len(live))
+        # A gang's other pods too: one that cannot start holds its whole trial.
+        started = [p for p in live if p["metadata"]["name"] not in queued_names]
         conditions = self._pod_conditions(
-            conditions, [p for p in live if p["metadata"]["name"] not in queued_names], refused
+            conditions, started + [p for p in members if queue_wait(p) is None], refused
         )
         update["conditions"] = conditions
         update.update(self._trial_status(meta, status, spec, ledger))
@@ -666,6 +670,7 @@ class StudyReconciler:
         spec: StudySpec,
         namespace: str,
         pods: Sequence[Mapping[str, Any]],
+        workers: Set[str],
     ) -> tuple[EndedWorker, ...]:
         """A gang a member of which failed or went stops whole, its trial failed with
         that member's reason (a crash of the gang, for the policy); members whose
@@ -686,7 +691,7 @@ class StudyReconciler:
                 (f"trial(s) {numbers} failed: " if numbers else "") + reason[:900],
             )
             self.kube.delete_pod(namespace, name)
-            ended.append(EndedWorker(name, Outcome.CRASHED, reason, progressed=False))
+            ended.append(EndedWorker(name, Outcome.CRASHED, reason, name in workers))
         for member in gangs.orphans(pods):
             self.kube.delete_pod(namespace, member["metadata"]["name"])
         return tuple(ended)

@@ -113,3 +113,33 @@ def test_the_rendezvous_the_leader_publishes_starts_each_node() -> None:
     assert "--nnodes=2" in argv and "--nproc-per-node=4" in argv and "--node-rank=1" in argv
     assert "--master-addr=10.0.0.7" in argv and "--master-port=29500" in argv
     assert argv[-2:] == ["-m", "train"]
+
+
+class _TrialStates:
+    """A storage stand-in that answers only ``get_trial(...).state``."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def get_trial(self, trial_id: int) -> Any:
+        return self
+
+
+def test_a_members_ranks_outliving_their_trial_are_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import time
+
+    from kubetune_trial import gang
+    from optuna.trial import TrialState
+
+    monkeypatch.setattr(gang, "LINGER_SECONDS", 0.5)
+    monkeypatch.setattr(gang, "POLL_SECONDS", 0.1)
+    waiting_forever = [sys.executable, "-c", "import time; time.sleep(60)"]
+    started = time.monotonic()
+    # The trial ended without this node (its leader failed before the rendezvous):
+    # the ranks are stopped, and that is not this pod failing.
+    assert gang._run_ranks(_TrialStates(TrialState.FAIL), 1, waiting_forever) == 0  # type: ignore[arg-type]
+    assert time.monotonic() - started < 15
+    # Ranks that fail while their trial runs fail the pod (and so the gang).
+    failing = [sys.executable, "-c", "raise SystemExit(3)"]
+    assert gang._run_ranks(_TrialStates(TrialState.RUNNING), 1, failing) == 3  # type: ignore[arg-type]

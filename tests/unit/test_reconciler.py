@@ -52,7 +52,10 @@ class FakeKube:
         if self.refusal is not None:
             raise self.refusal
         created = {**pod, "metadata": dict(pod["metadata"]), "status": {"phase": "Pending"}}
-        name = created["metadata"].pop("generateName", "pod-") + str(next(self._names))
+        # A named pod (a multi-node trial's) keeps its name; others get a generated one.
+        name = created["metadata"].get("name") or (
+            created["metadata"].pop("generateName", "pod-") + str(next(self._names))
+        )
         created["metadata"]["name"] = name
         self.pods[name] = created
         return created

@@ -14,14 +14,22 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
+from typing import TYPE_CHECKING
 
 from kubetune.engine.gang import LAUNCH_ATTR, Gang, Launch
 from kubetune.engine.recovery import WORKER_ATTR
 from kubetune.engine.storage import open_storage
 from kubetune.engine.worker import WorkerConfig
 
+if TYPE_CHECKING:
+    import optuna
+
 #: How often the storage is asked for the leader's next trial.
 POLL_SECONDS = 0.5
+#: How long this node's ranks may outlive the trial they serve before they are stopped
+#: (they normally end with it; a rank left waiting for a rendezvous that will never come
+#: would keep this pod from the leader's next trial).
+LINGER_SECONDS = 30.0
 
 log = logging.getLogger("kubetune.trial.gang")
 
@@ -54,13 +62,29 @@ def serve(config: WorkerConfig, url: str, gang: Gang) -> int:
         log.info(
             "trial %d: node %d joins %s:%d", number, gang.node_rank, launch.address, launch.port
         )
-        # The ranks inherit this process's output: the pod's log, as on the leader.
-        done = subprocess.run(launch.argv(gang.node_rank), check=False)
-        if done.returncode != 0:
-            log.error(
-                "trial %d: the ranks of node %d exited with %d",
-                number,
-                gang.node_rank,
-                done.returncode,
-            )
-            return done.returncode
+        code = _run_ranks(storage, trial_id, launch.argv(gang.node_rank))
+        if code:
+            log.error("trial %d: the ranks of node %d exited with %d", number, gang.node_rank, code)
+            return code
+
+
+def _run_ranks(storage: optuna.storages.BaseStorage, trial_id: int, argv: list[str]) -> int:
+    """Run this node's ranks; their exit code, or 0 if they were stopped because the
+    trial had ended without them (its leader failed or was pruned before they joined)."""
+    # The ranks inherit this process's output: the pod's log, as on the leader.
+    ranks = subprocess.Popen(argv)
+    ended_at: float | None = None
+    while ranks.poll() is None:
+        time.sleep(POLL_SECONDS)
+        if ended_at is None and storage.get_trial(trial_id).state.is_finished():
+            ended_at = time.monotonic()
+        if ended_at is not None and time.monotonic() - ended_at > LINGER_SECONDS:
+            log.warning("its trial ended %.0f s ago: stopping this node's ranks", LINGER_SECONDS)
+            ranks.terminate()
+            try:
+                ranks.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                ranks.kill()
+                ranks.wait()
+            return 0
+    return ranks.returncode
