@@ -137,3 +137,30 @@ def test_fork_says_what_it_leaves_out(
     bad = kubetune(cli_env, tmp_path, "fork", str(parent), "--set", "searchSpace.x.high=-20")
     assert bad.returncode == 2
     assert "spec.searchSpace.x.high: must be >= low" in bad.stderr
+
+
+def test_client_fork_from_a_plain_script(cli_env: dict[str, str], tmp_path: Path) -> None:
+    parent = tmp_path / "narrow.yaml"
+    parent.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    assert kubetune(cli_env, tmp_path, "run", str(parent)).returncode == 0
+    script = tmp_path / "fork_it.py"
+    script.write_text(
+        "import kubetune\n"
+        "client = kubetune.Client()\n"
+        "wide = client.fork('narrow.yaml', ['searchSpace.x.high=10'], name='wider',\n"
+        "                   defaults=None)\n"
+        "print(wide.metadata.name, wide.spec.fork_from.study, wide.spec.budget.max_trials,\n"
+        "      wide.spec.search_space['x'].high)\n"
+        "client.close()\n",
+        encoding="utf-8",
+    )
+    ran = subprocess.run(
+        [sys.executable, str(script)],
+        env=cli_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert ran.stdout.split() == ["wider", "narrow", "20", "10.0"]

@@ -246,7 +246,7 @@ class _WandbTracker:
                 group=study_label(study.study_name),
                 job_type="trial",
                 tags=[f"{key}={value}" for key, value in tags.items()],
-                config={**trial.params, **tags},
+                config={**trial.params, **tags, **_trial_attrs(trial)},
                 reinit="create_new",
             )
             try:
