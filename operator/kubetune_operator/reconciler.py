@@ -274,9 +274,11 @@ class StudyReconciler:
                 status["startTime"] = now_iso()
             self._url = url
             self._ledger = TrialLedger([d.name.lower() for d in self._study.directions])
-            if spec.fork_from is not None:
-                status["parent"] = self._copy_from_parent(meta, spec, self._study)
         study = self._study
+        if spec.fork_from is not None and not status.get("parent"):
+            # Every tick until the copy shows in the status: a tick that found no parent
+            # yet keeps its study open, and must not start pods before the copy.
+            status["parent"] = self._copy_from_parent(meta, spec, study)
         stored = bridge.stored_spec(study._storage, study._study_id) or spec
         in_force = spec.model_copy(
             update={
