@@ -162,14 +162,26 @@ def test_changing_the_sampler_and_the_new_sampler_learns_from_the_copies(
         sampler={"name": "tpe", "seed": 1, "args": {"n_startup_trials": 3}},
     )
     assert status.trials_copied == 6
-    # TPE past its startup trials: it models the copied trials instead of sampling at random.
     spec = bridge.stored_spec(child._storage, child._study_id)
     assert spec is not None and spec.sampler.args == {"n_startup_trials": 3}
-    sampler = bridge.build_sampler(spec)
-    study = optuna.load_study(study_name="child", storage=child._storage, sampler=sampler)
-    trial = study.ask()
-    bridge.suggest(trial, spec)
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) >= sampler._n_startup_trials
+
+    def first_x(study_name: str) -> float:
+        study = optuna.load_study(
+            study_name=study_name, storage=child._storage, sampler=bridge.build_sampler(spec)
+        )
+        trial = study.ask()
+        return float(bridge.suggest(trial, spec)["x"])
+
+    # With no trials, TPE's first point is its seeded random start; the fork, already past
+    # its 3 startup trials thanks to the copies, samples from its model of them instead.
+    bridge.prepare_study(
+        child._storage,
+        "empty",
+        spec_of(
+            PARENT_SPACE, **{"sampler": {"name": "tpe", "seed": 1, "args": {"n_startup_trials": 3}}}
+        ),
+    )
+    assert first_x("child") != first_x("empty")
 
 
 def test_the_copy_is_made_once(storage_url: str) -> None:
