@@ -335,7 +335,12 @@ def waiting_problem(pod: Mapping[str, Any]) -> tuple[str, str] | None:
         return None
     status = pod.get("status", {})
     for condition in status.get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            # Just admitted: bound already, the gated condition not yet replaced.
+            and condition.get("reason") != "SchedulingGated"
+        ):
             return (
                 condition.get("reason") or "Unschedulable",
                 condition.get("message") or "the pod cannot be scheduled",

@@ -2,7 +2,8 @@
 ``spec.trial.nodes: 2`` runs on a gang of two pods (one process each), joined by
 torchrun's rendezvous at the leader's address; Lightning DDP spans both pods,
 rank 0 (on the leader) reports, and a pruned trial stops on every rank. The
-pods of a gang are created together and removed together; a trial counts once."""
+pods of a gang are created together and removed together; a trial counts once.
+In a Kueue queue the gang is one pod group, admitted whole (the test plays Kueue)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from scenario import (
     wait_phase,
     wait_until,
 )
+from test_queues import PlayKueue, gated
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -46,7 +48,7 @@ def test_a_two_pod_trial_completes_and_a_two_pod_trial_is_pruned(
     cluster: Any, kube: Any, storage_url: str
 ) -> None:
     cluster.start()
-    create(kube, "ddp", ddp_spec())
+    create(kube, "ddp", ddp_spec(queueName="team-a-gpus"))
     study = optuna_study(kube, storage_url, "ddp")
     # Trial 1 learns 500x slower: worse than trial 0 at every epoch, so it is pruned.
     study.enqueue_trial({"lr": 0.05, "hidden_size": 32})
@@ -61,8 +63,23 @@ def test_a_two_pod_trial_completes_and_a_two_pod_trial_is_pruned(
     follower_env = {e["name"]: e for e in ranks["1"]["spec"]["containers"][0]["env"]}
     assert follower_env["KUBETUNE_GANG_LEADER"]["value"] == ranks["0"]["metadata"]["name"]
     assert follower_env["KUBETUNE_NODES"]["value"] == "2"
+    # One Kueue pod group of two, both pods held until the group is admitted.
+    group = {p["metadata"]["labels"]["kueue.x-k8s.io/pod-group-name"] for p in gang}
+    assert group == {gang[0]["metadata"]["labels"]["kubetune.io/gang"]}
+    assert all(
+        p["metadata"]["annotations"]["kueue.x-k8s.io/pod-group-total-count"] == "2" for p in gang
+    )
+    assert all(gated(p) for p in gang)
+    queued = wait_until(
+        lambda: (
+            (status(kube, "ddp").get("conditions") or [])
+            and [c for c in status(kube, "ddp")["conditions"] if c["type"] == "Queued"]
+        )
+    )
+    assert queued[0]["status"] == "True" and "1 of 1 trial pod(s)" in queued[0]["message"]
 
-    final = wait_phase(kube, "ddp", "Succeeded", timeout=240)
+    with PlayKueue(kube, "ddp"):
+        final = wait_phase(kube, "ddp", "Succeeded", timeout=240)
     first, second = optuna.load_study(study_name=study.study_name, storage=storage_url).trials
     assert [first.state, second.state] == [TrialState.COMPLETE, TrialState.PRUNED], (
         first.user_attrs,

@@ -102,6 +102,10 @@ def test_a_gated_pod_waits_and_has_no_start_problem() -> None:
     only_condition = {**GATED, "spec": {}}
     assert queue_wait(only_condition) == "Scheduling is blocked due to non-empty scheduling gates"
     assert waiting_problem(only_condition) is None
+    # Admitted and bound, its status not yet updated: neither waiting nor a problem.
+    bound = {**only_condition, "spec": {"nodeName": "gpu-node-1"}}
+    assert queue_wait(bound) is None
+    assert waiting_problem(bound) is None
 
 
 def test_an_admitted_pod_that_cannot_be_placed_is_a_start_problem_again() -> None:
