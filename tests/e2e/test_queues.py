@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from kubetune.cli import app
 from scenario import (
     condition,
     create,
@@ -22,6 +24,7 @@ from scenario import (
     wait_phase,
     wait_until,
 )
+from typer.testing import CliRunner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -63,7 +66,7 @@ class PlayKueue:
 
 
 def test_a_queued_study_waits_as_queued_then_runs_when_admitted(
-    cluster: Any, kube: Any, storage_url: str
+    cluster: Any, kube: Any, storage_url: str, kubeconfig: Path
 ) -> None:
     cluster.start()
     create(
@@ -111,6 +114,13 @@ def test_a_queued_study_waits_as_queued_then_runs_when_admitted(
     }
     assert not [e for e in events(kube) if e.get("type") == "Warning"]
     assert len(events(kube, reason="Queued")) == 1
+    # `kubetune watch` says why the study makes no progress, from its first line.
+    watched = CliRunner().invoke(
+        app, ["watch", "queued", "--timeout", "2"], env={"KUBECONFIG": str(kubeconfig)}
+    )
+    assert watched.exit_code == 6, watched.output
+    assert "Queued=True (WaitingForAdmission)" in watched.output
+    assert "team-a-gpus" in watched.output
 
     with PlayKueue(kube, "queued") as kueue:
         final = wait_phase(kube, "queued", "Succeeded")

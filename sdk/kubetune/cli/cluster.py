@@ -345,8 +345,14 @@ def watch(
         _print_outcome(client.get_object(name))
 
 
-#: Conditions ``watch`` shows even when they were already so when it started.
-_TROUBLE = {("SpecChangeRefused", "True"), ("PodsReady", "False"), ("StorageReady", "False")}
+#: Conditions ``watch`` shows even when they were already so when it started (what
+#: keeps a study from making progress: Queued is a wait for a Kueue queue's admission).
+_TROUBLE = {
+    ("SpecChangeRefused", "True"),
+    ("PodsReady", "False"),
+    ("StorageReady", "False"),
+    ("Queued", "True"),
+}
 
 
 def _print_outcome(obj: dict[str, Any]) -> None:
