@@ -3,9 +3,6 @@ the real operator copies the parent's trials that fit before the fork's first po
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +11,9 @@ import yaml
 from kubetune.engine.fork import FORKED_FROM_ATTR
 from optuna.trial import TrialState
 from scenario import create, optuna_study, spec, wait_phase
+from test_readme_claims import kubetune  # the CLI as a user runs it, on this cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-
-
-def kubetune(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubetune.cli", *args],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig), "COLUMNS": "160"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_fork_of_a_cluster_study_starts_from_its_trials(

@@ -6,29 +6,17 @@ from __future__ import annotations
 import json
 import os
 import struct
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 import yaml
+from test_fork_local import kubetune  # the CLI as a user runs it
 
 pytestmark = pytest.mark.timeout(240)
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def kubetune(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubetune.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=200,
-    )
 
 
 def test_mlflow_gets_one_run_per_trial_with_steps(

@@ -35,6 +35,17 @@ def finished_parent(storage_url: str) -> tuple[StudiesKube, Study]:
     return kube, parent
 
 
+def listing(parent: Study, kube: StudiesKube) -> StudiesKube:
+    """A FakeKube of the fork's own that lists the parent Study as the API server would."""
+    fork_kube = StudiesKube()
+    fork_kube.studies["parent"] = {
+        "metadata": parent.meta,
+        "spec": parent.spec,
+        "status": copy.deepcopy(kube.status),
+    }
+    return fork_kube
+
+
 def test_a_fork_waits_for_its_parent_then_starts_from_its_trials(storage_url: str) -> None:
     kube, parent = finished_parent(storage_url)
     fork_kube = StudiesKube()
@@ -53,11 +64,7 @@ def test_a_fork_waits_for_its_parent_then_starts_from_its_trials(storage_url: st
     )
     assert fork_kube.pods == {}  # no trial before the copy
 
-    fork_kube.studies["parent"] = {
-        "metadata": parent.meta,
-        "spec": parent.spec,
-        "status": copy.deepcopy(kube.status),
-    }
+    fork_kube.studies["parent"] = listing(parent, kube).studies["parent"]
     fork.tick()
     assert fork.status["parent"] == {"name": "parent", "trialsCopied": 4, "trialsLeftOut": 0}
     assert len(fork_kube.pods) == 2
