@@ -133,3 +133,14 @@ def test_a_fork_with_another_direction_fails_naming_the_objective(storage_url: s
         fork.status
     )
     assert fork_kube.pods == {}
+
+
+def test_widening_a_started_study_is_refused_pointing_to_fork(storage_url: str) -> None:
+    study = Study(StudiesKube(), storage_url, budget={"maxTrials": 6})
+    study.tick()
+    study.run_round()
+    study.edit(searchSpace={"x": {"type": "float", "low": -10, "high": 100}})
+    study.tick()
+    refused = study.condition("SpecChangeRefused")
+    assert refused["status"] == "True"
+    assert "kubetune fork demo --set FIELD=VALUE" in refused["message"]
