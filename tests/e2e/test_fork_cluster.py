@@ -41,6 +41,16 @@ def test_fork_of_a_cluster_study_starts_from_its_trials(
     assert refused.returncode == 5, refused.stdout + refused.stderr
     assert "kubetune fork narrow" in refused.stderr
 
+    # With -o the fork is written for kubectl apply, not created.
+    written = kubetune(
+        kubeconfig, "fork", "narrow", "--set", "sampler.name=gp", "-o", str(tmp_path / "gp.yaml")
+    )
+    assert written.returncode == 0, written.stdout + written.stderr
+    assert yaml.safe_load((tmp_path / "gp.yaml").read_text())["spec"]["forkFrom"]["study"] == (
+        "narrow"
+    )
+    assert kube.get("studies", "narrow-fork", missing_ok=True) is None
+
     forked = kubetune(
         kubeconfig,
         "fork",

@@ -58,7 +58,8 @@ def fork(
         typer.Option(
             "--output",
             "-o",
-            help="A Study file: where to write the fork (default: standard output).",
+            help="Where to write the fork: a Study file's (default: standard output), or a "
+            "cluster Study's instead of creating it (kubectl apply -f it later).",
         ),
     ] = None,
     storage: Annotated[
@@ -87,14 +88,20 @@ def fork(
         from kubetune.local.run import is_study_file
 
         defaults = _defaults(default or [])
-        if is_study_file(study):
+        local = is_study_file(study)
+        if local:
             document = _local(Path(study), set_ or [], name, defaults, storage)
+        elif output is not None:  # written for kubectl apply later, not created now
+            client = connect(namespace, kubeconfig, context)
+            document = client.fork(study, set_ or [], name=name, defaults=defaults, submit=False)
+        if local or output is not None:
             text = yaml.safe_dump(document.to_dict(), sort_keys=False, allow_unicode=True)
             if output is None:
                 print(text, end="")
             else:
                 output.write_text(text, encoding="utf-8")
-                errors.print(f"wrote {esc(output)}: kubetune run {esc(output)}", highlight=False)
+                then = "kubetune run" if local else "kubectl apply -f"
+                errors.print(f"wrote {esc(output)}: {then} {esc(output)}", highlight=False)
             return
         client = connect(namespace, kubeconfig, context)
         created = client.fork(study, set_ or [], name=name, defaults=defaults)

@@ -707,6 +707,7 @@ class Client:
         name: str | None = None,
         defaults: Mapping[str, Any] | None = None,
         namespace: str | None = None,
+        submit: bool = True,
     ) -> Study:
         """A new Study that starts with the finished trials of ``study`` that fit its
         search space: the way to widen a range, add a choice or a parameter, or change
@@ -720,7 +721,8 @@ class Client:
 
         For a Study file the fork is returned, not run: write it out and ``kubetune
         run`` it (it copies from the same storage first). A cluster Study's fork is
-        submitted; the operator copies the trials and shows them in ``status.parent``.
+        submitted (``submit=False``: returned, for ``kubectl apply`` later); the operator
+        copies the trials and shows them in ``status.parent``.
 
         Example:
             >>> client.fork("study.yaml", ["searchSpace.lr.high=1.0", "sampler.name=gp"])
@@ -738,7 +740,7 @@ class Client:
         document = cluster_fork(
             self.get(str(study), namespace=namespace), sets, name=name, defaults=defaults
         )
-        return self.submit(document, namespace=namespace)
+        return self.submit(document, namespace=namespace) if submit else document
 
     def tune(
         self,
