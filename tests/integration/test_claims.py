@@ -220,3 +220,35 @@ def test_a_trial_that_finished_while_a_supervisor_failed_it_still_counts(
     assert ledger.spending.trials == 1
     state = budget_state(study._storage, study._study_id)
     assert (state.counted, state.first_waiting) == (1, None)
+
+
+def test_a_write_is_one_transaction_without_the_lock_and_is_made_again(
+    study: optuna.Study, storage_url: str, postgres_server: Any
+) -> None:
+    """How a worker ends a trial: its tell in one transaction with no study lock (other
+    workers claim meanwhile); cut off by a lost connection, it is made again and the
+    trial ends once."""
+    from optuna.study._tell import _tell_with_warning
+
+    claim = TransactionClaim(study._storage, study._study_id)
+    trial = claim.claim(study.ask)
+    assert trial is not None
+    attempts: list[int] = []
+
+    def tell(attempt: int) -> None:
+        attempts.append(attempt)
+        assert lock_holders(postgres_server, study._study_id) == []
+        _tell_with_warning(study, trial, 2.0, skip_if_finished=attempt > 0)
+        # Not committed yet: another connection still sees the trial running.
+        seen = optuna.load_study(study_name="s", storage=storage_url).trials
+        assert [t.state.name for t in seen] == ["RUNNING"]
+        if attempt == 0:
+            connection = admin(postgres_server)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", (claim_pid(study),))
+            connection.close()
+
+    claim.write(tell)
+    assert attempts == [0, 1]
+    stored = optuna.load_study(study_name="s", storage=storage_url).trials
+    assert [(t.state.name, t.value) for t in stored] == [("COMPLETE", 2.0)]

@@ -5,13 +5,15 @@ connection is cut opens it again and wakes everyone (they may have missed some).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import optuna
 import pytest
 import sqlalchemy
 from kubetune.engine.storage import open_storage
 from kubetune.engine.trial_ends import TrialEndListener, announce_trial_end
+from runner_helpers import run_worker
 
 WAIT = 20.0
 
@@ -50,17 +52,44 @@ def test_an_announced_trial_end_wakes_its_study_only(
     assert not ended.is_set()
 
 
-def test_the_trial_runners_tell_announces(storage_url: str, listener: TrialEndListener) -> None:
-    """announce_trial_end after study.tell, as the runner calls it: an Optuna RDB storage."""
-    study = optuna.create_study(study_name="told", storage=open_storage(storage_url))
+def test_a_worker_announces_each_trial_with_its_tell(
+    storage_url: str,
+    listener: TrialEndListener,
+    make_study: Callable[..., optuna.Study],
+    runner_env: dict[str, str],
+) -> None:
+    """A real worker process announces every trial it ends, in the transaction of the
+    tell: whoever is woken reads the trial already finished, never still running."""
+    study = make_study(
+        {
+            "objective": {"direction": "minimize"},
+            "budget": {"maxTrials": 3},
+            "sampler": {"name": "random", "seed": 1},
+            "trial": {"python": "kt_test_objectives:sleeps"},
+        },
+        name="told",
+    )
+    seen: list[list[str]] = []
     woken = threading.Event()
-    listener.subscribe(storage_url, "told", woken.set)
-    assert woken.wait(WAIT)
-    woken.clear()
-    trial = study.ask()
-    study.tell(trial, 1.0)
-    announce_trial_end(study._storage, study.study_name)
-    assert woken.wait(WAIT)
+
+    def read_on_wake() -> None:
+        seen.append([t.state.name for t in study.get_trials(deepcopy=False)])
+        woken.set()
+
+    listener.subscribe(storage_url, "told", read_on_wake)
+    assert woken.wait(WAIT)  # the first connection wakes everyone once
+    seen.clear()
+    # Trials half a second apart: one wake each (wakes coming together are one).
+    code, output = run_worker(runner_env, name="told", KT_SLEEP="0.5")
+    assert code == 0, output
+    deadline = time.monotonic() + WAIT
+    while len(seen) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(seen) >= 3, seen
+    # The n-th wake sees at least n trials finished (a wake may also see the next
+    # trial, claimed since, running).
+    for number, states in enumerate(seen[:3], start=1):
+        assert states.count("COMPLETE") >= number, seen
 
 
 def test_a_cut_connection_is_opened_again_and_wakes_its_studies(

@@ -282,6 +282,33 @@ class Worker:
         self.study._thread_local.cached_all_trials = None
         return optuna.Trial(self.study, trial_id)
 
+    def _tell(
+        self,
+        trial: optuna.Trial,
+        state: TrialState,
+        values: Sequence[float] | None,
+        reason: str | None,
+        attempt: int,
+    ) -> None:
+        """How the trial ended, in one transaction (see :meth:`run`'s ``lock.write``): its
+        failure reason, the tell, and the announcement that wakes the operator's status
+        at once instead of at its next look."""
+        if reason is not None:
+            # Bounded keeping its first line: what every view of the trial shows.
+            trial.set_user_attr(FAIL_REASON_ATTR, failure_reason(*_split(reason)))
+        # What study.optimize calls: study.tell would then read the whole trial back once
+        # more (six statements) to return it, which nobody here reads. A second attempt
+        # finds the trial finished if the first one's commit got through.
+        _tell_with_warning(
+            study=self.study,
+            trial=trial,
+            value_or_values=values if state == TrialState.COMPLETE else None,
+            state=state,
+            skip_if_finished=attempt > 0,
+            suppress_warning=True,
+        )
+        announce_trial_end(self.study._storage, self.study.study_name)
+
     def _over_budget(self) -> bool:
         self.ledger.update(self.study.get_trials(deepcopy=False))
         return self.ledger.spending.trials > self.spec.budget.max_trials
@@ -309,25 +336,13 @@ class Worker:
                 trial.number,
                 scrub("".join(traceback.format_exception(error)).rstrip(), self.storage_url),
             )
+        if reason is not None:
+            # Scrubbed once, for the trial and for the log: an objective's error may
+            # quote the storage URL.
+            reason = scrub(reason, self.storage_url)
         with self.signals.deferred():
-            if reason is not None:
-                # Scrubbed once, for the trial and for the log: an objective's error may
-                # quote the storage URL.
-                reason = scrub(reason, self.storage_url)
-                # Bounded keeping its first line: what every view of the trial shows.
-                trial.set_user_attr(FAIL_REASON_ATTR, failure_reason(*_split(reason)))
-            # What study.optimize calls: study.tell would then read the whole trial back
-            # once more (six statements) to return it, which nobody here reads.
-            _tell_with_warning(
-                study=self.study,
-                trial=trial,
-                value_or_values=values if state == TrialState.COMPLETE else None,
-                state=state,
-                suppress_warning=True,
-            )
+            self.lock.write(lambda attempt: self._tell(trial, state, values, reason, attempt))
             self._current = None
-        # The operator shows it in the Study's status now, not at its next look.
-        announce_trial_end(self.study._storage, self.study.study_name)
         self._track(trial)
         if self.after_trial is not None:
             self.after_trial(self.study, self.study._storage.get_trial(trial._trial_id))

@@ -461,6 +461,11 @@ class ClaimLock:
         with self:
             return decide()
 
+    def write(self, work: Callable[[int], _T]) -> _T:
+        """``work(0)``, each storage call its own transaction (as
+        :meth:`kubetune.engine.claims.TransactionClaim.write` is on PostgreSQL)."""
+        return work(0)
+
     def acquire(self) -> None:
         if is_postgres(self._url):
             raise ValueError("PostgreSQL claims use kubetune.engine.claims.TransactionClaim")

@@ -46,6 +46,9 @@ Wake = Callable[[], None]
 def announce_trial_end(storage: optuna.storages.BaseStorage, study_name: str) -> None:
     """Tell whoever listens on the study's database that one of its trials ended.
 
+    Sent through the storage's own session: inside a transaction that a worker's
+    claim lock opened (:meth:`kubetune.engine.claims.TransactionClaim.write`) it
+    goes out with the tell when that commits, at no round trip of its own.
     Best effort: a failure is logged at debug level and costs the listener one
     polling period, nothing more.
     """
@@ -54,14 +57,19 @@ def announce_trial_end(storage: optuna.storages.BaseStorage, study_name: str) ->
         return
     import sqlalchemy
 
+    backend = getattr(storage, "_backend", storage)
+    session = backend.scoped_session()
     try:
-        with engine.begin() as connection:
-            connection.execute(
-                sqlalchemy.text("SELECT pg_notify(:channel, :study)"),
-                {"channel": CHANNEL, "study": study_name},
-            )
+        session.execute(
+            sqlalchemy.text("SELECT pg_notify(:channel, :study)"),
+            {"channel": CHANNEL, "study": study_name},
+        )
+        session.commit()  # in a transaction of the claim lock's: leaves it open
     except sqlalchemy.exc.SQLAlchemyError as error:
+        session.rollback()
         _logger.debug("could not announce a trial end: %s", type(error).__name__)
+    finally:
+        session.close()
 
 
 class TrialEndListener:
