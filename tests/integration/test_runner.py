@@ -300,9 +300,10 @@ def test_parallel_workers_never_exceed_max_trials(
     storage_url: str,
     tmp_path: Path,
 ) -> None:
-    """Five workers finish their first trials together and all reach for the one
-    trial left: exactly one gets it (without the claim lock, several would)."""
-    workers_count = 5
+    """Four workers finish their first trials together and all reach for the one
+    trial left: exactly one gets it (without the claim lock, several would). Sixteen,
+    through PgBouncer: tests/integration/test_pooled_claims.py."""
+    workers_count = 4
     spec = python_spec("quadratic", maxTrials=workers_count + 1)
     spec["trial"]["python"] = "kt_race_objectives:meets_the_others"
     make_study(spec)
