@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from kubetune.engine import bridge, fork
 from kubetune.engine.ledger import TrialLedger
 from kubetune.engine.recovery import WORKER_ATTR, fail_lost_trials, lost_trials
+from kubetune.engine.standing import Standing
 from kubetune.engine.storage import StorageUnavailable, open_storage, scrub
 from kubetune.engine.supervision import EndedWorker, Outcome, Situation, decide
 from kubetune.engine.trials import best_params_document
@@ -47,6 +48,7 @@ from kubetune_operator.labels import (
     COMPONENT_LABEL,
     GANG_LABEL,
     HANDLED_ANNOTATION,
+    KUEUE_PRIORITY_CLASS_LABEL,
     MANAGED_BY_LABEL,
     STUDY_LABEL,
     STUDY_UID_LABEL,
@@ -112,6 +114,10 @@ class StudyReconciler:
     tenants: Tenants | None = None
     _study: optuna.Study | None = None
     _ledger: TrialLedger | None = None
+    #: The finished trials' curves, for ranking the running ones (folded with the ledger).
+    _standing: Standing | None = None
+    #: Set once the API server (Kueue's webhook) refused a priority-class change.
+    _ranking_refused: bool = False
     _url: str | None = None
     _refused_change: str | None = field(default=None)
     _trial_account_ready: bool = False
@@ -274,6 +280,7 @@ class StudyReconciler:
                 status["startTime"] = now_iso()
             self._url = url
             self._ledger = TrialLedger([d.name.lower() for d in self._study.directions])
+            self._standing = None
         study = self._study
         if spec.fork_from is not None and not status.get("parent"):
             # Every tick until the copy shows in the status: a tick that found no parent
@@ -468,6 +475,7 @@ class StudyReconciler:
             for pod in idle[: decision.retire_idle_workers]:
                 self.kube.delete_pod(namespace, pod["metadata"]["name"])
         self._label_pods_with_trials(namespace, live, ledger)
+        self._rank_for_preemption(namespace, spec, live, members, ledger)
 
         conditions = self._queue_conditions(conditions, spec, queued, len(live))
         # A gang's other pods too: one that cannot start holds its whole trial.
@@ -531,9 +539,14 @@ class StudyReconciler:
 
     def _tally(self, study: optuna.Study) -> TrialLedger:
         """The study's ledger, brought up to date with the storage."""
+        directions = [d.name.lower() for d in study.directions]
         if self._ledger is None:
-            self._ledger = TrialLedger([d.name.lower() for d in study.directions])
-        self._ledger.update(study.get_trials(deepcopy=False))
+            self._ledger = TrialLedger(directions)
+            self._standing = None
+        if self._standing is None:
+            self._standing = Standing(directions)
+        finished = self._ledger.update(study.get_trials(deepcopy=False))
+        self._standing.add(finished)
         return self._ledger
 
     def _recover_lost_trials(
@@ -754,6 +767,55 @@ class StudyReconciler:
             ):
                 if gangs.is_member(pod) and pod["metadata"]["labels"].get(GANG_LABEL) in stopped:
                     self.kube.delete_pod(namespace, pod["metadata"]["name"])
+
+    def _rank_for_preemption(
+        self,
+        namespace: str,
+        spec: StudySpec,
+        live: Sequence[Mapping[str, Any]],
+        members: Sequence[Mapping[str, Any]],
+        ledger: TrialLedger,
+    ) -> None:
+        """With ``weakTrialsPriorityClassName``: the pods of the running trials the pruner
+        ranks in the weaker half get that WorkloadPriorityClass, the others keep the
+        Study's, so a queue short of quota preempts the weakest trials first."""
+        weak_class = spec.trial.weak_trials_priority_class_name
+        if not weak_class or self._standing is None or self._ranking_refused:
+            return
+        weak = self._standing.weaker_half(ledger.running)
+        trial_of = {str(t.user_attrs.get(WORKER_ATTR)): t.number for t in ledger.running}
+        wanted: dict[str, str] = {}  # pod or gang -> class
+        for pod in live:
+            number = trial_of.get(pod["metadata"]["name"])
+            if number is None:
+                continue
+            chosen = weak_class if number in weak else spec.trial.workload_priority_class_name
+            wanted[pod["metadata"]["name"]] = str(chosen)
+            gang = (pod["metadata"].get("labels") or {}).get(GANG_LABEL)
+            if gang:  # a pod group's priority is its pods', all of them
+                wanted[gang] = str(chosen)
+        for pod in [*live, *members]:
+            labels = pod["metadata"].get("labels") or {}
+            chosen = wanted.get(pod["metadata"]["name"]) or wanted.get(labels.get(GANG_LABEL, ""))
+            if not chosen or labels.get(KUEUE_PRIORITY_CLASS_LABEL) == chosen:
+                continue
+            try:
+                self.kube.patch_pod_metadata(
+                    namespace, pod["metadata"]["name"], labels={KUEUE_PRIORITY_CLASS_LABEL: chosen}
+                )
+            except Exception as error:
+                if getattr(error, "status", None) not in (400, 403, 422):
+                    raise
+                # A Kueue that keeps a running workload's class fixed: say so once, stop.
+                self._ranking_refused = True
+                self.emit(
+                    "Warning",
+                    "PriorityChangeRefused",
+                    f"spec.trial.weakTrialsPriorityClassName: the API server refused to change "
+                    f"pod {pod['metadata']['name']}'s {KUEUE_PRIORITY_CLASS_LABEL} "
+                    f"({kube.ApiRefused.of(error)}); the weaker trials are not marked"[:1000],
+                )
+                return
 
     def _label_pods_with_trials(
         self, namespace: str, live: Sequence[Mapping[str, Any]], ledger: TrialLedger

@@ -66,6 +66,11 @@ def test_without_a_queue_no_kueue_label_and_no_gate() -> None:
             "spec.trial.workloadPriorityClassName",
             "set queueName too",
         ),
+        (
+            {"queueName": "q", "weakTrialsPriorityClassName": "low"},
+            "spec.trial.weakTrialsPriorityClassName",
+            "set it too",
+        ),
     ],
 )
 def test_bad_queue_and_priority_names_are_refused_naming_the_field(

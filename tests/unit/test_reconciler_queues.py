@@ -118,3 +118,98 @@ def test_preempted_pods_never_fail_the_study_but_crashing_ones_do(
     else:
         assert study.status["phase"] == "Failed"
         assert "3 workers in a row" in study.status["message"]
+
+
+def test_the_weaker_half_of_running_trials_is_preempted_first(
+    make: Callable[..., Study],
+) -> None:
+    """With weakTrialsPriorityClassName, a running trial's pod carries the lower Kueue
+    WorkloadPriorityClass while the pruner's view ranks it worse than the median at its
+    step, and gets the Study's back when it recovers."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    study = make(
+        budget={"maxTrials": 10, "parallelism": 2},
+        trial={
+            "queueName": "gpus",
+            "workloadPriorityClassName": "research",
+            "weakTrialsPriorityClassName": "research-preemptible",
+        },
+    )
+    study.tick()
+    for value in (1.0, 2.0, 3.0):  # finished curves: the median at each step is 2.0
+        study.optuna.add_trial(
+            create_trial(
+                state=TrialState.COMPLETE,
+                value=value,
+                params={"x": 0.0},
+                distributions={"x": optuna.distributions.FloatDistribution(-10, 10)},
+                intermediate_values={0: value, 1: value, 2: value},
+            )
+        )
+    strong_pod, weak_pod = study.live_pods()
+    for pod in (strong_pod, weak_pod):
+        pod["spec"].pop("schedulingGates")
+    strong, weak = study.claim(strong_pod), study.claim(weak_pod)
+    strong.report(1.5, step=1)
+    weak.report(2.5, step=1)
+    study.tick()
+
+    def priority(pod: dict[str, Any]) -> str:
+        return pod["metadata"]["labels"]["kueue.x-k8s.io/priority-class"]
+
+    assert priority(strong_pod) == "research"
+    assert priority(weak_pod) == "research-preemptible"
+    weak.report(0.5, step=2)  # it recovers: better than the median at step 2
+    study.tick()
+    assert priority(weak_pod) == "research"
+
+
+def test_a_kueue_that_refuses_the_class_change_is_said_once(
+    make: Callable[..., Study],
+) -> None:
+    """Older Kueue versions keep a running pod's WorkloadPriorityClass fixed: one Warning
+    naming the field, and the study runs on unranked."""
+    import optuna
+
+    class Refused(Exception):
+        status = 403
+        reason = "Forbidden"
+        body = '{"message": "admission webhook \\"vpod.kb.io\\" denied the request"}'
+
+    study = make(
+        budget={"maxTrials": 10, "parallelism": 1},
+        trial={
+            "queueName": "gpus",
+            "workloadPriorityClassName": "research",
+            "weakTrialsPriorityClassName": "research-preemptible",
+        },
+    )
+    study.tick()
+    for value in (1.0, 2.0):
+        study.optuna.add_trial(
+            optuna.trial.create_trial(
+                value=value,
+                params={"x": 0.0},
+                distributions={"x": optuna.distributions.FloatDistribution(-10, 10)},
+                intermediate_values={0: value},
+            )
+        )
+    (pod,) = study.live_pods()
+    pod["spec"].pop("schedulingGates")
+    study.claim(pod).report(9.0, step=0)
+    allowed = study.fake.patch_pod_metadata
+
+    def refuse_class_changes(namespace: str, name: str, labels: Any = None, **kw: Any) -> None:
+        if labels and "kueue.x-k8s.io/priority-class" in labels:
+            raise Refused()
+        allowed(namespace, name, labels=labels, **kw)
+
+    study.fake.patch_pod_metadata = refuse_class_changes  # type: ignore[method-assign]
+    study.tick()
+    study.tick()
+    [warning] = study.events_of("PriorityChangeRefused")
+    assert warning.startswith("spec.trial.weakTrialsPriorityClassName: the API server refused")
+    assert "denied the request" in warning
+    assert study.status["phase"] == "Running"

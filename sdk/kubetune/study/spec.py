@@ -262,6 +262,10 @@ class TrialTemplate(_Model):
     admits them (its pod integration); a waiting study shows the condition Queued."""
     workload_priority_class_name: str | None = None
     """A Kueue WorkloadPriorityClass: the trials' priority inside the queue (needs queueName)."""
+    weak_trials_priority_class_name: str | None = None
+    """A lower Kueue WorkloadPriorityClass for the running trials the pruner ranks in the
+    weaker half (worse than the median at their step): the queue preempts them first
+    (needs workloadPriorityClassName, and a Kueue that lets a running pod's class change)."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Labels added to the trial pods."""
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -307,7 +311,9 @@ class TrialTemplate(_Model):
             )
         return value
 
-    @field_validator("queue_name", "workload_priority_class_name")
+    @field_validator(
+        "queue_name", "workload_priority_class_name", "weak_trials_priority_class_name"
+    )
     @classmethod
     def _check_queue_label(cls, value: str | None) -> str | None:
         # Both go into a pod label (kueue.x-k8s.io/queue-name, .../priority-class).
@@ -334,6 +340,15 @@ class TrialTemplate(_Model):
             raise _field_error(
                 "workloadPriorityClassName",
                 "a WorkloadPriorityClass orders trials inside a Kueue queue: set queueName too",
+            )
+        if (
+            self.weak_trials_priority_class_name is not None
+            and self.workload_priority_class_name is None
+        ):
+            raise _field_error(
+                "weakTrialsPriorityClassName",
+                "the weaker trials move down from workloadPriorityClassName (Kueue lets a "
+                "running workload's class change, never be added): set it too",
             )
         return self
 
