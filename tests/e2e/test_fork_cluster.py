@@ -86,3 +86,8 @@ def test_fork_of_a_cluster_study_starts_from_its_trials(
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert any(t.params["x"] > 1 for t in new)  # the new range is searched
     assert final["trials"]["complete"] == 12
+    described = kubetune(kubeconfig, "describe", "wide")
+    assert described.returncode == 0, described.stderr
+    assert f"Forked from:  narrow: {len(inside)} trials copied, {left_out} left out" in (
+        described.stdout
+    )

@@ -205,6 +205,18 @@ def _describe(obj: dict[str, Any], events: list[dict[str, Any]]) -> None:
     )
     line("Started", status.get("startTime") or "-")
     line("Completed", status.get("completionTime") or "-")
+    parent = status.get("parent") or {}
+    if parent or spec.get("forkFrom"):
+        line(
+            "Forked from",
+            f"{parent.get('name', (spec.get('forkFrom') or {}).get('study'))}: "
+            + (
+                f"{parent.get('trialsCopied', 0)} trials copied, "
+                f"{parent.get('trialsLeftOut', 0)} left out (outside the search space)"
+                if parent
+                else "its trials are not copied yet"
+            ),
+        )
     directions = objective.get("directions") or [objective.get("direction") or "minimize"]
     metrics = objective.get("metrics") or ([objective["metric"]] if objective.get("metric") else [])
     text = ", ".join(
