@@ -59,6 +59,7 @@ from kubetune_operator.labels import (
     study_selector,
 )
 from kubetune_operator.pods import (
+    GangPlace,
     disruption,
     end_reason,
     exit_code,
@@ -621,62 +622,42 @@ class StudyReconciler:
         count: int,
         secret: tuple[str, str],
     ) -> kube.ApiRefused | None:
-        """Create ``count`` trial pods.
+        """Create ``count`` workers: trial pods, or gangs of ``spec.trial.nodes`` pods
+        (each gang all or nothing).
 
         Returns the API server's refusal when a pod could not be created (forbidden,
         invalid, over quota): the tick goes on and the status says why."""
         self._ensure_trial_service_account(meta, spec)
-        if spec.trial.nodes > 1:
-            return self._start_gangs(meta, spec, study, count, secret)
-        for offset in range(count):
-            pod = trial_pod(
-                meta,
-                spec,
-                self.config,
-                optuna_name=study.study_name,
-                secret=secret,
-                # Distinct per pod (seeds are offset by it); the clock keeps it unique
-                # across ticks without storing a counter.
-                worker_index=int(time.time() * 1000) % 2**31 + offset,
-            )
-            try:
-                self.kube.create_pod(meta["namespace"], pod)
-            except kube.ApiRefused as refusal:
-                # The account may have been deleted since: look again next time.
-                self._trial_account_ready = False
-                return refusal
-        return None
-
-    def _start_gangs(
-        self,
-        meta: Mapping[str, Any],
-        spec: StudySpec,
-        study: optuna.Study,
-        count: int,
-        secret: tuple[str, str],
-    ) -> kube.ApiRefused | None:
-        """Create ``count`` gangs of ``spec.trial.nodes`` pods, each all or nothing."""
         namespace = meta["namespace"]
         for offset in range(count):
+            places: list[GangPlace | None] = (
+                list(gangs.new_gang(meta["name"], spec.trial.nodes))
+                if spec.trial.nodes > 1
+                else [None]
+            )
             created: list[str] = []
-            for place in gangs.new_gang(meta["name"], spec.trial.nodes):
+            for place in places:
                 pod = trial_pod(
                     meta,
                     spec,
                     self.config,
                     optuna_name=study.study_name,
                     secret=secret,
+                    # Distinct per worker (seeds are offset by it); the clock keeps it
+                    # unique across ticks without storing a counter.
                     worker_index=int(time.time() * 1000) % 2**31 + offset,
                     gang=place,
                 )
                 try:
                     self.kube.create_pod(namespace, pod)
                 except kube.ApiRefused as refusal:
+                    # The account may have been deleted since: look again next time.
                     self._trial_account_ready = False
                     for name in created:  # half a gang would wait for the rest forever
                         self.kube.delete_pod(namespace, name)
                     return refusal
-                created.append(place.pod_name)
+                if place is not None:
+                    created.append(place.pod_name)
         return None
 
     def _keep_gangs_together(

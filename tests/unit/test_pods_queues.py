@@ -7,22 +7,8 @@ from typing import Any
 
 import pytest
 from kubetune.study.spec import SpecError, validate_spec
-from kubetune_operator.config import OperatorConfig
-from kubetune_operator.pods import disruption, end_reason, queue_wait, trial_pod, waiting_problem
-
-META = {"name": "lgbm", "namespace": "team-a", "uid": "1234-abcd"}
-
-
-def make_pod(**trial: Any) -> dict[str, Any]:
-    spec = validate_spec({"trial": {"python": "m:f", **trial}})
-    return trial_pod(
-        META,
-        spec,
-        OperatorConfig(trial_service_account="kubetune-trial"),
-        optuna_name="team-a.lgbm.1234-abcd",
-        secret=("pg", "url"),
-        worker_index=7,
-    )
+from kubetune_operator.pods import disruption, end_reason, queue_wait, waiting_problem
+from test_operator_units import make_pod
 
 
 def test_a_queued_study_pod_carries_kueues_label_gate_and_priorities() -> None:

@@ -8,20 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from test_pods_queues import GATED
 from test_reconciler import FakeKube
 from test_reconciler_rules import Study
 
-GATED_STATUS = {
-    "phase": "Pending",
-    "conditions": [
-        {
-            "type": "PodScheduled",
-            "status": "False",
-            "reason": "SchedulingGated",
-            "message": "Scheduling is blocked due to non-empty scheduling gates",
-        }
-    ],
-}
+GATED_STATUS = GATED["status"]
 
 
 @pytest.fixture
@@ -70,6 +61,21 @@ def test_queued_pods_the_last_trials_do_not_need_are_removed(make: Callable[...,
     study.tick()
     assert waiting["metadata"]["name"] not in study.fake.pods
     assert running["metadata"]["name"] in study.fake.pods
+
+
+def add_finished(study: Study, *values: float) -> None:
+    """Finished trials whose curve is flat at ``value`` at steps 0, 1 and 2."""
+    import optuna
+
+    for value in values:
+        study.optuna.add_trial(
+            optuna.trial.create_trial(
+                value=value,
+                params={"x": 0.0},
+                distributions={"x": optuna.distributions.FloatDistribution(-10, 10)},
+                intermediate_values={0: value, 1: value, 2: value},
+            )
+        )
 
 
 def preempt(pod: dict[str, Any]) -> None:
@@ -126,8 +132,6 @@ def test_the_weaker_half_of_running_trials_is_preempted_first(
     """With weakTrialsPriorityClassName, a running trial's pod carries the lower Kueue
     WorkloadPriorityClass while the pruner's view ranks it worse than the median at its
     step, and gets the Study's back when it recovers."""
-    import optuna
-    from optuna.trial import TrialState, create_trial
 
     study = make(
         budget={"maxTrials": 10, "parallelism": 2},
@@ -138,16 +142,7 @@ def test_the_weaker_half_of_running_trials_is_preempted_first(
         },
     )
     study.tick()
-    for value in (1.0, 2.0, 3.0):  # finished curves: the median at each step is 2.0
-        study.optuna.add_trial(
-            create_trial(
-                state=TrialState.COMPLETE,
-                value=value,
-                params={"x": 0.0},
-                distributions={"x": optuna.distributions.FloatDistribution(-10, 10)},
-                intermediate_values={0: value, 1: value, 2: value},
-            )
-        )
+    add_finished(study, 1.0, 2.0, 3.0)  # the median at each step is 2.0
     strong_pod, weak_pod = study.live_pods()
     for pod in (strong_pod, weak_pod):
         pod["spec"].pop("schedulingGates")
@@ -171,7 +166,6 @@ def test_a_kueue_that_refuses_the_class_change_is_said_once(
 ) -> None:
     """Older Kueue versions keep a running pod's WorkloadPriorityClass fixed: one Warning
     naming the field, and the study runs on unranked."""
-    import optuna
 
     class Refused(Exception):
         status = 403
@@ -187,15 +181,7 @@ def test_a_kueue_that_refuses_the_class_change_is_said_once(
         },
     )
     study.tick()
-    for value in (1.0, 2.0):
-        study.optuna.add_trial(
-            optuna.trial.create_trial(
-                value=value,
-                params={"x": 0.0},
-                distributions={"x": optuna.distributions.FloatDistribution(-10, 10)},
-                intermediate_values={0: value},
-            )
-        )
+    add_finished(study, 1.0, 2.0)
     (pod,) = study.live_pods()
     pod["spec"].pop("schedulingGates")
     study.claim(pod).report(9.0, step=0)
