@@ -253,11 +253,16 @@ def fork_document(
     sets = list(sets)
     data = parent.spec.to_dict()
     data.pop("forkFrom", None)
+    data.pop("suspend", None)  # a suspended parent's fork is meant to run
     data.get("storage", {}).pop("studyName", None)
     data = apply_sets(data, sets)
+    given = data.pop("forkFrom", None)  # --set forkFrom.defaults.x=3 is a default too
+    given_defaults = given.get("defaults") if isinstance(given, dict) else None
     fork_from: dict[str, Any] = {"study": parent_ref or parent.metadata.name}
-    if defaults:
-        fork_from["defaults"] = dict(defaults)
+    if given_defaults is not None and not isinstance(given_defaults, dict):
+        fork_from["defaults"] = given_defaults  # not a mapping: validation says so
+    elif given_defaults or defaults:
+        fork_from["defaults"] = {**(given_defaults or {}), **(defaults or {})}
     data["forkFrom"] = fork_from
     sets_budget = any(s.partition("=")[0].removeprefix("spec.") == "budget.maxTrials" for s in sets)
     if trials_copied is not None and not sets_budget:
