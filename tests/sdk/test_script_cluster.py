@@ -25,7 +25,7 @@ from conftest import TRIAL_IMAGE
 from kubetune.engine.recovery import WORKER_ATTR
 from tune_cluster import code_mount_turn
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), pytest.mark.slow(seconds=80)]
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 NOTE = "cluster_tune.py calls study.optimize at import; kubetune runs the trials instead"
