@@ -78,3 +78,17 @@ def test_a_gang_is_one_worker_and_fails_together(make: Callable[..., Study]) -> 
     assert final["phase"] == "Succeeded"
     assert not study.fake.pods
     assert final["trials"]["complete"] == 2 and final["trials"]["failed"] == 1
+
+
+def test_suspending_stops_whole_gangs_at_once(make: Callable[..., Study]) -> None:
+    study = make(budget={"maxTrials": 4, "parallelism": 2}, trial={"nodes": 3})
+    study.tick()
+    assert len(study.live_pods()) == 6  # two trials, three pods each
+    leader = next(p for p in study.live_pods() if p["metadata"]["name"].endswith("-0"))
+    trial = study.claim(leader)
+    study.edit(suspend=True)
+    study.tick()
+    assert study.fake.pods == {}, "members go with their leaders, not a tick later"
+    assert study.tick() is True  # suspended with nothing left: it rests
+    stopped = study.optuna.trials[trial.number]
+    assert stopped.user_attrs["kubetune.fail_reason"] == "the study was suspended"
