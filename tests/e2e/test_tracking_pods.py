@@ -44,3 +44,29 @@ def test_trial_pods_send_each_trial_to_mlflow(
         history = client.get_metric_history(run.info.run_id, "intermediate_value")
         assert {m.step: m.value for m in history} == pytest.approx(trial.intermediate_values)
         assert history
+
+
+def test_trial_pods_send_each_trial_to_wandb_offline(
+    cluster: Any, kube: Any, storage_url: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("wandb")
+    cluster.start()
+    tracked = spec("reports_steps", budget={"maxTrials": 3, "parallelism": 2})
+    tracked["tracking"] = {"wandb": {"project": "kubetune-e2e"}}
+    # As a user gives pods W&B settings: the trial's env (an API key from a Secret online).
+    tracked["trial"]["env"] = [
+        {"name": "WANDB_MODE", "value": "offline"},
+        {"name": "WANDB_DIR", "value": str(tmp_path)},
+    ]
+    create(kube, "tracked-wandb", tracked)
+    wait_phase(kube, "tracked-wandb", "Succeeded")
+    study = optuna_study(kube, storage_url, "tracked-wandb")
+    logs = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(logs) == len(study.trials) == 3
+    # Each run's transaction log names its trial's run and carries the Study's tags.
+    names = {t.number: f"tracked-wandb-trial-{t.number}".encode() for t in study.trials}
+    contents = [log.read_bytes() for log in logs]
+    for number, name in names.items():
+        (found,) = [c for c in contents if name in c]
+        assert b"kubetune.study=tracked-wandb" in found
+        assert f"kubetune.trial={number}".encode() in found

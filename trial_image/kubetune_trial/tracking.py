@@ -245,7 +245,12 @@ class _WandbTracker:
                 name=run_name(study.study_name, trial.number),
                 group=study_label(study.study_name),
                 job_type="trial",
-                tags=[f"{key}={value}" for key, value in tags.items()],
+                # W&B takes tags of at most 64 characters: the config has them whole.
+                tags=[
+                    f"{key}={value}"[:64]
+                    for key, value in tags.items()
+                    if key != "kubetune.optuna_study"
+                ],
                 config={**trial.params, **tags, **_trial_attrs(trial)},
                 reinit="create_new",
             )
