@@ -48,7 +48,8 @@ def test_a_two_pod_trial_completes_and_a_two_pod_trial_is_pruned(
     cluster: Any, kube: Any, storage_url: str
 ) -> None:
     cluster.start()
-    create(kube, "ddp", ddp_spec(queueName="team-a-gpus"))
+    # One gang runs both trials in turn: its follower joins each of the leader's trials.
+    create(kube, "ddp", ddp_spec(queueName="team-a-gpus", trialsPerPod=2))
     study = optuna_study(kube, storage_url, "ddp")
     # Trial 1 learns 500x slower: worse than trial 0 at every epoch, so it is pruned.
     study.enqueue_trial({"lr": 0.05, "hidden_size": 32})
@@ -92,7 +93,8 @@ def test_a_two_pod_trial_completes_and_a_two_pod_trial_is_pruned(
     assert len(second.intermediate_values) < 5
     # Budgeted as one trial each, recorded by the leader pods.
     assert final["trials"]["complete"] == 1 and final["trials"]["pruned"] == 1
-    assert all(t.user_attrs["kubetune.worker"].endswith("-0") for t in (first, second))
+    assert first.user_attrs["kubetune.worker"] == second.user_attrs["kubetune.worker"]
+    assert first.user_attrs["kubetune.worker"] == ranks["0"]["metadata"]["name"]
     assert not live_pods(kube, "ddp")
     assert not [e for e in events(kube) if e.get("type") == "Warning"]
 
