@@ -212,7 +212,7 @@ def _describe(obj: dict[str, Any], events: list[dict[str, Any]]) -> None:
             f"{parent.get('name', (spec.get('forkFrom') or {}).get('study'))}: "
             + (
                 f"{parent.get('trialsCopied', 0)} trials copied, "
-                f"{parent.get('trialsLeftOut', 0)} left out (outside the search space)"
+                f"{parent.get('trialsLeftOut', 0)} left out (they do not fit its search space)"
                 if parent
                 else "its trials are not copied yet"
             ),

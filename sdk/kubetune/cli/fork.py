@@ -135,7 +135,7 @@ def _local(
         document, copied, left_out = local_fork(
             path, parent_study, sets, name=name, defaults=defaults
         )
-    left = f", leaves out {left_out} (outside the new search space)" if left_out else ""
+    left = f", leaves out {left_out} (they do not fit the new search space)" if left_out else ""
     errors.print(
         f"{esc(document.metadata.name)} forks study {esc(parent_study.study_name)!r}: "
         f"kubetune run copies {copied} finished trial(s){left}, then runs up to "

@@ -186,7 +186,7 @@ def parent_status(study: optuna.Study) -> ParentStatus | None:
 
 def describe(status: ParentStatus) -> str:
     """One line for people: what was copied from where."""
-    left = f", {status.trials_left_out} left out (outside the new search space)"
+    left = f", {status.trials_left_out} left out (they do not fit the new search space)"
     return (
         f"forked from {status.name}: copied {status.trials_copied} finished "
         f"trial(s){left if status.trials_left_out else ''}"
