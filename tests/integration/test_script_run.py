@@ -494,6 +494,11 @@ def test_best_trials_plot_and_delete_take_the_script_as_they_take_a_study_file(
     nothing = kubetune(env, tmp_path, "trials", "no_optimize.py")
     assert nothing.returncode == 2, nothing.stderr
     assert "no_optimize.py never calls study.optimize" in nothing.stderr
+    # One that fails before its optimize could not go on (3), as under kubetune run.
+    (tmp_path / "no_data.py").write_text("raise FileNotFoundError('train.csv')\n")
+    failing = kubetune(env, tmp_path, "best", "no_data.py")
+    assert failing.returncode == 3, failing.stderr
+    assert "no_data.py raised FileNotFoundError before study.optimize" in failing.stderr
 
     deleted = kubetune(env, tmp_path, "delete", "read_back.py")
     assert deleted.returncode == 0, deleted.stderr

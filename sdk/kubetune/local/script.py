@@ -23,6 +23,7 @@ from pathlib import Path
 from kubetune.engine.script_study import DerivedStudy, derive_study
 from kubetune.engine.scripts import ScriptError, never_optimized, run_script
 from kubetune.engine.worker import STORAGE_URL_ENV
+from kubetune.errors import KubetuneError
 from kubetune.study.spec import Study
 
 
@@ -46,7 +47,9 @@ def study_of_script(path: Path, storage: str | None = None) -> tuple[Study, str 
     does (what it prints goes to standard error: it is not the caller's output).
 
     Raises :class:`~kubetune.engine.scripts.ScriptError` for a script that cannot be
-    read, never calls ``optimize``, or raises before it.
+    read or never calls ``optimize`` (bad input, as for ``kubetune run``), and
+    :class:`~kubetune.errors.KubetuneError` for one that raises before it (it could
+    not go on).
     """
     try:
         with contextlib.redirect_stdout(sys.stderr):
@@ -54,7 +57,7 @@ def study_of_script(path: Path, storage: str | None = None) -> tuple[Study, str 
     except ScriptError:
         raise
     except Exception as error:
-        raise ScriptError(
+        raise KubetuneError(
             f"{path.name} raised {type(error).__name__} before study.optimize ({error}); "
             "kubetune finds a script's study by running it up to there"
         ) from error
