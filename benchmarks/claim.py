@@ -21,8 +21,10 @@ from typing import Any
 import optuna
 from _bench import Postgres, environment_block, markdown_table, options, print_table, record
 
-TRIALS = {"quick": 100, "default": 300, "full": 1000}
-ROUNDS = {"quick": 2, "default": 3, "full": 5}
+TRIALS = {"quick": 100, "default": 150, "full": 300}
+#: Many short rounds, each runner first in every other one: on a shared machine the
+#: load moves, and a pair of runs next to each other sees about the same load.
+ROUNDS = {"quick": 4, "default": 10, "full": 20}
 
 SPEC: dict[str, Any] = {
     "objective": {"direction": "minimize"},
@@ -87,6 +89,14 @@ def run_kubetune(url: str, trials: int) -> tuple[float, float, float]:
     return seconds / trials, sessions[0] / trials, sessions[1] / trials
 
 
+def _pairwise(
+    results: list[tuple[float, float, float]], plain: list[tuple[float, float, float]]
+) -> str:
+    """Each round's time over plain Optuna's in the same round."""
+    ratios = sorted(ours[0] / base[0] for ours, base in zip(results, plain, strict=True))
+    return f"{statistics.median(ratios):.2f} [{ratios[0]:.2f}, {ratios[-1]:.2f}]"
+
+
 def main() -> None:
     args = options(__doc__.splitlines()[0])
     trials, rounds = TRIALS[args.mode], ROUNDS[args.mode]
@@ -98,14 +108,19 @@ def main() -> None:
         version = pg.version()
         url = pg.database("claim")
         run_plain(url, 20)  # warm up imports and the server
-        for _ in range(rounds):
-            plain.append(run_plain(url, trials))
-            ours.append(run_kubetune(url, trials))
+        for round_number in range(rounds):
+            if round_number % 2:
+                ours.append(run_kubetune(url, trials))
+                plain.append(run_plain(url, trials))
+            else:
+                plain.append(run_plain(url, trials))
+                ours.append(run_kubetune(url, trials))
     headers = [
         "run by",
         "trials x rounds",
         "ms/trial (median)",
         "÷ (a)",
+        "÷ (a) pair by pair: median [min, max]",
         "sessions/trial",
         "statements/trial",
     ]
@@ -119,6 +134,7 @@ def main() -> None:
                 f"{trials} x {rounds}",
                 f"{1000 * ms:.1f}",
                 f"{ms / base:.2f}",
+                _pairwise(results, plain),
                 f"{statistics.median(s for _, s, _ in results):.1f}",
                 f"{statistics.median(n for _, _, n in results):.1f}",
             ]
@@ -129,9 +145,12 @@ def main() -> None:
     command = "python benchmarks/claim.py" + ("" if args.mode == "default" else f" --{args.mode}")
     body = f"""
 One worker in one process, trivial trials, random sampler, no pruner, one embedded
-PostgreSQL over a Unix socket; the two runners alternate, {rounds} rounds. Sessions are
-connections checked out of SQLAlchemy's pool per trial (one per transaction; kubetune's
-claim is one transaction, its lock inside it); statements are what SQLAlchemy sent.
+PostgreSQL over a Unix socket; {rounds} rounds of {trials} trials each, the two runners
+one after the other in each round, each first in every other round. "pair by pair" is
+each round's time over plain Optuna's in the same round (the figure to read on a
+loaded machine). Sessions are connections checked out of SQLAlchemy's pool per trial
+(one per transaction; kubetune's claim is one transaction, its lock inside it, and the
+tell another, its trial-end NOTIFY inside it); statements are what SQLAlchemy sent.
 
 {markdown_table(headers, rows)}
 

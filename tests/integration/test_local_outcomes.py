@@ -199,6 +199,8 @@ def test_the_first_trials_failing_the_same_way_stop_the_study(
     trials = load(storage_url, "local").trials
     # Each worker checks before its next trial: at most one more per other worker.
     assert 5 <= len(trials) <= 6
+    # A trial running when the study failed ends with it: none waits to run again.
+    assert {t.state.name for t in trials} == {"FAIL"}, [(t.number, t.state.name) for t in trials]
     out = flat(result.stdout)
     assert "TooManyFailedTrials" in out
     assert f"the first {len(trials)} trials all failed the same way" in out, out

@@ -390,6 +390,21 @@ class LocalRun:
     ) -> list[int]:
         """SIGTERM every worker, wait, SIGKILL stragglers; their trials are handed back
         to run again first (``requeue``) or failed with ``reason``."""
+        names = {worker.name for worker in self._workers}
+
+        def unfinished() -> list[optuna.trial.FrozenTrial]:
+            return [
+                t
+                for t in study.get_trials(deepcopy=False)
+                if t.user_attrs.get(WORKER_ATTR) in names and not t.state.is_finished()
+            ]
+
+        failed: list[int] = []
+        if not requeue:
+            # Before the workers hear of it, as the operator fails trials before deleting
+            # pods: a worker stopped by SIGTERM hands its trial back to run again, which a
+            # study that is over must not get.
+            failed = fail_lost_trials(study, unfinished(), reason, retries=0)
         for worker in self._workers:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(worker.process.pid, signal.SIGTERM)
@@ -401,15 +416,10 @@ class LocalRun:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(worker.process.pid, signal.SIGKILL)
                 worker.process.wait()
-        names = {worker.name for worker in self._workers}
         self._workers.clear()
-        lost = [
-            t
-            for t in study.get_trials(deepcopy=False)
-            if t.user_attrs.get(WORKER_ATTR) in names and not t.state.is_finished()
-        ]
+        lost = unfinished()
         if not requeue:
-            return fail_lost_trials(study, lost, reason, retries=0)
+            return failed + fail_lost_trials(study, lost, reason, retries=0)
         return self._hand_back(study, lost, reason, spec.trial.retries)
 
     # ---------------------------------------------------------------- run
