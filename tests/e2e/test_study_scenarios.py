@@ -68,6 +68,15 @@ def test_deleting_a_study_removes_its_pods_and_keeps_its_data(
     )
     pod = running_trial_pod(kube, "gone")
     study_name = status(kube, "gone")["studyName"]
+
+    def both_pods_claimed() -> bool:
+        trials = optuna.load_study(study_name=study_name, storage=storage_url).trials
+        return len([t for t in trials if t.state == TrialState.RUNNING]) == 2
+
+    # Deleted while a pod is still claiming, its trial is handed back by the pod's own
+    # SIGTERM handler ("stopped by SIGTERM", queued again): a window of the product's,
+    # noted on issue 15, that this test does not aim at.
+    wait_until(both_pods_claimed)
     kube.delete("studies", "gone", "default")
     kube.wait_gone("studies", "gone", "default", timeout=30)
     wait_until(lambda: not kube.list("pods", "default", label_selector="kubetune.io/study=gone"))
