@@ -222,3 +222,36 @@ def test_another_direction_is_refused(storage_url: str) -> None:
     parent_study(storage_url)
     with pytest.raises(ForkRefused, match=r"spec\.objective: .*keeps its parent's objective"):
         fork(storage_url, PARENT_SPACE, objective={"direction": "maximize"})
+
+
+def test_a_grid_fork_runs_only_the_points_its_parent_did_not(storage_url: str) -> None:
+    space: dict[str, Any] = {
+        "depth": {"type": "int", "low": 1, "high": 2},
+        "booster": {"type": "categorical", "choices": ["gbdt", "dart"]},
+    }
+    storage = open_storage(storage_url)
+    grid = spec_of(space, sampler={"name": "grid"})
+    parent = bridge.prepare_study(storage, "parent", grid)
+    dists = bridge.distributions(grid)
+    points = [(1, "gbdt"), (1, "dart"), (2, "gbdt"), (2, "dart"), (2, "dart")]  # one twice
+    for depth, booster in points:
+        parent.add_trial(
+            create_trial(
+                value=depth, params={"depth": depth, "booster": booster}, distributions=dists
+            )
+        )
+    wider = {**space, "booster": {"type": "categorical", "choices": ["gbdt", "dart", "goss"]}}
+    child, status = fork(storage_url, wider, sampler={"name": "grid"})
+    assert (status.trials_copied, status.trials_left_out) == (4, 1)
+
+    spec = bridge.stored_spec(child._storage, child._study_id)
+    assert spec is not None
+    study = optuna.load_study(
+        study_name="child", storage=child._storage, sampler=bridge.build_sampler(spec)
+    )
+    new = []
+    for _ in range(2):
+        trial = study.ask()
+        new.append(tuple(bridge.suggest(trial, spec).values()))
+        study.tell(trial, 0.0)
+    assert sorted(new) == [(1, "goss"), (2, "goss")]  # the parent's four points are not rerun

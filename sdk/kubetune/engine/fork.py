@@ -11,7 +11,9 @@ value ``forkFrom.defaults`` names in the copied trials (the value the parent's
 trials ran with); a trial lacking a parameter with no default is left out.
 
 Failed trials are not copied: they would count as the fork's own failures
-(``maxFailedTrials``), and samplers learn nothing from them.
+(``maxFailedTrials``), and samplers learn nothing from them. A fork to the grid
+sampler copies one trial per point of its grid (others are left out), and the
+copies hold their points: the fork runs the grid's other points.
 
 The copy is made once, before the fork's first trial, by whichever executor
 creates the fork's storage (``kubetune run`` locally, the operator in a
@@ -101,6 +103,10 @@ def plan_fork(
     space = bridge.distributions(spec)
     copies: list[FrozenTrial] = []
     left_out: list[tuple[int, str]] = []
+    # A grid fork copies one trial per point of its grid, each holding its point, so the
+    # grid's budget (one trial a point) counts the copies exactly.
+    grid_points = bridge.grid(spec) if spec.sampler.name == "grid" else None
+    grid_taken: set[tuple[Any, ...]] = set()
     for trial in parent_trials:
         if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
             continue
@@ -116,6 +122,21 @@ def plan_fork(
                 reason = f"{name}={value!r} is outside the new search space"
                 break
             params[name], distributions[name] = value, distribution
+        system_attrs = {
+            key: value
+            for key, value in trial.system_attrs.items()
+            if key not in _NOT_COPIED_SYSTEM_ATTRS
+        }
+        if reason is None and grid_points is not None:
+            point = tuple(params[name] for name in grid_points)
+            if any(v not in grid_points[name] for name, v in zip(grid_points, point, strict=True)):
+                reason = f"{dict(zip(grid_points, point, strict=True))} is not a point of the grid"
+            elif point in grid_taken:
+                reason = "its grid point is copied from another trial"
+            else:
+                # The grid sampler counts the point as run: the fork runs only the others.
+                grid_taken.add(point)
+                system_attrs["fixed_params"] = dict(zip(grid_points, point, strict=True))
         if reason is not None:
             left_out.append((trial.number, reason))
             continue
@@ -128,11 +149,7 @@ def plan_fork(
                 **trial.user_attrs,
                 FORKED_FROM_ATTR: {"study": parent_name, "number": trial.number},
             },
-            system_attrs={
-                key: value
-                for key, value in trial.system_attrs.items()
-                if key not in _NOT_COPIED_SYSTEM_ATTRS
-            },
+            system_attrs=system_attrs,
             intermediate_values=trial.intermediate_values,
         )
         copied.datetime_start = trial.datetime_start
