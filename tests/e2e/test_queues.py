@@ -19,6 +19,7 @@ from scenario import (
     events,
     live_pods,
     optuna_study,
+    running_trial_pod,
     spec,
     status,
     wait_phase,
@@ -145,3 +146,49 @@ def test_bad_queue_and_priority_names_fail_the_study_naming_the_field(
         "spec.trial.priorityClassName: 'High' is not a PriorityClass name"
     )
     assert not live_pods(kube, "bad-queue") and not live_pods(kube, "bad-priority")
+
+
+def test_a_trial_pod_kueue_preempts_is_replaced_and_never_counted_a_crash(
+    cluster: Any, kube: Any, storage_url: str
+) -> None:
+    cluster.start()
+    create(
+        kube,
+        "preempted",
+        spec(
+            "sleeps",
+            budget={"maxTrials": 2, "parallelism": 1},
+            trial={
+                "queueName": "team-a-gpus",
+                "retries": 1,
+                "env": [{"name": "KT_SLEEP", "value": "6"}],
+            },
+        ),
+    )
+    with PlayKueue(kube, "preempted"):
+        pod = running_trial_pod(kube, "preempted")
+        name = pod["metadata"]["name"]
+        # Kueue's preemption of an admitted pod: the condition on its status, then deletion.
+        preempted = {
+            "type": "TerminationTarget",
+            "status": "True",
+            "reason": "StoppedByKueue",
+            "message": "Preempted to accommodate a higher priority Workload",
+        }
+        conditions = [*(pod["status"].get("conditions") or []), preempted]
+        kube.patch("pods", name, {"status": {"conditions": conditions}}, subresource="status")
+        kube.delete("pods", name)
+        final = wait_phase(kube, "preempted", "Succeeded", timeout=120)
+    study = optuna_study(kube, storage_url, "preempted")
+    lost = next(t for t in study.trials if t.user_attrs.get("kubetune.worker") == name)
+    assert lost.state.name == "FAIL"
+    # The worker's own SIGTERM hand-back usually tells first; else the operator does.
+    assert lost.user_attrs["kubetune.fail_reason"] in (
+        f"worker {name} was stopped by SIGTERM",
+        f"pod {name} was preempted "
+        "(StoppedByKueue: Preempted to accommodate a higher priority Workload)",
+    )
+    retry = [t for t in study.trials if t.params == lost.params and t.state.name == "COMPLETE"]
+    assert retry, "the preempted trial ran again with its parameters"
+    assert final["trials"]["complete"] == 2 and final.get("failedPodsWithoutTrials", 0) == 0
+    assert not events(kube, reason="TrialPodFailed")

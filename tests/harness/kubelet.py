@@ -26,7 +26,8 @@ its own asyncio loop), so it works the same against any API server. For each pod
    kubelet does. ``workingDir`` is honoured if it exists (else a per-pod sandbox folder is
    the cwd). A container with no ``command`` uses ``entrypoints[image]`` if given, else it
    fails with ``StartError`` (exit code 128). stdout+stderr go to one log file per pod.
-3. *Status*: ``Pending`` -> ``Running`` (``startTime``, ``podIP=127.0.0.1``, conditions,
+3. *Status* (conditions of other owners, such as ``DisruptionTarget``, are kept):
+   ``Pending`` -> ``Running`` (``startTime``, ``podIP=127.0.0.1``, conditions,
    ``containerStatuses[0].state.running``) -> ``Succeeded``/``Failed`` with
    ``containerStatuses[0].state.terminated = {exitCode, reason, startedAt, finishedAt}``;
    reason ``Completed`` (0), ``Error`` (non-zero), ``OOMKilled`` (137, via
@@ -1859,6 +1860,14 @@ class FakeKubelet:
         if phase in ("Succeeded", "Failed"):
             for condition in conditions[2:]:
                 condition["reason"] = "PodCompleted" if phase == "Succeeded" else "PodFailed"
+        # Conditions other components own (DisruptionTarget, Kueue's TerminationTarget)
+        # are kept, as the kubelet's status manager keeps them.
+        own = {condition["type"] for condition in conditions}
+        conditions += [
+            dict(condition)
+            for condition in (pod.get("status") or {}).get("conditions") or []
+            if condition.get("type") not in own
+        ]
         status: dict[str, Any] = {
             "phase": phase,
             "conditions": conditions,
