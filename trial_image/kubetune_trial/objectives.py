@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import optuna
-from kubetune.engine import bridge, scripts
+from kubetune.engine import bridge, checkpoints, scripts
 from kubetune.engine.scripts import NOTE_ATTR
 from kubetune.engine.worker import IN_TRIAL_ENV, WORKER_NAME_ENV
 from kubetune.study.spec import PLACEHOLDER, StudySpec
@@ -267,8 +267,13 @@ class CommandObjective:
         values.update(
             trial_number=trial.number, trial_id=trial._trial_id, study_name=self.study_name
         )
+        # Kept where a lost pod's trial finds it again when it resumes in another pod.
+        checkpoint_dir = checkpoints.directory(trial)
+        values["checkpoint_dir"] = "" if checkpoint_dir is None else str(checkpoint_dir)
         argv = fill_placeholders(self.argv, values)
         env = dict(os.environ)
+        if checkpoint_dir is not None:
+            env[checkpoints.CHECKPOINT_DIR_ENV] = str(checkpoint_dir)
         env["PATH"] = _search_path()
         env["KUBETUNE_PARAMS"] = json.dumps(trial.params)
         env[IN_TRIAL_ENV] = self.study_name  # a tune() in the program refuses to start

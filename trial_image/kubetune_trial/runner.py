@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from kubetune.engine import bridge
+from kubetune.engine import bridge, checkpoints
 from kubetune.engine.budget import StopReason, stop_reason
 from kubetune.engine.claims import budget_state, claim_lock, record_new_trial_attr
 from kubetune.engine.ledger import TrialLedger
@@ -189,6 +189,9 @@ class Worker:
                 reason,
                 retries=self.spec.trial.retries,
                 requeue=True,
+                # Stopped, not failed (suspend, or the SIGTERM before a preemption or a
+                # node drain): with checkpoints the trial goes on where it stopped.
+                resume=self.spec.trial.checkpoints is not None,
             )
         self._current = None
 
@@ -343,11 +346,24 @@ class Worker:
         with self.signals.deferred():
             self.lock.write(lambda attempt: self._tell(trial, state, values, reason, attempt))
             self._current = None
+        self._discard_checkpoint(trial)
         self._track(trial)
         if self.after_trial is not None:
             self.after_trial(self.study, self.study._storage.get_trial(trial._trial_id))
         _log_trial(trial, state, values, reason, time.monotonic() - started)
         return state
+
+    def _discard_checkpoint(self, trial: optuna.Trial) -> None:
+        """An ended trial's checkpoint is of no more use: removed. A failure to remove
+        costs a warning, never the trial (it has ended)."""
+        settings = self.spec.trial.checkpoints
+        if settings is None:
+            return
+        try:
+            frozen = self.study._storage.get_trial(trial._trial_id)
+            checkpoints.discard(settings, self.study.study_name, frozen)
+        except OSError as error:
+            _logger.warning("trial %d: its checkpoint was not removed: %s", trial.number, error)
 
     def _track(self, trial: optuna.Trial) -> None:
         """Send the ended trial to the spec's tracking (MLflow, W&B). A tracking server

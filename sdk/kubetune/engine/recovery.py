@@ -17,6 +17,7 @@ from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from kubetune.engine.budget import RETRIED_ATTR
+from kubetune.engine.checkpoints import carried_attrs
 
 if TYPE_CHECKING:
     import optuna
@@ -68,21 +69,34 @@ def fail_lost_trials(
     *,
     retries: int,
     requeue: bool = False,
+    resume: bool = False,
 ) -> list[int]:
     """Fail each running trial in ``trials`` with ``reason``, and queue its
     parameters again if it has attempts left (always, with ``requeue``: the
     trial was stopped on purpose, by suspend or Ctrl-C, and that costs no attempt).
     Returns the numbers of the trials failed.
 
+    With ``resume`` (the study keeps checkpoints, and the worker was lost to the cluster
+    or stopped, not failed: evicted, preempted, its node gone, SIGTERM) the trial is
+    re-queued as with ``requeue`` and its copy goes on with the same run: the
+    intermediate values reported so far and the checkpoint move to it (see
+    :mod:`kubetune.engine.checkpoints` for why a copy rather than the same trial).
+
     Safe to call twice or from two supervisors: a trial already finished is left alone.
     """
     from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState, create_trial
 
     storage = study._storage
     failed: list[int] = []
+    requeue = requeue or resume
     for trial in trials:
         attempt = int(trial.user_attrs.get(ATTEMPT_ATTR, 1))
         again = requeue or attempt <= retries
+        if resume:
+            # Read again: the worker may have reported and checkpointed since the
+            # caller's snapshot, and the copy must carry the latest.
+            trial = storage.get_trial(trial._trial_id)
         try:
             # Marked while still running: Optuna refuses attributes on finished trials.
             if requeue:
@@ -94,14 +108,23 @@ def fail_lost_trials(
         if not fail_trial(storage, trial._trial_id, reason):
             continue
         failed.append(trial.number)
-        if again:
-            study.enqueue_trial(
-                trial.params,
-                user_attrs={
-                    RETRY_OF_ATTR: trial.number,
-                    ATTEMPT_ATTR: attempt if requeue else attempt + 1,
-                },
+        if not again:
+            continue
+        attrs: dict[str, object] = {
+            RETRY_OF_ATTR: trial.number,
+            ATTEMPT_ATTR: attempt if requeue else attempt + 1,
+        }
+        if resume:
+            attrs.update(carried_attrs(trial))
+        # What study.enqueue_trial makes, with the run's reports when it goes on.
+        study.add_trial(
+            create_trial(
+                state=TrialState.WAITING,
+                system_attrs={"fixed_params": trial.params},
+                user_attrs=attrs,
+                intermediate_values=dict(trial.intermediate_values) if resume else None,
             )
+        )
     return failed
 
 

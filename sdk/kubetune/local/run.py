@@ -282,8 +282,15 @@ class LocalRun:
         self, study: optuna.Study, trials: list[Any], reason: str, retries: int
     ) -> list[int]:
         """Fail ``trials`` (still running) as stopped, not failed, and queue them to run
-        again first; returns their numbers."""
-        return fail_lost_trials(study, trials, reason, retries=retries, requeue=True)
+        again first (going on from their checkpoints when the study keeps them);
+        returns their numbers."""
+        resume = self._spec_keeps_checkpoints(study)
+        return fail_lost_trials(study, trials, reason, retries=retries, requeue=True, resume=resume)
+
+    @staticmethod
+    def _spec_keeps_checkpoints(study: optuna.Study) -> bool:
+        spec = bridge.stored_spec(study._storage, study._study_id)
+        return spec is not None and spec.trial.checkpoints is not None
 
     def _recover_abandoned(self, study: optuna.Study, spec: StudySpec) -> None:
         """Fail and re-queue trials left running by an earlier local run on this
@@ -364,15 +371,26 @@ class LocalRun:
                 for t in study.get_trials(deepcopy=False)
                 if t.user_attrs.get(WORKER_ATTR) == worker.name
             ]
-            failed = fail_lost_trials(study, lost, reason, retries=spec.trial.retries)
+            # Killed from outside (a signal it did not get from us: the OOM killer
+            # cannot be told apart here) rather than failing by itself: with
+            # checkpoints its trial goes on from the last one in another worker.
+            resume = code < 0 and spec.trial.checkpoints is not None
+            failed = fail_lost_trials(
+                study, lost, reason, retries=spec.trial.retries, resume=resume
+            )
             self.on_message(
-                f"{reason}; trial(s) {failed or 'none'} marked failed"
-                + (" and retried" if failed and spec.trial.retries else "")
+                f"{reason}; trial(s) {failed or 'none'} "
+                + (
+                    "resume from their checkpoints"
+                    if resume
+                    else "marked failed" + (" and retried" if failed and spec.trial.retries else "")
+                )
             )
             progressed = self._tally(study).counts.finished > (
                 worker.trials_done_at_start + len(failed)
             )
-            ended.append(EndedWorker(worker.name, Outcome.CRASHED, reason, progressed))
+            outcome = Outcome.PREEMPTED if resume else Outcome.CRASHED
+            ended.append(EndedWorker(worker.name, outcome, reason, progressed))
         return tuple(ended)
 
     def _failure(self, decision: Decision) -> LocalRunError:

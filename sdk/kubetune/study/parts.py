@@ -64,7 +64,7 @@ _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 #: ``{name}`` placeholders in a command objective's argv.
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.\-]*)\}")
 #: Placeholders the runner fills in besides the search-space parameters.
-RESERVED_PLACEHOLDERS = frozenset({"trial_number", "trial_id", "study_name"})
+RESERVED_PLACEHOLDERS = frozenset({"trial_number", "trial_id", "study_name", "checkpoint_dir"})
 #: A Kubernetes quantity: ``2``, ``0.5``, ``500m``, ``1Gi``, ``1e3``.
 _QUANTITY = re.compile(
     r"^\+?(\d+(?:\.\d*)?|\.\d+)(?:[eE]([-+]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E))?$"

@@ -193,6 +193,21 @@ _DEADLINE_DOC = (
 )
 
 
+class CheckpointSpec(_Model):
+    """Where trials keep checkpoints, so a trial whose pod or worker is lost (evicted,
+    preempted, node gone) goes on from its last one in a new pod instead of from the start.
+
+    ``path`` is a directory every trial pod sees (a ReadWriteMany PVC mounted through
+    spec.trial.volumes/volumeMounts; a local directory in local mode). A trial's
+    checkpoint is removed when the trial ends.
+    """
+
+    path: str = Field(min_length=1)
+    """The directory checkpoints are kept in (an Optuna FileSystemArtifactStore)."""
+    every_rounds: int = Field(default=10, ge=1, le=1_000_000)
+    """How often the built-in objectives checkpoint: every N boosting rounds or epochs."""
+
+
 class TrialTemplate(_Model):
     """How one trial runs: exactly one of ``python``, ``command`` or ``builtin``,
     and the pod it runs in.
@@ -279,6 +294,9 @@ class TrialTemplate(_Model):
     together (a python objective starting its ranks with kubetune.engine.gang.torchrun)."""
     processes_per_node: int = Field(default=1, ge=1, le=64)
     """Processes torchrun starts on each of a trial's pods (one per GPU)."""
+    checkpoints: CheckpointSpec | None = None
+    """Where trials checkpoint (kubetune.checkpoint.save/load, $KUBETUNE_CHECKPOINT_DIR, the
+    built-in objectives): a lost trial resumes from its last checkpoint."""
 
     @field_validator("labels")
     @classmethod

@@ -1,0 +1,45 @@
+"""A deterministic objective that checkpoints every round, for the resume tests (local
+workers and trial pods): each round it runs is logged, so a test counts them."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import optuna
+from kubetune import checkpoint
+from kubetune.engine.checkpoints import RESUMED_FROM_ATTR
+
+ROUNDS = 8
+
+
+def step(value: float, x: float, round_number: int) -> float:
+    """One round of "training": deterministic in its inputs."""
+    return value * 0.5 + (x - 0.3) ** 2 + 1.0 / (round_number + 1)
+
+
+def rounds(trial: optuna.Trial) -> float:
+    """Runs ROUNDS rounds from the last checkpoint, saving after each. With
+    ``$KT_ROUNDS_LOG`` each round run is appended there; with ``$KT_PAUSE_AFTER`` the
+    first run (not a resumed one) writes ``$KT_PAUSED_MARKER`` after that round's
+    checkpoint and waits to be killed."""
+    x = trial.suggest_float("x", 0, 1)
+    state = checkpoint.load(trial, {"round": 0, "value": 0.0})
+    pause_after = os.environ.get("KT_PAUSE_AFTER")
+    for round_number in range(state["round"], ROUNDS):
+        log = os.environ.get("KT_ROUNDS_LOG")
+        if log:
+            with open(log, "a") as handle:
+                handle.write(f"{trial.number} {round_number}\n")
+        value = step(state["value"], x, round_number)
+        state = {"round": round_number + 1, "value": value}
+        checkpoint.save(trial, state)
+        trial.report(value, round_number)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+        first_run = RESUMED_FROM_ATTR not in trial.user_attrs
+        if pause_after is not None and int(pause_after) == round_number and first_run:
+            with open(os.environ["KT_PAUSED_MARKER"], "w") as handle:
+                handle.write(f"{trial.number} {os.getpid()}\n")
+            time.sleep(600)
+    return state["value"]

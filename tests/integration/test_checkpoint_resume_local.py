@@ -1,0 +1,107 @@
+"""Local mode: a worker killed mid-trial does not cost the trial its progress. Its trial
+goes on from its last checkpoint in another worker, with the same parameters and the
+values it reported, and counts once."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+from kubetune.engine.budget import was_retried
+from kubetune.engine.checkpoints import CHECKPOINT_ATTR, RESUMED_FROM_ATTR
+from kubetune.engine.claims import budget_state
+from kubetune.engine.ledger import TrialLedger
+from optuna.trial import TrialState
+from runner_helpers import load
+from test_local import SPEC, _wait_for, cli_env, kubetune, write_study
+
+pytestmark = pytest.mark.timeout(180)
+__all__ = ["cli_env"]  # the fixture, imported from test_local
+
+SUPPORT = Path(__file__).resolve().parent / "support"
+
+
+def objectives_module() -> object:
+    """The support module the workers import, imported here too (it is not on the
+    tests' path)."""
+    spec = importlib.util.spec_from_file_location(
+        "kt_checkpoint_objectives", SUPPORT / "kt_checkpoint_objectives.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+OBJECTIVES = objectives_module()
+ROUNDS: int = OBJECTIVES.ROUNDS  # type: ignore[attr-defined]
+
+
+def uninterrupted_value(params: dict[str, float]) -> float:
+    """The objective run start to end in a plain Optuna study (no checkpoints there)."""
+    study = optuna.create_study()
+    study.enqueue_trial(params)
+    study.optimize(OBJECTIVES.rounds, n_trials=1)  # type: ignore[attr-defined]
+    return study.best_value
+
+
+def test_a_killed_worker_s_trial_resumes_from_its_checkpoint(
+    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    checkpoints = tmp_path / "checkpoints"
+    spec = dict(
+        SPEC,
+        searchSpace={"x": {"type": "float", "low": 0, "high": 1}},
+        trial={
+            "python": "kt_checkpoint_objectives:rounds",
+            "checkpoints": {"path": str(checkpoints)},
+        },
+        budget={"maxTrials": 1, "parallelism": 1},
+    )
+    rounds_log, paused = tmp_path / "rounds.log", tmp_path / "paused"
+    env = {
+        **cli_env,
+        "KT_ROUNDS_LOG": str(rounds_log),
+        "KT_PAUSE_AFTER": "4",
+        "KT_PAUSED_MARKER": str(paused),
+    }
+    process = subprocess.Popen(
+        kubetune("run", str(write_study(tmp_path, spec)), "--storage", storage_url),
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(paused.exists)
+    os.kill(int(paused.read_text().split()[1]), signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stdout + stderr
+    assert "resume from their checkpoints" in stdout, stdout
+
+    # Rounds 0-4 ran before the kill and were checkpointed: none of them runs again.
+    ran = [int(line.split()[1]) for line in rounds_log.read_text().splitlines()]
+    assert ran == list(range(ROUNDS)), ran
+
+    study = load(storage_url, "local")
+    lost, resumed = sorted(study.trials, key=lambda t: t.number)
+    assert lost.state == TrialState.FAIL and was_retried(lost)
+    assert resumed.state == TrialState.COMPLETE
+    assert resumed.user_attrs[RESUMED_FROM_ATTR] == lost.number
+    assert resumed.params == lost.params
+    # One unbroken curve for the pruner: the lost pod's reports and the new ones.
+    assert sorted(resumed.intermediate_values) == list(range(ROUNDS))
+    assert resumed.value == pytest.approx(uninterrupted_value(resumed.params))
+
+    # Counted once against maxTrials, and not as a failure.
+    assert budget_state(study._storage, study._study_id, ()).counted == 1
+    counts = TrialLedger.of(study.trials, ["minimize"]).counts
+    assert (counts.complete, counts.failed) == (1, 0)
+    # The checkpoint went with the trial's end.
+    assert CHECKPOINT_ATTR in resumed.user_attrs
+    assert not any(p.is_file() for p in checkpoints.rglob("*"))
