@@ -278,6 +278,17 @@ def disruption(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
+def taken_away(pod: Mapping[str, Any]) -> bool:
+    """The cluster stopped the pod (evicted, preempted, deleted, its node drained or
+    gone) rather than its container failing (an exit code, OOMKilled): its trial did
+    not fail, and with checkpoints goes on in a new pod."""
+    if pod.get("status", {}).get("reason") in ("Evicted", "NodeLost", "Terminated", "Shutdown"):
+        return True
+    if disruption(pod) is not None:
+        return True
+    return bool(pod["metadata"].get("deletionTimestamp")) and not has_ended(pod)
+
+
 def end_reason(pod: Mapping[str, Any]) -> str:
     """Why a pod is gone or failed, in words for a trial's fail reason.
 

@@ -67,6 +67,7 @@ from kubetune_operator.pods import (
     is_live,
     owner_reference,
     queue_wait,
+    taken_away,
     termination_message,
     trial_pod,
     waiting_problem,
@@ -558,23 +559,35 @@ class StudyReconciler:
         pods: Sequence[Mapping[str, Any]],
         live_names: set[str],
     ) -> bool:
-        """Fail the running trials of pods that are gone, with the pod's reason."""
+        """Fail the running trials of pods that are gone, with the pod's reason. With
+        ``spec.trial.checkpoints``, a trial whose pod the cluster took (evicted,
+        preempted, deleted, its node gone; not OOMKilled, not an exit of its own) goes
+        on from its checkpoint in a new pod instead."""
         lost = lost_trials(ledger.open, live_names)
         if not lost:
             return False
-        reasons = {p["metadata"]["name"]: end_reason(p) for p in pods}
-        by_reason: dict[str, list[FrozenTrial]] = {}
+        by_name = {p["metadata"]["name"]: p for p in pods}
+        keeps_checkpoints = spec.trial.checkpoints is not None
+        by_reason: dict[tuple[str, bool], list[FrozenTrial]] = {}
         for trial in lost:
             worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
-            reason = reasons.get(worker) or (
-                f"pod {worker} is gone (deleted while its trial was running)"
-                if worker
-                else "its pod never reported in"
+            pod = by_name.get(worker)
+            if pod is not None:
+                reason = end_reason(pod)
+            elif worker:
+                reason = f"pod {worker} is gone (deleted while its trial was running)"
+            else:
+                reason = "its pod never reported in"
+            resume = keeps_checkpoints and bool(worker) and (pod is None or taken_away(pod))
+            by_reason.setdefault((reason, resume), []).append(trial)
+        for (reason, resume), group in by_reason.items():
+            numbers = fail_lost_trials(
+                study, group, reason, retries=spec.trial.retries, resume=resume
             )
-            by_reason.setdefault(reason, []).append(trial)
-        for reason, group in by_reason.items():
-            numbers = fail_lost_trials(study, group, reason, retries=spec.trial.retries)
-            if numbers:
+            if numbers and resume:
+                message = f"trial(s) {numbers} go on from their checkpoints in a new pod: {reason}"
+                self.emit("Normal", "TrialResumed", message[:1000])
+            elif numbers:
                 self.emit("Warning", "TrialFailed", f"trial(s) {numbers} failed: {reason}"[:1000])
         return True
 
@@ -737,7 +750,14 @@ class StudyReconciler:
             for t in study.get_trials(deepcopy=False)
             if t.state.name == "RUNNING" and t.user_attrs.get(WORKER_ATTR) in names
         ]
-        fail_lost_trials(study, running, reason, retries=spec.trial.retries, requeue=requeue)
+        fail_lost_trials(
+            study,
+            running,
+            reason,
+            retries=spec.trial.retries,
+            requeue=requeue,
+            resume=requeue and spec.trial.checkpoints is not None,
+        )
         for pod in live:
             self.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])
         if spec.trial.nodes > 1:  # their gangs go with them, not a tick later

@@ -8,7 +8,7 @@ import time
 
 import optuna
 from kubetune import checkpoint
-from kubetune.engine.checkpoints import RESUMED_FROM_ATTR
+from kubetune.engine.checkpoints import RESUMED_FROM_ATTR, run_number
 
 ROUNDS = 8
 
@@ -20,9 +20,10 @@ def step(value: float, x: float, round_number: int) -> float:
 
 def rounds(trial: optuna.Trial) -> float:
     """Runs ROUNDS rounds from the last checkpoint, saving after each. With
-    ``$KT_ROUNDS_LOG`` each round run is appended there; with ``$KT_PAUSE_AFTER`` the
-    first run (not a resumed one) writes ``$KT_PAUSED_MARKER`` after that round's
-    checkpoint and waits to be killed."""
+    ``$KT_ROUNDS_LOG`` each round run is appended there (``RUN ROUND``: the run is the
+    number of its first trial); with ``$KT_PAUSE_AFTER`` the first trial that gets there
+    (not a resumed one) writes ``$KT_PAUSED_MARKER`` after that round's checkpoint and
+    waits to be killed."""
     x = trial.suggest_float("x", 0, 1)
     state = checkpoint.load(trial, {"round": 0, "value": 0.0})
     pause_after = os.environ.get("KT_PAUSE_AFTER")
@@ -30,15 +31,19 @@ def rounds(trial: optuna.Trial) -> float:
         log = os.environ.get("KT_ROUNDS_LOG")
         if log:
             with open(log, "a") as handle:
-                handle.write(f"{trial.number} {round_number}\n")
+                handle.write(f"{run_number(trial)} {round_number}\n")
         value = step(state["value"], x, round_number)
         state = {"round": round_number + 1, "value": value}
         checkpoint.save(trial, state)
         trial.report(value, round_number)
         if trial.should_prune():
             raise optuna.TrialPruned()
-        first_run = RESUMED_FROM_ATTR not in trial.user_attrs
-        if pause_after is not None and int(pause_after) == round_number and first_run:
+        if (
+            pause_after is not None
+            and int(pause_after) == round_number
+            and RESUMED_FROM_ATTR not in trial.user_attrs
+            and not os.path.exists(os.environ["KT_PAUSED_MARKER"])
+        ):
             with open(os.environ["KT_PAUSED_MARKER"], "w") as handle:
                 handle.write(f"{trial.number} {os.getpid()}\n")
             time.sleep(600)
