@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from kubetune.engine.spend import spend_of
 from kubetune.engine.trials import effective_params
 from kubetune.study.spec import MAX_PARETO_FRONT, StudySpec, TrialSummary
 
@@ -38,13 +39,14 @@ def _summary(trial: FrozenTrial) -> dict[str, Any]:
 
 
 def trial_status(spec: StudySpec, ledger: TrialLedger) -> dict[str, Any]:
-    """The part of the status that comes from the storage: counts, progress, and
-    the best trial or the first MAX_PARETO_FRONT trials of the Pareto front."""
+    """The part of the status that comes from the storage: counts, progress, the spend
+    so far, and the best trial or the first MAX_PARETO_FRONT trials of the Pareto front."""
     counts = ledger.counts
     best = [_summary(t) for t in ledger.best[:MAX_PARETO_FRONT]]
     status: dict[str, Any] = {
         "trials": counts.to_dict(),
         "progress": f"{counts.finished}/{spec.budget.max_trials}",
+        "spend": spend_of(spec, ledger.spending.trial_seconds).to_status().to_dict(),
     }
     if len(spec.objective.study_directions) == 1:
         status["bestTrial"] = best[0] if best else None

@@ -30,7 +30,7 @@ from typing import Any
 
 import optuna
 from kubetune.engine import bridge, checkpoints
-from kubetune.engine.budget import StopReason, stop_reason
+from kubetune.engine.budget import TERMINATOR_PREFIX, StopReason, stop_reason
 from kubetune.engine.claims import budget_state, claim_lock, record_new_trial_attr
 from kubetune.engine.ledger import TrialLedger
 from kubetune.engine.recovery import (
@@ -39,6 +39,7 @@ from kubetune.engine.recovery import (
     fail_lost_trials,
     give_up_trial,
 )
+from kubetune.engine.stopping import terminator_verdict
 from kubetune.engine.storage import open_storage, scrub
 from kubetune.engine.trial_ends import announce_trial_end
 from kubetune.engine.worker import WorkerConfig
@@ -351,7 +352,24 @@ class Worker:
         if self.after_trial is not None:
             self.after_trial(self.study, self.study._storage.get_trial(trial._trial_id))
         _log_trial(trial, state, values, reason, time.monotonic() - started)
+        self._ask_terminator()
         return state
+
+    def _ask_terminator(self) -> None:
+        """Under ``stopWhen.terminator``, after each trial: ask Optuna's Terminator (here,
+        where torch is: see :mod:`kubetune.engine.stopping`) and stop the study when it
+        says so. A Terminator that fails costs a warning, never the trial (it has ended)."""
+        try:
+            verdict = terminator_verdict(self.study, self.spec)
+        except Exception as error:
+            _logger.warning(
+                "stopWhen.terminator could not decide: %s: %s", type(error).__name__, error
+            )
+            return
+        if verdict is not None:
+            bridge.request_stop(
+                self.study._storage, self.study._study_id, TERMINATOR_PREFIX + verdict
+            )
 
     def _discard_checkpoint(self, trial: optuna.Trial) -> None:
         """An ended trial's checkpoint is of no more use: removed. A failure to remove

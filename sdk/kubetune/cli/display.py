@@ -114,6 +114,7 @@ class StudyProgress(ProgressDisplay):
             + f"[green]{c.complete} complete[/] · [yellow]{c.pruned} pruned[/] · "
             f"[red]{c.failed} failed[/] · {c.running} running"
             + (f" · best {self.best_text}" if self.best_text else "")
+            + (f" · [dim]spent {self.spend_text}[/]" if self.spend_text else "")
         )
 
     def note(self, text: str, *, markup: bool = True) -> None:

@@ -513,6 +513,7 @@ class _ProgressReporter(StudyProgress):
             counts=progress.counts,
             best=progress.best_values,
             best_number=progress.best_number,
+            spend=progress.spend.summary() if progress.spend else "",
         )
 
 
@@ -525,7 +526,8 @@ def _report(result: object, output: Path, log_dir: Path, path: Path) -> None:
     console.print(
         f"study [bold]{escape(result.study_name)}[/]: {counts.complete} complete, "
         f"{counts.pruned} pruned, {counts.failed} failed"
-        + (f", {len(result.requeued)} stopped" if result.requeued else ""),
+        + (f", {len(result.requeued)} stopped" if result.requeued else "")
+        + (f"; spent {result.spend.summary()}" if result.spend else ""),
         highlight=False,
     )
     if result.interrupted:
@@ -568,6 +570,10 @@ def _report(result: object, output: Path, log_dir: Path, path: Path) -> None:
                 "\n".join(f"{k} = {v!r}" for k, v in trial["params"].items()),
             )
         console.print(table)
+        if result.verified is not None:
+            from kubetune.cli.verify import print_verified
+
+            print_verified(result.verified, result.best_trials[0]["number"])
         if write_best_params(result, output):
             console.print(f"best parameters written to [bold]{escape(str(output))}[/]")
     else:

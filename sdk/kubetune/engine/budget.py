@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kubetune.engine.spend import has_limit, spend_of, used_up
 from kubetune.study.spec import CategoricalParam, IntParam, StudySpec
 
 if TYPE_CHECKING:
@@ -37,6 +38,11 @@ FIRST_FAILURES_LIMIT = 5
 #: worker gave up before running it (see kubetune.engine.recovery.give_up_trial).
 RETRIED_ATTR = "kubetune.retried"
 
+#: A stop request (:func:`kubetune.engine.bridge.request_stop`) whose reason starts so
+#: came from Optuna's Terminator (``spec.budget.stopWhen.terminator``), run by a worker
+#: after a trial: the study stops with :attr:`StopReason.TERMINATOR`, not as ``study.stop()``.
+TERMINATOR_PREFIX = "Optuna's Terminator: "
+
 
 class StopReason(str, enum.Enum):
     """Why a study stops starting trials; the value is the condition reason shown to users."""
@@ -49,6 +55,13 @@ class StopReason(str, enum.Enum):
     STOPPED = "StudyStopped"
     """A callback of the objective's script called ``study.stop()`` (see
     :func:`kubetune.engine.bridge.request_stop`): the running trials finish."""
+
+    BUDGET_SPENT = "BudgetSpent"
+    """A spend budget (maxGpuHours, maxCpuHours, maxCost) is used up: running trials stop."""
+    PLATEAU = "Plateau"
+    """stopWhen.plateau: no improvement larger than minDelta in the last K trials."""
+    TERMINATOR = "TerminatorStopped"
+    """stopWhen.terminator: Optuna's regret bound fell below the cross-validation error."""
 
     @property
     def is_failure(self) -> bool:
@@ -84,6 +97,13 @@ class Spending:
     same reason: how many failed; otherwise 0."""
     failure_reason: str | None = None
     """That one reason (its first line), when ``uniform_failures`` counts."""
+    trial_seconds: float = 0.0
+    """Every attempt's run time added up (retried, pruned and running ones too): what
+    :func:`kubetune.engine.spend.spend_of` turns into resource-hours."""
+    settled: int = 0
+    """Finished trials that count (retried attempts aside): the plateau rule's clock."""
+    best_history: tuple[tuple[int, float], ...] = ()
+    """Each new best value of a single-objective study, with ``settled`` as it was then."""
 
 
 def stop_reason(
@@ -97,6 +117,8 @@ def stop_reason(
     """Why no further trial may start, or None while the budget allows one.
     ``stop_requested``: why the study was asked to stop (``study.stop()``), if it was."""
     if stop_requested:
+        if stop_requested.startswith(TERMINATOR_PREFIX):
+            return StopReason.TERMINATOR
         return StopReason.STOPPED
     budget = spec.budget
     if budget.max_failed_trials is not None and spent.failures > budget.max_failed_trials:
@@ -112,7 +134,36 @@ def stop_reason(
         return StopReason.MAX_TRIALS
     if deadline is not None and now >= deadline:
         return StopReason.TIMEOUT
+    if has_limit(spec) and used_up(spec, spend_of(spec, spent.trial_seconds)):
+        return StopReason.BUDGET_SPENT
+    if plateau(spec, spent) is not None:
+        return StopReason.PLATEAU
     return None
+
+
+def plateau(spec: StudySpec, spent: Spending) -> tuple[float, float] | None:
+    """Under ``stopWhen.plateau`` (K trials, δ): the best value K settled trials ago and
+    now, when it improved by no more than δ since; None otherwise (no rule, fewer
+    trials, or no value yet K trials ago).
+
+    >>> from kubetune.study.spec import validate_spec
+    >>> spec = validate_spec({"budget": {"stopWhen": {"plateau": {"trials": 3, "minDelta": 0.1}}},
+    ...                       "trial": {"python": "m:f"}})
+    >>> history = ((1, 5.0), (2, 1.0), (4, 0.95))
+    >>> plateau(spec, Spending(5, 0, 0.95, settled=5, best_history=history))
+    (1.0, 0.95)
+    >>> plateau(spec, Spending(4, 0, 0.95, settled=4, best_history=history)) is None
+    True
+    """
+    rule = spec.budget.stop_when.plateau if spec.budget.stop_when else None
+    if rule is None or spent.settled < rule.trials:
+        return None
+    cutoff = spent.settled - rule.trials
+    before = [value for settled, value in spent.best_history if settled <= cutoff]
+    if not before or not spent.best_history:
+        return None
+    then, now = before[-1], spent.best_history[-1][1]
+    return (then, now) if abs(now - then) <= rule.min_delta else None
 
 
 def _first_trials_failed(spec: StudySpec, spent: Spending) -> bool:
@@ -147,6 +198,20 @@ def describe(
     """A sentence for users about why the study stopped."""
     if reason is StopReason.STOPPED:
         return stop_requested or "the study was asked to stop"
+    if reason is StopReason.TERMINATOR:
+        return (stop_requested or TERMINATOR_PREFIX).removeprefix(TERMINATOR_PREFIX) or (
+            "Optuna's Terminator stopped the study"
+        )
+    if reason is StopReason.BUDGET_SPENT:
+        return used_up(spec, spend_of(spec, spent.trial_seconds)) or "the spend budget is used up"
+    if reason is StopReason.PLATEAU:
+        rule = spec.budget.stop_when.plateau if spec.budget.stop_when else None
+        values = plateau(spec, spent)
+        if rule is not None and values is not None:
+            return (
+                f"no improvement larger than {rule.min_delta:g} in the last {rule.trials} "
+                f"trials (best {values[0]:.6g} then, {values[1]:.6g} now)"
+            )
     if reason is StopReason.TOO_MANY_FAILURES and _first_trials_failed(spec, spent):
         return (
             f"the first {spent.uniform_failures} trials all failed the same way and none "

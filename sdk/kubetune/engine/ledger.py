@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from kubetune.engine.budget import Spending, was_retried
@@ -69,6 +70,10 @@ class TrialLedger:
         self._failure_reason: str | None = None
         self._uniform_failures = True
         self._script_note: str | None = None
+        # Spend: the finished attempts' run time; the plateau rule: each new best value
+        # with the count of settled trials when it came.
+        self._finished_seconds = 0.0
+        self._best_history: list[tuple[int, float]] = []
 
     def update(self, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
         """Fold the trials that finished since the last update, remember the open ones;
@@ -110,6 +115,10 @@ class TrialLedger:
         worker = trial.user_attrs.get(WORKER_ATTR)
         if worker is not None:
             self._finished_workers.add(str(worker))
+        if trial.datetime_start is not None and trial.datetime_complete is not None:
+            self._finished_seconds += max(
+                0.0, (trial.datetime_complete - trial.datetime_start).total_seconds()
+            )
         if not was_retried(trial):
             self._started += 1
             if trial.state == TrialState.FAIL:
@@ -129,6 +138,8 @@ class TrialLedger:
             return
         if len(self._maximize) == 1:
             if self._best is None or self._better(trial, self._best):
+                if self._best is None or trial.values[0] != self._best.values[0]:
+                    self._best_history.append((self._started, trial.values[0]))
                 self._best = trial
         elif not any(self._dominates(kept, trial) for kept in self._front):
             self._front = [kept for kept in self._front if not self._dominates(trial, kept)]
@@ -199,6 +210,19 @@ class TrialLedger:
             best_value=best,
             uniform_failures=uniform,
             failure_reason=self._failure_reason if uniform else None,
+            trial_seconds=self._finished_seconds + self._running_seconds(),
+            settled=self._started,
+            best_history=tuple(self._best_history),
+        )
+
+    def _running_seconds(self) -> float:
+        """How long the running trials have run so far. Optuna stamps trials with the
+        local clock's naive ``datetime.now()``, so the same clock measures them."""
+        now = datetime.now()
+        return sum(
+            max(0.0, (now - t.datetime_start).total_seconds())
+            for t in self.running
+            if t.datetime_start is not None
         )
 
     @property

@@ -50,6 +50,8 @@ class ProgressDisplay:
         self.counts: TrialCounts | None = None
         self.best_text = ""
         self.phase: str | None = None
+        #: What the trials have spent (``1.2 GPU-h, cost 3``), when it is known.
+        self.spend_text = ""
         self.started = time.monotonic()
         self._seen = False
         self._best: tuple[int | None, list[float] | None] = (None, None)
@@ -69,6 +71,7 @@ class ProgressDisplay:
         best: Sequence[float] | None = None,
         best_number: int | None = None,
         phase: str | None = None,
+        spend: str = "",
     ) -> None:
         """Show ``counts`` of ``total``; a best (``best_number``'s values) that differs
         from the last one seen is announced above the line."""
@@ -83,6 +86,7 @@ class ProgressDisplay:
         self.finished = min(counts.finished, total) if total else counts.finished
         self.best_text = values
         self.phase = phase
+        self.spend_text = spend
         self.redraw()
 
     @property
@@ -102,6 +106,7 @@ class ProgressDisplay:
             + f"{c.complete} complete · {c.pruned} pruned · {c.failed} failed · "
             f"{c.running} running"
             + (f" · best {self.best_text}" if self.best_text else "")
+            + (f" · spent {self.spend_text}" if self.spend_text else "")
             + f" {self.elapsed}"
         )
 

@@ -39,8 +39,14 @@ from kubetune.study.spec import StudySpec
 #: their first), after which the study fails: the next one would do the same.
 MAX_ENDS_WITHOUT_PROGRESS = 3
 
-#: Stop reasons that stop running trials at once; the others let them finish.
-STOP_NOW = (StopReason.TIMEOUT, StopReason.GOAL, StopReason.TOO_MANY_FAILURES)
+#: Stop reasons that stop running trials at once; the others let them finish. A spent
+#: budget is one: a running trial would keep spending past it (as past a timeout).
+STOP_NOW = (
+    StopReason.TIMEOUT,
+    StopReason.GOAL,
+    StopReason.TOO_MANY_FAILURES,
+    StopReason.BUDGET_SPENT,
+)
 
 Phase = Literal["Running", "Suspended", "Succeeded", "Failed"]
 

@@ -383,6 +383,48 @@ def quantity_value(value: str | int | float) -> Decimal:
     return base * _QUANTITY_SUFFIX.get(suffix or "", Decimal(1))
 
 
+class PricePerHour(_Model):
+    """What one resource-hour costs, in any currency: ``{gpu: 2.5, cpu: 0.04}``."""
+
+    gpu: float = Field(default=0.0, ge=0)
+    """The price of one GPU for one hour."""
+    cpu: float = Field(default=0.0, ge=0)
+    """The price of one CPU core for one hour."""
+
+
+class PlateauRule(_Model):
+    """Stop when the best value improved by no more than ``minDelta`` in the last
+    ``trials`` finished trials."""
+
+    trials: int = Field(ge=1)
+    """K: how many finished trials (any end, retried attempts aside) to look back over."""
+    min_delta: float = Field(default=0.0, ge=0)
+    """δ: an improvement of the best value larger than this resets the count."""
+
+
+class TerminatorRule(_Model):
+    """Stop when Optuna's Terminator finds the regret bound of the search below the
+    cross-validation error of the best trial: further trials would improve on it by
+    less than the noise of its own measurement. The objective reports its folds' scores
+    with ``optuna.terminator.report_cross_validation_scores`` (otherwise a static error
+    ``minError`` stands in). Runs in the trial runner after each trial (it needs torch)."""
+
+    min_trials: int = Field(default=5, ge=2)
+    """Completed trials before the Terminator is asked (its Gaussian process needs some)."""
+    min_error: float | None = Field(default=None, ge=0)
+    """A fixed error to compare the regret bound with, instead of the reported
+    cross-validation scores' variance (for objectives without folds)."""
+
+
+class StopWhen(_Model):
+    """Rules that end a study before its budget when trials stop paying off."""
+
+    plateau: PlateauRule | None = None
+    """No improvement larger than minDelta in the last ``trials`` trials."""
+    terminator: TerminatorRule | None = None
+    """Optuna's Terminator: the regret bound below the cross-validation error."""
+
+
 class Budget(_Model):
     """How much to spend.
 
@@ -399,6 +441,17 @@ class Budget(_Model):
     """Fail the study after this many failed trials (retried attempts not counted)."""
     timeout: str | int | None = None
     """Stop starting trials after this long: seconds, or 90s, 30m, 2h, 1h30m, 1d."""
+    max_gpu_hours: float | None = Field(default=None, gt=0)
+    """Stop when the trials' GPUs (trial.resources x nodes x each trial's run time,
+    retried and pruned attempts included) have run this many hours."""
+    max_cpu_hours: float | None = Field(default=None, gt=0)
+    """Stop when the trials' requested CPU cores have run this many hours."""
+    price_per_hour: PricePerHour | None = None
+    """The price of a GPU-hour and a CPU-hour: status.spend.cost adds them up."""
+    max_cost: float | None = Field(default=None, gt=0)
+    """Stop when status.spend.cost reaches this (needs pricePerHour)."""
+    stop_when: StopWhen | None = None
+    """End the study early when trials stop improving (plateau, Optuna's Terminator)."""
 
     @field_validator("timeout")
     @classmethod
@@ -410,6 +463,12 @@ class Budget(_Model):
     @property
     def timeout_seconds(self) -> int | None:
         return None if self.timeout is None else parse_duration(self.timeout)
+
+    @model_validator(mode="after")
+    def _cost_needs_prices(self) -> Budget:
+        if self.max_cost is not None and self.price_per_hour is None:
+            raise _field_error("maxCost", "needs pricePerHour (the price of a GPU- and CPU-hour)")
+        return self
 
 
 # ------------------------------------------------------------------- trial

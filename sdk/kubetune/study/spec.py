@@ -73,12 +73,16 @@ from kubetune.study.parts import (  # noqa: F401 - re-exported: the spec's names
     Objective,
     Param,
     Phase,
+    PlateauRule,
+    PricePerHour,
     PrunerName,
     PrunerSpec,
     SamplerName,
     SamplerSpec,
     SaveModel,
     SpecError,
+    StopWhen,
+    TerminatorRule,
     Validation,
     _field_error,
     _Model,
@@ -561,6 +565,24 @@ class TrackingSpec(_Model):
         return self
 
 
+# ------------------------------------------------------------------ verify
+
+
+class VerifySpec(_Model):
+    """Re-runs the ``top`` best trials ``repeats`` times each, with other seeds (a repeat
+    carries the user attribute ``kubetune.repeat``; ``kubetune.seed(trial)`` gives each
+    repeat its own seed), once the budget is spent; the status shows each one's mean and
+    95% confidence interval beside the best trial, and the winner is the best verified
+    mean, not a lucky single value. Repeats run in a study of their own
+    (``<study>.verify``): they count against no budget and the sampler never sees them.
+    """
+
+    top: int = Field(default=3, ge=1, le=100)
+    """How many of the best trials to re-run."""
+    repeats: int = Field(default=5, ge=2, le=1000)
+    """How many times to re-run each (at least 2: a confidence interval needs two values)."""
+
+
 # -------------------------------------------------------------------- spec
 
 
@@ -588,6 +610,9 @@ class StudySpec(_Model):
     (kubetune fork makes such a Study; see status.parent)."""
     tracking: TrackingSpec | None = None
     """Send every trial to MLflow or Weights & Biases."""
+    verify: VerifySpec | None = None
+    """Once the budget is spent, re-run the best trials with other seeds and choose the
+    winner on their mean (see status.verified and kubetune verify)."""
 
     @field_validator("search_space")
     @classmethod
@@ -645,6 +670,37 @@ class StudySpec(_Model):
         return self
 
     @model_validator(mode="after")
+    def _check_spend_rules(self) -> StudySpec:
+        budget = self.budget
+        for field, kind in (("maxGpuHours", "gpu"), ("maxCpuHours", "cpu")):
+            if getattr(budget, f"max_{kind}_hours") is not None and not trial_request(
+                self.trial, kind
+            ):
+                raise _field_error(
+                    f"budget.{field}",
+                    f"trial.resources asks for no {kind} (e.g. "
+                    f"{'limits: {nvidia.com/gpu: 1}' if kind == 'gpu' else 'requests: {cpu: 2}'}"
+                    f"), so no {kind.upper()}-hour would ever be spent",
+                )
+        stop_when = budget.stop_when
+        if stop_when is not None and self.objective.is_multi_objective:
+            for rule in ("plateau", "terminator"):
+                if getattr(stop_when, rule) is not None:
+                    raise _field_error(
+                        f"budget.stopWhen.{rule}",
+                        "needs a single objective (a Pareto front has no one best value)",
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _check_verify(self) -> StudySpec:
+        if self.verify is not None and self.objective.is_multi_objective:
+            raise _field_error(
+                "verify", "needs a single objective (a Pareto front has no one best value)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_fork_defaults(self) -> StudySpec:
         for name in self.fork_from.defaults if self.fork_from is not None else {}:
             if name not in self.search_space:
@@ -683,6 +739,29 @@ class StudySpec(_Model):
         what an edit of a started study may not change."""
         before = previous.started_fields()
         return [key for key, value in self.started_fields().items() if before.get(key) != value]
+
+
+def trial_request(trial: TrialTemplate, kind: Literal["gpu", "cpu"]) -> float:
+    """What one trial holds while it runs: its pod's GPUs (any ``*/gpu`` extended
+    resource) or requested CPU cores (the limit when no request is given, as Kubernetes
+    defaults it), times its pods (``nodes``).
+
+    >>> template = TrialTemplate.model_validate({"python": "m:f", "nodes": 2,
+    ...     "resources": {"limits": {"nvidia.com/gpu": 1}, "requests": {"cpu": "500m"}}})
+    >>> trial_request(template, "gpu"), trial_request(template, "cpu")
+    (2.0, 1.0)
+    """
+    resources = trial.resources
+    if kind == "gpu":
+        per_pod = sum(
+            float(quantity_value(amount))
+            for name, amount in resources.limits.items()
+            if is_extended_resource(name) and name.rsplit("/", 1)[1] == "gpu"
+        )
+    else:
+        amount = resources.requests.get("cpu", resources.limits.get("cpu"))
+        per_pod = 0.0 if amount is None else float(quantity_value(amount))
+    return per_pod * trial.nodes
 
 
 # ------------------------------------------------------------------ status
@@ -750,6 +829,51 @@ class ParentStatus(_Model):
     """Finished trials of the parent whose parameters fall outside this search space."""
 
 
+class SpendStatus(_Model):
+    """What the study's trials have spent: each trial's resources (trial.resources x
+    nodes) times its run time, retried, pruned and running trials included."""
+
+    trial_hours: float = 0.0
+    """The trials' run time added up, in hours."""
+    gpu_hours: float = 0.0
+    """GPU-hours."""
+    cpu_hours: float = 0.0
+    """CPU-hours (requested cores)."""
+    cost: float | None = None
+    """gpuHours and cpuHours at budget.pricePerHour; unset without prices."""
+
+
+class VerifiedTrial(_Model):
+    """One re-run trial: the mean of its repeats and their 95% confidence interval."""
+
+    number: int
+    """The trial's number in the study."""
+    value: float | None = None
+    """Its own (single, maybe lucky) value."""
+    mean: float | None = None
+    """The mean of its completed repeats."""
+    low: float | None = None
+    """The lower end of the 95% t-interval of that mean."""
+    high: float | None = None
+    """The upper end of the 95% t-interval of that mean."""
+    repeats: int = 0
+    """How many of its repeats completed (the others failed or were pruned)."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Its parameters."""
+
+
+class VerifiedStatus(_Model):
+    """What verification (spec.verify, kubetune verify) found: the winner on the verified
+    mean, and every re-run trial best first."""
+
+    winner: int | None = None
+    """The number of the trial with the best mean (None until one repeat completed)."""
+    trials: list[VerifiedTrial] = Field(default_factory=list, max_length=100)
+    """The re-run trials, the best mean first."""
+    done: bool = False
+    """Every repeat ended."""
+
+
 class StudyStatus(_Model):
     """The ``status`` of a Study: the same size whatever the number of trials."""
 
@@ -784,6 +908,10 @@ class StudyStatus(_Model):
     """When the study ended."""
     parent: ParentStatus | None = None
     """The study this one was forked from, and how many of its trials were copied."""
+    spend: SpendStatus | None = None
+    """The resources the trials have used so far (see budget.maxGpuHours)."""
+    verified: VerifiedStatus | None = None
+    """The best trials re-run with other seeds (spec.verify): the winner on their mean."""
 
 
 # ---------------------------------------------------------------- document
