@@ -52,7 +52,7 @@ from kubetune.engine.worker import (
 )
 from kubetune.errors import KubetuneError, NotFound, SpecChangeRefused
 from kubetune.local.code import check_objective_code
-from kubetune.study.spec import Study, StudySpec, TrialCounts, VerifiedStatus
+from kubetune.study.spec import Study, StudySpec, TrialCounts
 
 if TYPE_CHECKING:
     import optuna
@@ -108,9 +108,6 @@ class LocalResult:
     count as one) and the numbers of the trials that failed so."""
     already_complete: bool = False
     """The study's budget was spent before this run: it ran no trial."""
-    verified: VerifiedStatus | None = None
-    """What spec.verify found once the budget was spent: the re-run best trials' means
-    and the winner, which ``best_params`` then holds."""
     spend: Spend | None = None
     """What the study's trials spent, this run's and earlier ones' (see status.spend)."""
 
@@ -129,8 +126,7 @@ class LocalResult:
     def best_params(self) -> dict[str, Any] | list[dict[str, Any]] | None:
         """What ``best_params.json`` holds: the best trial's params, or for a
         multi-objective study the Pareto front (values and params)."""
-        verified = self.verified.model_dump() if self.verified is not None else None
-        return best_params_document(self.best_trials, verified)
+        return best_params_document(self.best_trials)
 
 
 @dataclasses.dataclass
@@ -528,11 +524,7 @@ class LocalRun:
             message = f"no trial completed ({counts.failed} failed): the study failed" + (
                 f"; {message}" if message else ""
             )
-        verified = None
-        if spec.verify is not None and reason is not None and not reason.is_failure:
-            verified = self._verify(spec)
         return LocalResult(
-            verified=verified,
             study_name=self.study_name,
             counts=counts,
             stop=reason,
@@ -544,27 +536,6 @@ class LocalRun:
             already_complete=already_complete,
             spend=spend_of(spec, ledger.spending.trial_seconds),
         )
-
-    def _verify(self, spec: StudySpec) -> VerifiedStatus | None:
-        """spec.verify, once the budget is spent: the best trials' repeats, run by
-        workers as trials are (see :mod:`kubetune.local.verify`)."""
-        from kubetune.local.verify import verify_local
-
-        assert spec.verify is not None
-        try:
-            return verify_local(
-                self.document,
-                self.url,
-                top=spec.verify.top,
-                repeats=spec.verify.repeats,
-                parallelism=self.parallelism,
-                log_dir=self.log_dir.with_name(self.log_dir.name + ".verify"),
-                source=self.source,
-                on_message=self.on_message,
-            )
-        except KeyboardInterrupt:
-            self.on_message("verification stopped by Ctrl-C: kubetune verify goes on with it")
-            return None
 
     def _progress(self, spec: StudySpec, ledger: TrialLedger) -> Progress:
         best = best_summaries(ledger, limit=1)
