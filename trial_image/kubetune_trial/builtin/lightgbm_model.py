@@ -7,6 +7,12 @@ study's direction, and ``LightGBMPruningCallback`` accepts them. Under k-fold
 ``lgb.cv`` trains the folds in lock step and the pruner sees the mean over
 folds at each round.
 
+With ``spec.trial.checkpoints`` a holdout trial checkpoints its booster every
+``everyRounds`` rounds, and a trial whose pod was lost goes on from the last one
+(``lgb.train``'s ``init_model``) instead of boosting again from the first round. (k-fold
+``lgb.cv`` takes one ``init_model`` for all folds, so it cannot go on per fold: it starts
+over.)
+
 Example:
     >>> outcome = train(trial, {"num_leaves": 15, "learning_rate": 0.1}, problem)  # doctest: +SKIP
     >>> outcome.value
@@ -15,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +29,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import optuna
+from kubetune.engine import checkpoints
 from optuna_integration.lightgbm import LightGBMPruningCallback
 
 from kubetune_trial.builtin.problem import Outcome, Problem
@@ -86,17 +94,45 @@ def train(trial: optuna.Trial, params: dict[str, Any], problem: Problem) -> Outc
     x_valid, y_valid = problem.rows(valid_rows)
     x_train, y_train = problem.rows(train_rows)
     training = dataset(problem, x_train, y_train)
+    resumed, keeping = _checkpointing(trial)
+    done = 0 if resumed is None else resumed.current_iteration()
     booster = lgb.train(
         full,
         training,
-        num_boost_round=problem.rounds,
+        num_boost_round=problem.rounds - done,
         valid_sets=[dataset(problem, x_valid, y_valid, reference=training)],
         valid_names=["valid"],
         feval=_feval(problem),
-        callbacks=[pruning],
+        init_model=resumed,
+        callbacks=[pruning, *keeping],
     )
     value = problem.metric.compute(y_valid, booster.predict(x_valid))
     return Outcome(value, lambda path: booster.save_model(str(path)))
+
+
+def _checkpointing(trial: optuna.Trial) -> tuple[lgb.Booster | None, list[Callable[..., None]]]:
+    """The booster of the trial's last checkpoint (None: none, start from round 0), and
+    the callback that checkpoints every ``everyRounds`` rounds (none without
+    ``spec.trial.checkpoints``)."""
+    settings = checkpoints.settings_of(trial)
+    if settings is None:
+        return None, []
+    saved = checkpoints.load(trial)
+    resumed = None if saved is None else lgb.Booster(model_str=saved)
+    if resumed is not None:
+        logging.getLogger("kubetune.trial").info(
+            "trial %d: resuming from its checkpoint at round %d",
+            trial.number,
+            resumed.current_iteration(),
+        )
+
+    def keep(env: lgb.callback.CallbackEnv) -> None:
+        done = env.iteration + 1
+        if done % settings.every_rounds == 0 and done < env.end_iteration:
+            checkpoints.save(trial, env.model.model_to_string())
+
+    keep.order = 40  # type: ignore[attr-defined]  # after the pruner's check of the round
+    return resumed, [keep]
 
 
 def fit(params: dict[str, Any], problem: Problem, rows: np.ndarray) -> lgb.Booster:
