@@ -101,6 +101,29 @@ def test_plateau_example_stops_well_before_max_trials(storage_url: str, tmp_path
     for count in range(1, len(trials)):
         ledger.update(trials[:count])
         assert stop_reason(spec, ledger.spending, now=0, deadline=None) is None, count
+    # Asked for 3 more, it runs them: the rule that ended it is set aside.
+    more = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubetune.cli",
+            "run",
+            "examples/stop-plateau.yaml",
+            "--storage",
+            storage_url,
+            "--trials",
+            "3",
+            "--output",
+            str(tmp_path / "more.json"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert more.returncode == 0, more.stdout + more.stderr
+    assert "MaxTrialsReached" in more.stdout
+    assert len(study.get_trials(deepcopy=False)) == len(trials) + 3
 
 
 def test_a_plateau_rule_that_never_fires_leaves_max_trials_to_stop(

@@ -44,12 +44,12 @@ class Spend:
     """None when the spec gives no ``pricePerHour``."""
 
     def to_status(self) -> SpendStatus:
-        """``status.spend``, rounded to what people read (a thousandth of an hour)."""
+        """``status.spend``, to four significant digits (what people read)."""
         return SpendStatus(
-            trial_hours=round(self.trial_hours, 4),
-            gpu_hours=round(self.gpu_hours, 4),
-            cpu_hours=round(self.cpu_hours, 4),
-            cost=None if self.cost is None else round(self.cost, 4),
+            trial_hours=_digits(self.trial_hours),
+            gpu_hours=_digits(self.gpu_hours),
+            cpu_hours=_digits(self.cpu_hours),
+            cost=None if self.cost is None else _digits(self.cost),
         )
 
     def summary(self) -> str:
@@ -64,6 +64,10 @@ class Spend:
         if self.cost is not None:
             parts.append(f"cost {self.cost:.4g}")
         return ", ".join(parts)
+
+
+def _digits(value: float) -> float:
+    return float(f"{value:.4g}")
 
 
 def spend_of(spec: StudySpec, trial_seconds: float) -> Spend:

@@ -219,7 +219,16 @@ class LocalRun:
         if self.trials is not None:
             trials = study.get_trials(deepcopy=False)
             spent = TrialLedger.of(trials, spec.objective.study_directions).spending.trials
-            budget = spec.budget.model_copy(update={"max_trials": spent + self.trials})
+            # Asked for N more: the stop rules and spend limits that ended it are past too.
+            budget = spec.budget.model_copy(
+                update={
+                    "max_trials": spent + self.trials,
+                    "stop_when": None,
+                    "max_gpu_hours": None,
+                    "max_cpu_hours": None,
+                    "max_cost": None,
+                }
+            )
             spec = spec.model_copy(update={"budget": budget})
             bridge.store_spec(storage, study._study_id, spec)
             bridge.clear_stop(storage, study._study_id)  # asked for more: study.stop() is past
