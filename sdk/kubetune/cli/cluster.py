@@ -240,7 +240,13 @@ def _describe(obj: dict[str, Any], events: list[dict[str, Any]]) -> None:
         "Budget",
         f"maxTrials {budget.get('maxTrials', 100)}, parallelism {budget.get('parallelism', 1)}"
         + (f", maxFailedTrials {budget['maxFailedTrials']}" if "maxFailedTrials" in budget else "")
-        + (f", timeout {budget['timeout']}" if budget.get("timeout") else ""),
+        + (f", timeout {budget['timeout']}" if budget.get("timeout") else "")
+        + "".join(
+            f", {key} {budget[key]:g}"
+            for key in ("maxGpuHours", "maxCpuHours", "maxCost")
+            if budget.get(key) is not None
+        )
+        + (f", stopWhen {json.dumps(budget['stopWhen'])}" if budget.get("stopWhen") else ""),
     )
     kind = next((k for k in ("python", "command", "builtin") if trial.get(k)), "?")
     shown = trial.get(kind)
@@ -257,6 +263,14 @@ def _describe(obj: dict[str, Any], events: list[dict[str, Any]]) -> None:
             for k in ("complete", "pruned", "failed", "running", "waiting")
         ),
     )
+    spend = status.get("spend")
+    if spend:
+        line(
+            "Spent",
+            f"{spend.get('gpuHours', 0):.4g} GPU-hours, {spend.get('cpuHours', 0):.4g} CPU-hours "
+            f"over {spend.get('trialHours', 0):.4g} trial-hours"
+            + (f", cost {spend['cost']:.4g}" if spend.get("cost") is not None else ""),
+        )
     best = status.get("bestTrial")
     if best:
         line("Best trial", f"#{best['number']} value {best.get('value'):.6g}")
