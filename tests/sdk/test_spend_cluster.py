@@ -46,6 +46,8 @@ def test_a_cpu_budget_ends_a_cluster_study_and_describe_shows_the_spend(
     result = kubetune("submit", study_file, "--wait", "--timeout", 120)
     assert result.exit_code == 0, result.output
     assert "Succeeded" in result.stdout
+    # The progress line (printed once at the end, off a terminal) shows the spend.
+    assert "CPU-h" in result.output and "· spent 0.0001" in result.output, result.output
 
     got = kubetune("get", "spend", "-o", "yaml")
     status = yaml.safe_load(got.stdout)["status"]

@@ -47,6 +47,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from kubetune.cluster.api import KubeApi
 from kubetune.engine.progress import DisplayFactory, ProgressDisplay, display_for
+from kubetune.engine.spend import Spend
 from kubetune.engine.trials import best_of, best_params_of
 from kubetune.engine.warmstart import ParamSets, check_param_sets, param_sets
 from kubetune.errors import (
@@ -1223,4 +1224,17 @@ def show_status(display: ProgressDisplay, obj: Mapping[str, Any]) -> None:
         best=best,
         best_number=best_trial.get("number") if best else None,
         phase=status.get("phase"),
+        spend=spend_text(status.get("spend")),
     )
+
+
+def spend_text(spend: Mapping[str, Any] | None) -> str:
+    """status.spend as the progress line shows it (``0.5 GPU-h, cost 1.25``)."""
+    if not spend:
+        return ""
+    return Spend(
+        trial_hours=float(spend.get("trialHours", 0)),
+        gpu_hours=float(spend.get("gpuHours", 0)),
+        cpu_hours=float(spend.get("cpuHours", 0)),
+        cost=None if spend.get("cost") is None else float(spend["cost"]),
+    ).summary()

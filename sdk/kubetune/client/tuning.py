@@ -424,6 +424,7 @@ def run_local(
                     counts=p.counts,
                     best=p.best_values,
                     best_number=p.best_number,
+                    spend=p.spend.summary() if p.spend else "",
                 )
 
             on_message = bar.message
