@@ -64,3 +64,35 @@ def test_a_cpu_budget_ends_a_cluster_study_and_describe_shows_the_spend(
     assert "maxCpuHours 0.0001" in described.stdout
     assert "Spent:" in described.stdout and "CPU-hours" in described.stdout
     assert "BudgetSpent" in described.stdout
+
+
+def test_the_terminator_in_trial_pods_ends_a_cluster_study(
+    cluster: Any, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """The Terminator runs in the pods' workers (they have torch); the operator ends the
+    Study on their request with TerminatorStopped. A minError far above any regret bound
+    of this quadratic makes it stop as soon as it may: at minTrials."""
+    cluster.start()
+    runner = CliRunner()
+    spec = {
+        "objective": {"direction": "minimize"},
+        "sampler": {"name": "random", "seed": 0},
+        "budget": {
+            "maxTrials": 40,
+            "parallelism": 1,
+            "stopWhen": {"terminator": {"minTrials": 5, "minError": 1000}},
+        },
+        "trial": {"python": "kt_test_objectives:quadratic", "image": IMAGE, "trialsPerPod": 40},
+    }
+    study_file = tmp_path / "terminated.yaml"
+    study_file.write_text(yaml.safe_dump(study_document("terminated", spec)))
+    env = {"KUBECONFIG": str(kubeconfig)}
+    result = runner.invoke(app, ["submit", str(study_file), "--wait", "--timeout", "150"], env=env)
+    assert result.exit_code == 0, result.output
+    got = runner.invoke(app, ["get", "terminated", "-o", "yaml"], env=env)
+    status = yaml.safe_load(got.stdout)["status"]
+    complete = next(c for c in status["conditions"] if c["type"] == "Complete")
+    assert complete["reason"] == "TerminatorStopped", status
+    assert complete["message"].startswith("the regret bound ")
+    assert "below minError 1000 after 5 complete trials" in complete["message"]
+    assert status["trials"]["complete"] == 5
