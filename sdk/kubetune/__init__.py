@@ -10,6 +10,8 @@ imports neither kubernetes, optuna, plotly nor pandas):
 - :func:`local_storage` — the storage URL of local studies (``kubetune run``),
   the embedded PostgreSQL running while the ``with`` block does, for
   ``optuna.load_study``;
+- :func:`seed` — the seed an objective uses: another one in each verification repeat
+  (``spec.verify``, ``kubetune verify``);
 - :mod:`kubetune.space` — search-space helpers (``space.Float(1e-4, 0.1, log=True)``);
 - the errors :class:`StudyFailed`, :class:`NotFound`, :class:`SpecChangeRefused`,
   :class:`WaitTimeout`.
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from kubetune import space
     from kubetune.client.client import Client
     from kubetune.engine.trials import TrialRecord
+    from kubetune.engine.verify import seed
     from kubetune.errors import (
         ClusterUnavailable,
         KubetuneError,
@@ -61,6 +64,7 @@ _LAZY = {
     "SpecChangeRefused": "kubetune.errors",
     "StudyFailed": "kubetune.errors",
     "WaitTimeout": "kubetune.errors",
+    "seed": "kubetune.engine.verify",
 }
 
 __all__ = [
@@ -80,6 +84,7 @@ __all__ = [
     "WaitTimeout",
     "load_study",
     "local_storage",
+    "seed",
     "space",
 ]
 

@@ -31,6 +31,7 @@ from typing import Any
 import optuna
 from kubetune.engine import bridge, checkpoints, scripts
 from kubetune.engine.scripts import NOTE_ATTR
+from kubetune.engine.verify import REPEAT_ATTR, seed
 from kubetune.engine.worker import IN_TRIAL_ENV, WORKER_NAME_ENV
 from kubetune.study.spec import PLACEHOLDER, StudySpec
 from optuna.trial import FrozenTrial
@@ -278,6 +279,9 @@ class CommandObjective:
         env["KUBETUNE_PARAMS"] = json.dumps(trial.params)
         env[IN_TRIAL_ENV] = self.study_name  # a tune() in the program refuses to start
         env["KUBETUNE_TRIAL_NUMBER"] = str(trial.number)
+        # A verification repeat (spec.verify) is told so, to draw other seeds or folds.
+        env["KUBETUNE_REPEAT"] = str(trial.user_attrs.get(REPEAT_ATTR, 0))
+        env["KUBETUNE_SEED"] = str(seed(trial))
         try:
             process = subprocess.Popen(
                 argv,

@@ -26,7 +26,7 @@ except ModuleNotFoundError as missing:  # pip install kubetune, without the cli 
     raise SystemExit(3) from None
 
 # The commands register themselves on ``app`` when their modules are imported.
-from kubetune.cli import cluster, fork, local, tools  # noqa: F401
+from kubetune.cli import cluster, fork, local, tools, verify  # noqa: F401
 from kubetune.cli.base import EXIT_BAD_INPUT, app, errors, print_error
 
 __all__ = ["app", "main"]

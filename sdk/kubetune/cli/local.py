@@ -570,6 +570,10 @@ def _report(result: object, output: Path, log_dir: Path, path: Path) -> None:
                 "\n".join(f"{k} = {v!r}" for k, v in trial["params"].items()),
             )
         console.print(table)
+        if result.verified is not None:
+            from kubetune.cli.verify import print_verified
+
+            print_verified(result.verified, result.best_trials[0]["number"])
         if write_best_params(result, output):
             console.print(f"best parameters written to [bold]{escape(str(output))}[/]")
     else:

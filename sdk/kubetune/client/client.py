@@ -80,6 +80,7 @@ from kubetune.study.spec import (
     StudySpec,
     TrialCounts,
     TrialSummary,
+    VerifiedStatus,
     load_study,
     validate_spec,
 )
@@ -742,6 +743,49 @@ class Client:
             self.get(str(study), namespace=namespace), sets, name=name, defaults=defaults
         )
         return self.submit(document, namespace=namespace) if submit else document
+
+    def verify(
+        self,
+        study: str | Path,
+        *,
+        top: int = 3,
+        repeats: int = 5,
+        parallelism: int | None = None,
+    ) -> VerifiedStatus:
+        """Re-run the ``top`` best trials of the finished local study of the Study file
+        ``study`` ``repeats`` times each with other seeds (``kubetune.seed(trial)``), on
+        this machine, and return each one's mean and 95% interval and the winner on the
+        mean (stored in the study; ``best_params`` of ``kubetune verify`` holds it).
+        Repeats run before are not run again; they count against no budget.
+
+        Example:
+            >>> verified = client.verify("study.yaml", top=3, repeats=5)  # doctest: +SKIP
+            >>> verified.winner, verified.trials[0].mean, verified.trials[0].low
+            ... # doctest: +SKIP
+            (17, 0.212, 0.198)
+        """
+        from kubetune.local.embedded import local_storage
+        from kubetune.local.run import is_study_file, verify_local
+
+        if not (isinstance(study, Path) or is_study_file(study)) or str(study).endswith(".py"):
+            raise SpecError([(str(study), "verify needs a Study file (YAML) whose study ran")])
+        if top < 1 or repeats < 2:
+            field, reason = (
+                ("top", "must be 1 or more")
+                if top < 1
+                else ("repeats", "must be 2 or more (an interval needs two values)")
+            )
+            raise SpecError([(field, reason)])
+        document = load_study(Path(study))
+        with local_storage(self.storage_url, document) as url:
+            return verify_local(
+                document,
+                url,
+                top=top,
+                repeats=repeats,
+                parallelism=parallelism,
+                source=Path(study),
+            )
 
     def tune(
         self,

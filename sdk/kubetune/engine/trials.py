@@ -56,15 +56,26 @@ def effective_params(trial: FrozenTrial) -> dict[str, Any]:
 
 def best_params_document(
     best: Sequence[Mapping[str, Any]],
+    verified: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | list[dict[str, Any]] | None:
     """What ``best_params.json`` (and a cluster Study's best-params ConfigMap) holds,
     from the best trial's summary (``value``, ``values``, ``params``) or the Pareto
     front's: the best trial's params, or each front trial's values and params. None
-    when there is no best trial.
+    when there is no best trial. With ``verified`` (status.verified: spec.verify,
+    kubetune verify) that has a winner, the winner's params: the best verified mean
+    beats the best single value.
 
     >>> best_params_document([{"value": 0.1, "values": [0.1], "params": {"lr": 0.01}}])
     {'lr': 0.01}
+    >>> best_params_document([{"value": 0.1, "params": {"lr": 0.01}}],
+    ...     {"winner": 3, "trials": [{"number": 3, "params": {"lr": 0.02}}]})
+    {'lr': 0.02}
     """
+    winner = verified.get("winner") if verified else None
+    if verified and winner is not None:
+        for row in verified.get("trials", []):
+            if row.get("number") == winner:
+                return dict(row["params"])
     if not best:
         return None
     if len(best) == 1 and best[0].get("value") is not None:

@@ -43,6 +43,7 @@ from kubetune.engine.supervision import (
     decide,
 )
 from kubetune.engine.trials import best_params_document, best_summaries
+from kubetune.engine.verify import prepare_verification, summarize
 from kubetune.engine.worker import (
     EXIT_CONFIG_ERROR,
     EXIT_OK,
@@ -52,7 +53,7 @@ from kubetune.engine.worker import (
 )
 from kubetune.errors import KubetuneError, NotFound, SpecChangeRefused
 from kubetune.local.code import check_objective_code
-from kubetune.study.spec import Study, StudySpec, TrialCounts
+from kubetune.study.spec import Study, StudySpec, TrialCounts, VerifiedStatus
 
 if TYPE_CHECKING:
     import optuna
@@ -108,6 +109,9 @@ class LocalResult:
     count as one) and the numbers of the trials that failed so."""
     already_complete: bool = False
     """The study's budget was spent before this run: it ran no trial."""
+    verified: VerifiedStatus | None = None
+    """What spec.verify found once the budget was spent: the re-run best trials' means
+    and the winner, which ``best_params`` then holds."""
     spend: Spend | None = None
     """What the study's trials spent, this run's and earlier ones' (see status.spend)."""
 
@@ -126,7 +130,8 @@ class LocalResult:
     def best_params(self) -> dict[str, Any] | list[dict[str, Any]] | None:
         """What ``best_params.json`` holds: the best trial's params, or for a
         multi-objective study the Pareto front (values and params)."""
-        return best_params_document(self.best_trials)
+        verified = self.verified.model_dump() if self.verified is not None else None
+        return best_params_document(self.best_trials, verified)
 
 
 @dataclasses.dataclass
@@ -533,7 +538,11 @@ class LocalRun:
             message = f"no trial completed ({counts.failed} failed): the study failed" + (
                 f"; {message}" if message else ""
             )
+        verified = None
+        if spec.verify is not None and reason is not None and not reason.is_failure:
+            verified = self._verify(spec)
         return LocalResult(
+            verified=verified,
             study_name=self.study_name,
             counts=counts,
             stop=reason,
@@ -546,6 +555,25 @@ class LocalRun:
             spend=spend_of(spec, ledger.spending.trial_seconds),
         )
 
+    def _verify(self, spec: StudySpec) -> VerifiedStatus | None:
+        """spec.verify, once the budget is spent: the best trials' repeats, run by
+        workers as trials are (see :func:`verify_local`)."""
+        assert spec.verify is not None
+        try:
+            return verify_local(
+                self.document,
+                self.url,
+                top=spec.verify.top,
+                repeats=spec.verify.repeats,
+                parallelism=self.parallelism,
+                log_dir=self.log_dir.with_name(self.log_dir.name + ".verify"),
+                source=self.source,
+                on_message=self.on_message,
+            )
+        except KeyboardInterrupt:
+            self.on_message("verification stopped by Ctrl-C: kubetune verify goes on with it")
+            return None
+
     def _progress(self, spec: StudySpec, ledger: TrialLedger) -> Progress:
         best = best_summaries(ledger, limit=1)
         return Progress(
@@ -555,6 +583,62 @@ class LocalRun:
             best_values=best[0]["values"] if best else None,
             spend=spend_of(spec, ledger.spending.trial_seconds),
         )
+
+
+class VerifyError(KubetuneError, ValueError):
+    """The study cannot be verified (several objectives, no completed trial)."""
+
+
+def verify_local(
+    document: Study,
+    url: str,
+    *,
+    top: int,
+    repeats: int,
+    parallelism: int | None = None,
+    log_dir: Path | None = None,
+    source: Path | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
+) -> VerifiedStatus:
+    """Run the ``repeats`` repeats of the ``top`` best trials of ``document``'s local
+    study (those not run yet) with local workers, and return (and store in the study)
+    each one's mean and interval and the winner.
+
+    ``source``: the Study file, refused (SpecChangeRefused) when another file ran the
+    study. Raises :class:`VerifyError` for a study that cannot be verified, and
+    :class:`~kubetune.errors.NotFound` for one that has not run.
+    """
+    name = document.spec.storage.study_name or document.metadata.name
+    say = on_message or (lambda _message: None)
+    study = load_stored_study(url, name, hint="run it first: kubetune run")
+    try:
+        check_source(study, document, source.resolve() if source is not None else None)
+        spec = bridge.stored_spec(study._storage, study._study_id) or document.spec
+        try:
+            repeats_spec, queued = prepare_verification(study, spec, top, repeats)
+        except ValueError as error:
+            raise VerifyError(str(error)) from None
+        total = repeats_spec.budget.max_trials
+        say(
+            f"verifying the best {top} trial(s) of {name!r}: {repeats} repeats each with "
+            f"other seeds ({queued} to run, {total - queued} ran before)"
+        )
+        if queued:
+            repeats_document = Study(metadata=document.metadata, spec=repeats_spec)
+            LocalRun(
+                repeats_document,
+                url,
+                parallelism=parallelism or spec.budget.parallelism,
+                log_dir=log_dir,
+                on_progress=on_progress,
+                on_message=on_message,
+            ).run()
+        verified = summarize(study)
+        assert verified is not None  # prepare_verification made the repeats study
+        return verified
+    finally:
+        dispose(study)
 
 
 def check_source(study: optuna.Study, document: Study, source: Path | None) -> None:

@@ -16,12 +16,14 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import optuna
+from kubetune.engine.verify import seed
 from kubetune.study import builtin_rules
 from kubetune.study.spec import StudySpec
 
@@ -127,7 +129,7 @@ class BuiltinTrialObjective:
     def __call__(self, trial: optuna.Trial) -> float:
         params = suggest_all(trial, self.spec, self.space)
         trial.set_user_attr(DEVICE_ATTR, self.problem.device.device)
-        outcome = self.trainer.train(trial, params, self.problem)
+        outcome = self.trainer.train(trial, params, self._problem_of(trial))
         if self.keeper is not None:
             info: dict[str, Any] = {
                 "metric": self.problem.metric.name,
@@ -139,6 +141,17 @@ class BuiltinTrialObjective:
             }
             self.keeper.offer(trial, outcome.value, outcome.write, info)
         return outcome.value
+
+    def _problem_of(self, trial: optuna.Trial) -> Problem:
+        """The problem as the trial sees it: a verification repeat (spec.verify) trains
+        with its own seed on folds split with it, so its value is a new draw."""
+        builtin = self.spec.trial.builtin
+        assert builtin is not None
+        trial_seed = seed(trial, base=builtin.seed)
+        if trial_seed == self.problem.seed:
+            return self.problem
+        folds = split(self.problem.table, builtin.validation, trial_seed)
+        return dataclasses.replace(self.problem, seed=trial_seed, folds=folds)
 
 
 def study_name_from_env() -> str:
