@@ -1,4 +1,4 @@
-"""A built-in LightGBM trial checkpoints every ``everyRounds`` rounds by itself, and a
+"""A built-in LightGBM or XGBoost trial checkpoints every ``everyRounds`` rounds by itself, and a
 trial whose worker was killed goes on from its last checkpoint in another worker: it
 boosts the rounds after it only, reports one unbroken curve, and ends with the value an
 uninterrupted run reaches."""
@@ -23,24 +23,36 @@ from optuna.trial import TrialState
 ROUNDS, EVERY = 800, 10
 #: Fractions of 1: no bagging nor feature sampling, so the boosting is deterministic.
 PARAMS = {
-    "learning_rate": 0.01,
-    "num_leaves": 8,
-    "min_child_samples": 10,
-    "feature_fraction": 1.0,
-    "bagging_fraction": 1.0,
-    "bagging_freq": 1,
-    "lambda_l1": 1e-3,
-    "lambda_l2": 1e-3,
+    "lightgbm": {
+        "learning_rate": 0.01,
+        "num_leaves": 8,
+        "min_child_samples": 10,
+        "feature_fraction": 1.0,
+        "bagging_fraction": 1.0,
+        "bagging_freq": 1,
+        "lambda_l1": 1e-3,
+        "lambda_l2": 1e-3,
+    },
+    "xgboost": {
+        "learning_rate": 0.01,
+        "max_depth": 3,
+        "min_child_weight": 1.0,
+        "subsample": 1.0,
+        "colsample_bytree": 1.0,
+        "lambda": 1e-3,
+        "alpha": 1e-3,
+        "gamma": 1e-3,
+    },
 }
 
 
-def spec(checkpoints: Path) -> dict[str, Any]:
+def spec(model: str, checkpoints: Path) -> dict[str, Any]:
     study = builtin_spec(
         {
-            "model": "lightgbm",
+            "model": model,
             "data": {"dataset": "sklearn:breast_cancer"},
             "maxEpochs": ROUNDS,
-            "params": {"num_threads": 1},
+            "params": {"nthread" if model == "xgboost" else "num_threads": 1},
         },
         objective={"direction": "minimize", "metric": "logloss"},
         pruner={"name": "none"},
@@ -64,14 +76,16 @@ def another_worker(first: StartedWorker, worker_env: dict[str, str], cwd: Path) 
     return StartedWorker(process, first.name, first.storage_url)
 
 
-def test_a_lightgbm_trial_resumes_from_its_checkpoint(
+@pytest.mark.parametrize("model", ["lightgbm", "xgboost"])
+def test_a_booster_trial_resumes_from_its_checkpoint(
+    model: str,
     start_builtin: Callable[..., StartedWorker],
     worker_env: dict[str, str],
     storage_url: str,
     tmp_path: Path,
 ) -> None:
     checkpoints = tmp_path / "checkpoints"
-    first = start_builtin(spec(checkpoints), enqueue=[PARAMS])
+    first = start_builtin(spec(model, checkpoints), enqueue=[PARAMS[model]])
     deadline = time.monotonic() + 60
     while not any(p.is_file() for p in checkpoints.rglob("*")):
         assert first.process.poll() is None and time.monotonic() < deadline, "no checkpoint"
@@ -93,6 +107,6 @@ def test_a_lightgbm_trial_resumes_from_its_checkpoint(
     assert sorted(resumed.intermediate_values) == list(range(ROUNDS))
     assert not any(p.is_file() for p in checkpoints.rglob("*")), "the checkpoint was not removed"
 
-    whole = start_builtin(spec(tmp_path / "other"), enqueue=[PARAMS]).wait()
+    whole = start_builtin(spec(model, tmp_path / "other"), enqueue=[PARAMS[model]]).wait()
     assert whole.returncode == 0, whole.output
     assert resumed.value == pytest.approx(whole.study.best_value, rel=1e-9)

@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,10 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import optuna
-from kubetune.engine import checkpoints
 from optuna_integration.lightgbm import LightGBMPruningCallback
 
 from kubetune_trial.builtin.problem import Outcome, Problem
+from kubetune_trial.builtin.resuming import Rounds
 
 MODEL_FILE = "model.txt"
 DEFAULT_ROUNDS = 100
@@ -114,22 +113,17 @@ def _checkpointing(trial: optuna.Trial) -> tuple[lgb.Booster | None, list[Callab
     """The booster of the trial's last checkpoint (None: none, start from round 0), and
     the callback that checkpoints every ``everyRounds`` rounds (none without
     ``spec.trial.checkpoints``)."""
-    settings = checkpoints.settings_of(trial)
-    if settings is None:
+    rounds = Rounds.of(trial)
+    if rounds is None:
         return None, []
-    saved = checkpoints.load(trial)
+    saved = rounds.saved()
     resumed = None if saved is None else lgb.Booster(model_str=saved)
     if resumed is not None:
-        logging.getLogger("kubetune.trial").info(
-            "trial %d: resuming from its checkpoint at round %d",
-            trial.number,
-            resumed.current_iteration(),
-        )
+        rounds.resuming(resumed.current_iteration())
 
     def keep(env: lgb.callback.CallbackEnv) -> None:
-        done = env.iteration + 1
-        if done % settings.every_rounds == 0 and done < env.end_iteration:
-            checkpoints.save(trial, env.model.model_to_string())
+        if rounds.due(env.iteration + 1, env.end_iteration):
+            rounds.save(env.model.model_to_string())
 
     keep.order = 40  # type: ignore[attr-defined]  # after the pruner's check of the round
     return resumed, [keep]

@@ -4,6 +4,10 @@ over the folds, pruned per boosting round with ``XGBoostPruningCallback``.
 The spec's metric is a ``custom_metric`` (XGBoost's default metric is
 switched off), so the pruner sees exactly the value the study optimizes.
 
+With ``spec.trial.checkpoints`` a holdout trial checkpoints its booster every
+``everyRounds`` rounds, and a trial whose pod was lost goes on from the last one
+(``xgb.train``'s ``xgb_model``). k-fold ``xgb.cv`` starts over.
+
 Example:
     >>> outcome = train(trial, {"max_depth": 4, "learning_rate": 0.1}, problem)  # doctest: +SKIP
     >>> outcome.value
@@ -22,6 +26,7 @@ import xgboost as xgb
 from optuna_integration.xgboost import XGBoostPruningCallback
 
 from kubetune_trial.builtin.problem import Outcome, Problem
+from kubetune_trial.builtin.resuming import Rounds
 
 MODEL_FILE = "model.json"
 DEFAULT_ROUNDS = 100
@@ -75,17 +80,54 @@ def train(trial: optuna.Trial, params: dict[str, Any], problem: Problem) -> Outc
     train_rows, valid_rows = problem.folds[0]
     x_valid, y_valid = problem.rows(valid_rows)
     valid = _matrix(problem, x_valid, y_valid)
+    rounds = Rounds.of(trial)
+    saved = None if rounds is None else rounds.saved()
+    resumed = None if saved is None else xgb.Booster(model_file=bytearray(saved))
+    done = 0 if resumed is None else resumed.num_boosted_rounds()
+    keeping = [] if rounds is None else [_Checkpoints(rounds, problem.rounds)]
+    if rounds is not None and resumed is not None:
+        rounds.resuming(done)
     booster = xgb.train(
         full,
         _matrix(problem, *problem.rows(train_rows)),
-        num_boost_round=problem.rounds,
+        num_boost_round=problem.rounds - done,
         evals=[(valid, "valid")],
         custom_metric=_custom_metric(problem),
-        callbacks=[XGBoostPruningCallback(trial, f"valid-{name}")],
+        xgb_model=resumed,
+        # xgb.train counts a resumed booster's rounds from 0 again: the callbacks see
+        # the trial's own round numbers.
+        callbacks=[
+            _Shifted(callback, done)
+            for callback in [XGBoostPruningCallback(trial, f"valid-{name}"), *keeping]
+        ],
         verbose_eval=False,
     )
     value = problem.metric.compute(y_valid, booster.predict(valid))
     return Outcome(value, lambda path: booster.save_model(str(path)))
+
+
+class _Checkpoints(xgb.callback.TrainingCallback):
+    """Checkpoints the booster every ``everyRounds`` rounds (its raw UBJSON bytes)."""
+
+    def __init__(self, rounds: Rounds, total: int) -> None:
+        super().__init__()
+        self.rounds, self.total = rounds, total
+
+    def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: Any) -> bool:
+        if self.rounds.due(epoch + 1, self.total):
+            self.rounds.save(bytes(model.save_raw("ubj")))
+        return False  # go on
+
+
+class _Shifted(xgb.callback.TrainingCallback):
+    """``callback`` seeing rounds ``shift`` later than ``xgb.train`` counts them."""
+
+    def __init__(self, callback: xgb.callback.TrainingCallback, shift: int) -> None:
+        super().__init__()
+        self.callback, self.shift = callback, shift
+
+    def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: Any) -> bool:
+        return self.callback.after_iteration(model, epoch + self.shift, evals_log)
 
 
 def fit(params: dict[str, Any], problem: Problem, rows: np.ndarray) -> xgb.Booster:
