@@ -15,6 +15,10 @@ stop (:func:`kubetune.engine.bridge.request_stop`, with
 claim, the operator and ``kubetune run`` stop it with ``StopReason.TERMINATOR``;
 the running trials finish.
 
+Optuna deprecated ``optuna.terminator`` in 4.9 (to be removed in 6.0 and moved to
+OptunaHub's ``callbacks/terminator``); kubetune pins Optuna 5, where it works. When it
+goes, this module is the one place to change.
+
 Example:
     >>> verdict = terminator_verdict(study, spec)  # doctest: +SKIP
     >>> verdict  # doctest: +SKIP
