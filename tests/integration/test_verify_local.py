@@ -133,6 +133,17 @@ def test_kubetune_verify_re_runs_the_best_trials_of_a_finished_study(
     assert summary.done and len(summary.trials) == 3
     assert {row.number: row.params for row in summary.trials}[summary.winner] == winner
 
+    # kubetune best of the study: the verified winner too.
+    best = kubetune(cli_env, tmp_path, "best", str(study_file), "-o", "json", "-f", "b.json")
+    assert best.returncode == 0, best.stdout + best.stderr
+    assert json.loads(best.stdout) == winner
+
+    # Deleting the study deletes its repeats: a new run does not find them.
+    deleted = kubetune(cli_env, tmp_path, "delete", str(study_file))
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    held = {s.study_name for s in optuna.get_all_study_summaries(storage=storage_url)}
+    assert held.isdisjoint({"noisy", "noisy.verify"})
+
 
 def test_bad_verify_input_names_the_field(cli_env: dict[str, str], tmp_path: Path) -> None:
     for verify, field in (({"top": 0, "repeats": 5}, "top"), ({"top": 3, "repeats": 1}, "repeats")):

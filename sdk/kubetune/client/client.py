@@ -49,6 +49,7 @@ from kubetune.cluster.api import KubeApi
 from kubetune.engine.progress import DisplayFactory, ProgressDisplay, display_for
 from kubetune.engine.spend import Spend
 from kubetune.engine.trials import best_of, best_params_of
+from kubetune.engine.verify import stored_verified
 from kubetune.engine.warmstart import ParamSets, check_param_sets, param_sets
 from kubetune.errors import (
     ApiError,
@@ -416,10 +417,16 @@ class Client:
         Raises :class:`~kubetune.errors.NoBestTrial` until a trial completes.
 
         ``name`` may be a Study file: the local study ``kubetune run`` made from it
-        (no cluster needed); so may a study of ``storage_url``."""
+        (no cluster needed); so may a study of ``storage_url``. A verified study's
+        (``spec.verify``, :meth:`verify`) is its winner on the verified mean."""
         stored = self._stored_study(name)
         if stored is not None:
-            return best_params_of(best_of(stored), stored.study_name)
+            verified = stored_verified(stored)  # spec.verify, kubetune verify: the winner
+            return best_params_of(
+                best_of(stored),
+                stored.study_name,
+                verified.model_dump() if verified is not None else None,
+            )
         status = self._cluster_object(str(name), namespace).get("status") or {}
         best = status.get("bestTrial")
         if best:

@@ -213,11 +213,12 @@ def best_of(study: optuna.Study) -> list[TrialSummary]:
 
 
 def best_params_of(
-    best: Sequence[TrialSummary], name: str = ""
+    best: Sequence[TrialSummary], name: str = "", verified: Mapping[str, Any] | None = None
 ) -> dict[str, Any] | list[dict[str, Any]]:
     """What ``best_params.json`` holds for ``best`` (see :func:`best_of`): the best
-    trial's params, or the Pareto front's values and params. NoBestTrial when empty."""
-    document = best_params_document([t.model_dump() for t in best])
+    trial's params, or the Pareto front's values and params; the verified winner's
+    (``verified``: see :func:`best_params_document`). NoBestTrial when empty."""
+    document = best_params_document([t.model_dump() for t in best], verified)
     if document is None:
         raise NoBestTrial(name)
     return document

@@ -43,7 +43,7 @@ from kubetune.engine.supervision import (
     decide,
 )
 from kubetune.engine.trials import best_params_document, best_summaries
-from kubetune.engine.verify import prepare_verification, summarize
+from kubetune.engine.verify import prepare_verification, summarize, verify_study_name
 from kubetune.engine.worker import (
     EXIT_CONFIG_ERROR,
     EXIT_OK,
@@ -683,6 +683,8 @@ def delete_local_study(document: Study, url: str, source: Path | None) -> int:
     check_source(study, document, source.resolve() if source is not None else None)
     trials = len(study.get_trials(deepcopy=False))
     optuna.delete_study(study_name=name, storage=storage)
+    with contextlib.suppress(KeyError):  # its verification repeats (spec.verify) go too
+        optuna.delete_study(study_name=verify_study_name(name), storage=storage)
     return trials
 
 
