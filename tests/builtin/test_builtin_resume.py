@@ -76,6 +76,34 @@ def another_worker(first: StartedWorker, worker_env: dict[str, str], cwd: Path) 
     return StartedWorker(process, first.name, first.storage_url)
 
 
+def kill_and_resume(
+    first: StartedWorker, checkpoints: Path, worker_env: dict[str, str], cwd: Path
+) -> tuple[optuna.trial.FrozenTrial, int, str]:
+    """Kill ``first`` once its trial has checkpointed, resume the trial as a supervisor
+    does, run it in another worker; the resumed trial, the round it went on from and the
+    second worker's output."""
+    deadline = time.monotonic() + 90
+    while not any(p.is_file() for p in checkpoints.rglob("*")):
+        assert first.process.poll() is None and time.monotonic() < deadline, "no checkpoint"
+        time.sleep(0.02)
+    first.process.kill()  # as a node going away takes a pod: no chance to hand back
+    first.wait()
+    study = optuna.load_study(study_name=first.name, storage=first.storage_url)
+    (lost,) = study.get_trials(states=(TrialState.RUNNING,))
+    fail_lost_trials(study, [lost], "worker w0 was lost", retries=0, resume=True)
+
+    second = another_worker(first, worker_env, cwd).wait()
+    assert second.returncode == 0, second.output
+    resumed = next(t for t in second.study.trials if t.user_attrs.get(RESUMED_FROM_ATTR) == 0)
+    assert resumed.state == TrialState.COMPLETE, second.output
+    # It went on after the checkpointed rounds: none of them ran again.
+    line = next(ln for ln in second.output.splitlines() if "resuming from its checkpoint" in ln)
+    restart_round = int(line.rsplit(" ", 1)[1])
+    assert restart_round > 0, line
+    assert not any(p.is_file() for p in checkpoints.rglob("*")), "the checkpoint was not removed"
+    return resumed, restart_round, second.output
+
+
 @pytest.mark.parametrize("model", ["lightgbm", "xgboost"])
 def test_a_booster_trial_resumes_from_its_checkpoint(
     model: str,
@@ -86,27 +114,38 @@ def test_a_booster_trial_resumes_from_its_checkpoint(
 ) -> None:
     checkpoints = tmp_path / "checkpoints"
     first = start_builtin(spec(model, checkpoints), enqueue=[PARAMS[model]])
-    deadline = time.monotonic() + 60
-    while not any(p.is_file() for p in checkpoints.rglob("*")):
-        assert first.process.poll() is None and time.monotonic() < deadline, "no checkpoint"
-        time.sleep(0.02)
-    first.process.kill()  # as a node going away takes a pod: no chance to hand back
-    first.wait()
-    study = optuna.load_study(study_name=first.name, storage=storage_url)
-    (lost,) = study.get_trials(states=(TrialState.RUNNING,))
-    fail_lost_trials(study, [lost], "worker w0 was lost", retries=0, resume=True)
-
-    second = another_worker(first, worker_env, tmp_path).wait()
-    assert second.returncode == 0, second.output
-    resumed = next(t for t in second.study.trials if t.user_attrs.get(RESUMED_FROM_ATTR) == 0)
-    assert resumed.state == TrialState.COMPLETE, second.output
-    # Boosting went on after the checkpointed rounds: none of them ran again.
-    line = next(ln for ln in second.output.splitlines() if "resuming from its checkpoint" in ln)
-    restart_round = int(line.rsplit(" ", 1)[1])
-    assert restart_round > 0 and restart_round % EVERY == 0, line
+    resumed, restart_round, _ = kill_and_resume(first, checkpoints, worker_env, tmp_path)
+    assert restart_round % EVERY == 0
     assert sorted(resumed.intermediate_values) == list(range(ROUNDS))
-    assert not any(p.is_file() for p in checkpoints.rglob("*")), "the checkpoint was not removed"
 
     whole = start_builtin(spec(model, tmp_path / "other"), enqueue=[PARAMS[model]]).wait()
     assert whole.returncode == 0, whole.output
     assert resumed.value == pytest.approx(whole.study.best_value, rel=1e-9)
+
+
+@pytest.mark.slow(seconds=30)
+def test_a_lightning_trial_resumes_from_its_checkpoint(
+    start_builtin: Callable[..., StartedWorker], worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The epochs before the checkpoint are not trained again and the curve is whole (the
+    value is not compared: Lightning does not keep the data loader's shuffling state)."""
+    epochs, every = 20, 2
+    study = builtin_spec(
+        {
+            "model": "lightning",
+            "data": {"dataset": "sklearn:breast_cancer"},
+            "maxEpochs": epochs,
+            "params": {"batch_size": 32, "n_layers": 1},
+        },
+        objective={"direction": "minimize", "metric": "logloss"},
+        pruner={"name": "none"},
+        budget={"maxTrials": 1},
+    )
+    checkpoints = tmp_path / "checkpoints"
+    study["trial"]["checkpoints"] = {"path": str(checkpoints), "everyRounds": every}
+    first = start_builtin(study)
+    resumed, restart_epoch, output = kill_and_resume(first, checkpoints, worker_env, tmp_path)
+    assert restart_epoch % every == 0
+    # Saved after a whole epoch and its validation: Lightning goes on at the next epoch.
+    assert "before the epoch ended" not in output, output
+    assert sorted(resumed.intermediate_values) == list(range(epochs))

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from kubetune_trial.builtin.metrics import METRICS
 from kubetune_trial.builtin.problem import Outcome, Problem
+from kubetune_trial.builtin.resuming import Rounds
 from kubetune_trial.builtin.space import LIGHTNING_DEFAULTS as DEFAULTS
 
 MODEL_FILE = "model.ckpt"
@@ -186,18 +188,47 @@ def _fit_fold(
     module = _module(problem, train_rows, params)
     monitor = f"val_{problem.metric.name}"
     pruning = PyTorchLightningPruningCallback(trial, monitor) if trial is not None else None
-    trainer = _trainer(problem, [pruning] if pruning else [], validate=valid_rows is not None)
+    rounds = Rounds.of(trial) if trial is not None and valid_rows is not None else None
+    callbacks: list[pl.Callback] = [pruning] if pruning else []
+    if rounds is not None:
+        callbacks.append(_Checkpoints(rounds))
+    trainer = _trainer(problem, callbacks, validate=valid_rows is not None)
     batch_size = int(params["batch_size"])
     train_loader = _loader(problem, train_rows, batch_size, shuffle=True)
     if valid_rows is None:
         trainer.fit(module, train_loader)
         return float("nan"), trainer
     valid_loader = _loader(problem, valid_rows, max(batch_size, 1024), shuffle=False)
-    trainer.fit(module, train_loader, valid_loader)
+    saved = None if rounds is None else rounds.saved()
+    with tempfile.TemporaryDirectory() as scratch:
+        resume_from = None
+        if rounds is not None and saved is not None:
+            resume_from = Path(scratch) / "resume.ckpt"
+            resume_from.write_bytes(saved)
+            rounds.resuming(int(torch.load(resume_from, weights_only=False)["epoch"]) + 1)
+        trainer.fit(module, train_loader, valid_loader, ckpt_path=resume_from)
     if pruning is not None:
         # Without this a pruned DDP trial would be recorded COMPLETE; harmless otherwise.
         pruning.check_pruned()
     return float(trainer.callback_metrics[monitor]), trainer
+
+
+class _Checkpoints(pl.Callback):
+    """Checkpoints the trainer (model, optimizer, epoch) every ``everyRounds`` epochs,
+    after the epoch's validation, as Lightning's own ModelCheckpoint would."""
+
+    def __init__(self, rounds: Rounds) -> None:
+        self.rounds = rounds
+
+    def on_validation_end(self, trainer: pl.Trainer, _module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not self.rounds.due(
+            trainer.current_epoch + 1, trainer.max_epochs or 0
+        ):
+            return
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "trial.ckpt"
+            trainer.save_checkpoint(path)
+            self.rounds.save(path.read_bytes())
 
 
 def train(trial: optuna.Trial, params: dict[str, Any], problem: Problem) -> Outcome:
