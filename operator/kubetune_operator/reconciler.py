@@ -37,6 +37,7 @@ from kubetune.engine.standing import Standing
 from kubetune.engine.storage import StorageUnavailable, open_storage, scrub
 from kubetune.engine.supervision import EndedWorker, Outcome, Situation, decide
 from kubetune.engine.trials import best_params_document
+from kubetune.engine.verify import prepare_verification, summarize, verify_study_name
 from kubetune.engine.worker import EXIT_CONFIG_ERROR
 from kubetune.study.spec import SpecError, StudySpec, validate_metadata, validate_spec
 
@@ -386,6 +387,10 @@ class StudyReconciler:
         live = [p for p in pods if is_live(p)]
         live_names = {p["metadata"]["name"] for p in live}
 
+        verifying = condition_of(status.get("conditions") or [], "Verifying")
+        if spec.verify is not None and verifying and verifying.get("status") == "True":
+            # The budget is spent and the repeats run: the study's own trials are over.
+            return self._verify(meta, spec, status, study, secret, pods, generation)
         if self._recover_lost_trials(study, spec, ledger, pods, live_names):
             ledger = self._tally(study)
         ended = gang_ends + self._ended_pods(namespace, pods, ledger)
@@ -440,6 +445,20 @@ class StudyReconciler:
         if decision.finished:
             ledger = self._tally(study)
             reason = decision.stop.value if decision.stop else "TrialPodsFailing"
+            if (
+                spec.verify is not None
+                and decision.phase == "Succeeded"
+                and ledger.counts.complete
+                and not status.get("verified")
+            ):
+                # spec.verify: before Succeeded, the best trials' repeats (see _verify).
+                for pod in live:
+                    self.kube.delete_pod(namespace, pod["metadata"]["name"])
+                status["conditions"] = set_condition(
+                    conditions, "Verifying", "True", reason, decision.reason
+                )
+                update.update(self._trial_status(meta, status, spec, ledger))
+                return self._verify(meta, spec, status, study, secret, [], generation, update)
             return self._finish(
                 meta,
                 status,
@@ -491,6 +510,103 @@ class StudyReconciler:
         self._write(meta, status, update)
         # Suspended with every pod gone: nothing changes until the spec does.
         return decision.phase == "Suspended" and not live and not ledger.running
+
+    def _verify(
+        self,
+        meta: Mapping[str, Any],
+        spec: StudySpec,
+        status: dict[str, Any],
+        study: optuna.Study,
+        secret: tuple[str, str],
+        pods: Sequence[Mapping[str, Any]],
+        generation: int | None,
+        entering: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """spec.verify, once the budget is spent: the repeats of the best trials (a study
+        of their own, ``<study>.verify``: see :mod:`kubetune.engine.verify`) run in
+        trial pods as any trial, ``status.verified`` shows their means as they end, and
+        the study succeeds with the winner on the verified mean in the best-params
+        ConfigMap. The condition ``Verifying`` keeps why the budget ended meanwhile.
+        ``entering``: the status the tick that spent the budget computed."""
+        import optuna
+
+        assert spec.verify is not None
+        namespace = meta["namespace"]
+        conditions = list(status.get("conditions") or [])
+        verifying = condition_of(conditions, "Verifying") or {}
+        if not status.get("verified"):
+            prepare_verification(study, spec, spec.verify.top, spec.verify.repeats)
+        repeats = optuna.load_study(
+            study_name=verify_study_name(study.study_name), storage=study._storage
+        )
+        repeats_spec = bridge.stored_spec(repeats._storage, repeats._study_id)
+        assert repeats_spec is not None
+        ledger = TrialLedger.of(repeats.get_trials(deepcopy=False), ["minimize"])
+        live_names = {p["metadata"]["name"] for p in pods if is_live(p)}
+        self._recover_lost_trials(repeats, repeats_spec, ledger, pods, live_names)
+        broken = [
+            e
+            for e in self._ended_pods(namespace, pods, ledger)
+            if e.outcome is not Outcome.DONE and not e.progressed
+        ]
+        unfinished = [t for t in repeats.get_trials(deepcopy=False) if not t.state.is_finished()]
+        if broken and unfinished:
+            # A repeat pod that cannot run one would fail the same way again: the study's
+            # own result stands, with the repeats that ended.
+            fail_lost_trials(repeats, unfinished, f"verification stopped: {broken[0].reason}")
+            self.emit("Warning", "VerificationStopped", broken[0].reason[:1000])
+            unfinished = []
+        verified = summarize(study)
+        assert verified is not None
+        shown = verified.model_dump(mode="json", by_alias=True)
+        update: dict[str, Any] = {
+            **(entering or {}),
+            "observedGeneration": generation,
+            "verified": shown,
+        }
+        if unfinished:
+            if len(live_names) < min(repeats_spec.budget.parallelism, len(unfinished)):
+                wanted = min(repeats_spec.budget.parallelism, len(unfinished)) - len(live_names)
+                self._start_pods(meta, repeats_spec, repeats, wanted, secret)
+            ended = len(repeats.get_trials(deepcopy=False)) - len(unfinished)
+            update["phase"] = "Running"
+            update["conditions"] = set_condition(
+                conditions,
+                "Verifying",
+                "True",
+                str(verifying.get("reason") or "Verifying"),
+                str(verifying.get("message") or ""),
+            )
+            update["message"] = (
+                f"verifying: {ended} of {repeats_spec.budget.max_trials} repeats of the best "
+                f"{spec.verify.top} trial(s) ended"
+            )
+            self._write(meta, status, update)
+            return False
+        conditions = set_condition(
+            conditions, "Verifying", "False", "Verified", "every repeat ended"
+        )
+        message = str(verifying.get("message") or "")
+        winner = next((t for t in verified.trials if t.number == verified.winner), None)
+        if winner is not None and winner.mean is not None:
+            interval = f" [{winner.low:.6g}, {winner.high:.6g}]" if winner.low is not None else ""
+            message += (
+                f"; verified winner: trial {winner.number}, mean {winner.mean:.6g}{interval} "
+                f"over {winner.repeats} repeats"
+            )
+            self._write_best_params(meta, best_params_document([], shown))
+        self._ledger = None  # the study's own ledger, read again in full for the status
+        return self._finish(
+            meta,
+            status,
+            update,
+            conditions,
+            spec,
+            self._tally(study),
+            "Succeeded",
+            str(verifying.get("reason") or "Verified"),
+            message,
+        )
 
     def _spec_change_conditions(self, conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """SpecChangeRefused while a started field's edit is refused (one Event when it starts)."""
