@@ -19,6 +19,7 @@ def test_the_page_names_an_example_for_each_topic() -> None:
     assert EXAMPLES == [
         "examples/gpu-kueue.yaml",
         "examples/gpu-priority.yaml",
+        "examples/gpu-spot.yaml",
         "examples/lightning-ddp.yaml",
         "examples/multi-node-ddp.yaml",
     ]

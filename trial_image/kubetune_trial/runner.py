@@ -372,14 +372,17 @@ class Worker:
             )
 
     def _discard_checkpoint(self, trial: optuna.Trial) -> None:
-        """An ended trial's checkpoint is of no more use: removed. A failure to remove
-        costs a warning, never the trial (it has ended)."""
+        """An ended trial's checkpoint is of no more use: removed, with those left by
+        trials a supervisor ended. A failure to remove costs a warning, never the trial
+        (it has ended)."""
         settings = self.spec.trial.checkpoints
         if settings is None:
             return
         try:
             frozen = self.study._storage.get_trial(trial._trial_id)
             checkpoints.discard(settings, self.study.study_name, frozen)
+            trials = self.study.get_trials(deepcopy=False)
+            checkpoints.sweep(settings, self.study.study_name, trials)
         except OSError as error:
             _logger.warning("trial %d: its checkpoint was not removed: %s", trial.number, error)
 

@@ -41,12 +41,14 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import os
 import pickle
 import re
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,6 +177,41 @@ def discard(settings: CheckpointSpec, study_name: str, trial: FrozenTrial) -> No
     if artifact_id:
         _remove(_store(settings), str(artifact_id))
     shutil.rmtree(directory_for(settings, study_name, run_number(trial)), ignore_errors=True)
+
+
+#: How long after a trial ended its checkpoint is left for a copy to take over (a
+#: supervisor fails a lost trial before it queues the copy that resumes it).
+SWEEP_GRACE = dt.timedelta(minutes=10)
+
+
+def sweep(
+    settings: CheckpointSpec,
+    study_name: str,
+    trials: Sequence[FrozenTrial],
+    *,
+    now: dt.datetime | None = None,
+) -> None:
+    """Remove the checkpoints no unfinished trial holds, of trials that ended more than
+    :data:`SWEEP_GRACE` ago: those of trials a supervisor failed for good (OOMKilled, a
+    crash) or retried from the start, which no worker ended (and so :func:`discard`ed).
+    """
+    now = now or dt.datetime.now()
+    unfinished = [t for t in trials if not t.state.is_finished()]
+    held = {t.user_attrs.get(CHECKPOINT_ATTR) for t in unfinished}
+    open_runs = {run_number(t) for t in unfinished}
+    settled = [
+        t
+        for t in trials
+        if t.state.is_finished() and t.datetime_complete and now - t.datetime_complete > SWEEP_GRACE
+    ]
+    store = _store(settings)
+    for trial in settled:
+        artifact_id = trial.user_attrs.get(CHECKPOINT_ATTR)
+        if artifact_id and artifact_id not in held:
+            _remove(store, str(artifact_id))
+        run = run_number(trial)
+        if run not in open_runs:
+            shutil.rmtree(directory_for(settings, study_name, run), ignore_errors=True)
 
 
 def _remove(store: FileSystemArtifactStore, artifact_id: str) -> None:
