@@ -37,17 +37,32 @@ def uninterrupted_value(params: dict[str, float]) -> float:
     return study.best_value
 
 
+#: The same rounds as a python objective (kubetune.checkpoint) and as a command (the
+#: directory it is given).
+OBJECTIVES = {
+    "python": {"python": "kt_checkpoint_objectives:rounds"},
+    "command": {
+        "command": [sys.executable, str(SUPPORT / "kt_checkpoint_command.py"), "{checkpoint_dir}"]
+    },
+}
+
+
+def reported(storage_url: str) -> set[int]:
+    """The steps the running trial reported so far."""
+    running = load(storage_url, "local").get_trials(states=(TrialState.RUNNING,))
+    return set(running[0].intermediate_values) if running else set()
+
+
+@pytest.mark.parametrize("kind", sorted(OBJECTIVES))
 def test_a_killed_worker_s_trial_resumes_from_its_checkpoint(
-    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+    kind: str, cli_env: dict[str, str], storage_url: str, tmp_path: Path
 ) -> None:
     checkpoints = tmp_path / "checkpoints"
     spec = dict(
         SPEC,
+        objective={"direction": "minimize", "metric": "loss"},
         searchSpace={"x": {"type": "float", "low": 0, "high": 1}},
-        trial={
-            "python": "kt_checkpoint_objectives:rounds",
-            "checkpoints": {"path": str(checkpoints)},
-        },
+        trial={**OBJECTIVES[kind], "checkpoints": {"path": str(checkpoints)}},
         budget={"maxTrials": 1, "parallelism": 1},
     )
     rounds_log, paused = tmp_path / "rounds.log", tmp_path / "paused"
@@ -66,7 +81,11 @@ def test_a_killed_worker_s_trial_resumes_from_its_checkpoint(
         text=True,
     )
     _wait_for(paused.exists)
-    os.kill(int(paused.read_text().split()[1]), signal.SIGKILL)
+    # Killed once the runner has read the round's report (a command's lines reach it a
+    # moment after the program wrote them and its checkpoint).
+    _wait_for(lambda: 4 in reported(storage_url))
+    for pid in paused.read_text().split():  # the worker (and its command) at once
+        os.kill(int(pid), signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stdout + stderr
     assert "resume from their checkpoints" in stdout, stdout
@@ -90,5 +109,5 @@ def test_a_killed_worker_s_trial_resumes_from_its_checkpoint(
     counts = TrialLedger.of(study.trials, ["minimize"]).counts
     assert (counts.complete, counts.failed) == (1, 0)
     # The checkpoint went with the trial's end.
-    assert CHECKPOINT_ATTR in resumed.user_attrs
+    assert (CHECKPOINT_ATTR in resumed.user_attrs) == (kind == "python")
     assert not any(p.is_file() for p in checkpoints.rglob("*"))

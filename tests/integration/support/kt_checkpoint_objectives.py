@@ -22,8 +22,8 @@ def rounds(trial: optuna.Trial) -> float:
     """Runs ROUNDS rounds from the last checkpoint, saving after each. With
     ``$KT_ROUNDS_LOG`` each round run is appended there (``RUN ROUND``: the run is the
     number of its first trial); with ``$KT_PAUSE_AFTER`` the first trial that gets there
-    (not a resumed one) writes ``$KT_PAUSED_MARKER`` after that round's checkpoint and
-    waits to be killed."""
+    (not a resumed one) writes its pid to ``$KT_PAUSED_MARKER`` after that round's
+    checkpoint and waits to be killed."""
     x = trial.suggest_float("x", 0, 1)
     state = checkpoint.load(trial, {"round": 0, "value": 0.0})
     pause_after = os.environ.get("KT_PAUSE_AFTER")
@@ -45,6 +45,6 @@ def rounds(trial: optuna.Trial) -> float:
             and not os.path.exists(os.environ["KT_PAUSED_MARKER"])
         ):
             with open(os.environ["KT_PAUSED_MARKER"], "w") as handle:
-                handle.write(f"{trial.number} {os.getpid()}\n")
+                handle.write(f"{os.getpid()}\n")
             time.sleep(600)
     return state["value"]
