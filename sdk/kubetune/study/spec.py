@@ -640,6 +640,11 @@ class StudySpec(_Model):
                             f"trial.command[{index}]",
                             f"{{{name}}} is not a parameter in searchSpace",
                         )
+                    if name == "checkpoint_dir" and self.trial.checkpoints is None:
+                        raise _field_error(
+                            f"trial.command[{index}]",
+                            "{checkpoint_dir} needs trial.checkpoints (where checkpoints live)",
+                        )
         if self.trial.builtin is not None and multi:
             raise _field_error("objective.directions", "built-in objectives optimize one metric")
         if multi and self.sampler.name in ("cmaes",):
