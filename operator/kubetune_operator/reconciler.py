@@ -449,7 +449,7 @@ class StudyReconciler:
                 spec.verify is not None
                 and decision.phase == "Succeeded"
                 and ledger.counts.complete
-                and not status.get("verified")
+                and _verification_asked(spec, status)
             ):
                 # spec.verify: before Succeeded, the best trials' repeats (see _verify).
                 for pod in live:
@@ -534,7 +534,7 @@ class StudyReconciler:
         namespace = meta["namespace"]
         conditions = list(status.get("conditions") or [])
         verifying = condition_of(conditions, "Verifying") or {}
-        if not status.get("verified"):
+        if _verification_asked(spec, status):
             prepare_verification(study, spec, spec.verify.top, spec.verify.repeats)
         repeats = optuna.load_study(
             study_name=verify_study_name(study.study_name), storage=study._storage
@@ -1160,6 +1160,15 @@ class StudyReconciler:
 _STORAGES: dict[str, optuna.storages.BaseStorage] = {}
 _OPENING: dict[str, threading.Lock] = {}
 _OPENING_LOCK = threading.Lock()
+
+
+def _verification_asked(spec: StudySpec, status: Mapping[str, Any]) -> bool:
+    """Whether spec.verify asks for a verification the status does not show yet (none
+    ran, or it asked for other numbers: ``kubetune verify NAME`` patches a finished
+    Study's spec.verify)."""
+    assert spec.verify is not None
+    verified = status.get("verified") or {}
+    return (verified.get("top"), verified.get("repeats")) != (spec.verify.top, spec.verify.repeats)
 
 
 def shared_storage(url: str) -> optuna.storages.BaseStorage:

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 from kubetune.engine.verify import REPEAT_ATTR, REPEAT_OF_ATTR
-from scenario import create, optuna_study, spec, wait_phase
+from scenario import create, optuna_study, spec, status, wait_phase
+from test_readme_claims import kubetune  # the CLI as a user runs it, on this cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
 def test_a_study_with_spec_verify_succeeds_after_its_repeats_ran_in_pods(
-    cluster: Any, kube: Any, storage_url: str
+    cluster: Any, kube: Any, kubeconfig: Path, storage_url: str, tmp_path: Path
 ) -> None:
     cluster.start()
     noisy = spec(
@@ -54,3 +56,19 @@ def test_a_study_with_spec_verify_succeeds_after_its_repeats_ran_in_pods(
     winner = study.trials[verified["winner"]]
     configmap = kube.get("configmaps", "noisy-best-params", "default")
     assert json.loads(configmap["data"]["best_params.json"]) == winner.params
+
+    # kubetune verify of the finished Study asks for more: the operator runs only the
+    # repeats not run yet, in pods, and the Study succeeds again.
+    written = str(tmp_path / "b.json")
+    more = kubetune(kubeconfig, "verify", "noisy", "--top", "3", "--repeats", "3", "-o", written)
+    assert more.returncode == 0, more.stdout + more.stderr
+    assert "winner on the verified mean" in more.stdout
+    again = status(kube, "noisy")
+    assert again["phase"] == "Succeeded"
+    assert (again["verified"]["top"], again["verified"]["repeats"]) == (3, 3)
+    rows = again["verified"]["trials"]
+    repeats = optuna.load_study(study_name=study.study_name + ".verify", storage=storage_url)
+    assert len(repeats.trials) == 3 * len(rows) and len(rows) >= 2
+    assert json.loads((tmp_path / "b.json").read_text()) == (
+        study.trials[again["verified"]["winner"]].params
+    )

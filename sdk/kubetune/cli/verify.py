@@ -15,16 +15,26 @@ import typer
 from rich.table import Table
 
 from kubetune.cli.base import app, console, errors
-from kubetune.cli.output import esc, handled, show
+from kubetune.cli.output import (
+    ContextOption,
+    KubeconfigOption,
+    NamespaceOption,
+    connect,
+    esc,
+    handled,
+    show,
+)
 from kubetune.study.spec import VerifiedStatus
 
 
 @app.command()
 def verify(
     study: Annotated[
-        Path,
+        str,
         typer.Argument(
-            help="A Study file whose local study ran (kubetune run).", show_default=False
+            help="A Study file whose local study ran (kubetune run), or a finished "
+            "Study's name on the cluster.",
+            show_default=False,
         ),
     ],
     top: Annotated[
@@ -54,6 +64,13 @@ def verify(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the winner's parameters.")
     ] = Path("best_params.json"),
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="A cluster Study: seconds to wait for its repeats."),
+    ] = None,
+    namespace: NamespaceOption = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
 ) -> None:
     """Verify a finished study: re-run its TOP best trials REPEATS times each with other
     seeds (kubetune.seed(trial); $KUBETUNE_SEED for commands) and choose the winner on
@@ -62,15 +79,30 @@ def verify(
     The repeats run in a study of their own (<study>.verify), so they count against no
     budget and the sampler never sees them; repeats that ran before are not run again.
     The winner's parameters are written to --output, as kubetune run writes the best.
+    A cluster Study gets spec.verify: the operator runs the repeats in trial pods.
     """
     with handled():
+        from kubetune.engine.trials import best_of
+        from kubetune.local.run import is_study_file
+
+        if not is_study_file(study):
+            client = connect(namespace, kubeconfig, context)
+            errors.print(
+                f"study/{esc(study)}: spec.verify set; the operator runs the repeats in trial "
+                "pods (kubectl get study shows the condition Verifying)",
+                highlight=False,
+            )
+            verified = client.verify(study, top=top, repeats=repeats, timeout=timeout)
+            best = client.best_trials(study)
+            print_verified(verified, best[0].number if best else None)
+            _write_winner(verified, output)
+            return
         from kubetune.engine.storage import dispose, load_stored_study
-        from kubetune.engine.trials import best_of, best_params_document
         from kubetune.local.embedded import local_storage
         from kubetune.local.run import verify_local
         from kubetune.study.spec import load_study
 
-        document = load_study(study)
+        document = load_study(Path(study))
         with local_storage(storage, document) as url:
             verified = verify_local(
                 document,
@@ -78,7 +110,7 @@ def verify(
                 top=top,
                 repeats=repeats,
                 parallelism=parallelism,
-                source=study,
+                source=Path(study),
                 on_message=lambda message: errors.print(esc(message), highlight=False),
             )
             name = document.spec.storage.study_name or document.metadata.name
@@ -88,12 +120,18 @@ def verify(
             finally:
                 dispose(stored)
         print_verified(verified, best[0]["number"] if best else None)
-        params = best_params_document(best, verified.model_dump())
-        if params is not None and verified.winner is not None:
-            output.write_text(
-                json.dumps(params, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-            )
-            console.print(f"the winner's parameters written to [bold]{esc(output)}[/]")
+        _write_winner(verified, output)
+
+
+def _write_winner(verified: VerifiedStatus, output: Path) -> None:
+    """best_params.json with the winner's parameters (nothing without a winner)."""
+    from kubetune.engine.trials import best_params_document
+
+    params = best_params_document([], verified.model_dump())
+    if verified.winner is None or params is None:
+        return
+    output.write_text(json.dumps(params, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    console.print(f"the winner's parameters written to [bold]{esc(output)}[/]")
 
 
 def print_verified(verified: VerifiedStatus, best_number: int | None = None) -> None:

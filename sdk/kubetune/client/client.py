@@ -48,7 +48,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from kubetune.cluster.api import KubeApi
 from kubetune.engine.progress import DisplayFactory, ProgressDisplay, display_for
 from kubetune.engine.spend import Spend
-from kubetune.engine.trials import best_of, best_params_of
+from kubetune.engine.trials import best_of, best_params_document, best_params_of
 from kubetune.engine.verify import stored_verified
 from kubetune.engine.warmstart import ParamSets, check_param_sets, param_sets
 from kubetune.errors import (
@@ -430,7 +430,8 @@ class Client:
         status = self._cluster_object(str(name), namespace).get("status") or {}
         best = status.get("bestTrial")
         if best:
-            return dict(best.get("params") or {})
+            document = best_params_document([best], status.get("verified"))
+            return document if isinstance(document, dict) else dict(best.get("params") or {})
         front = status.get("paretoFront") or []
         if front:
             return [{"values": t.get("values"), "params": t.get("params") or {}} for t in front]
@@ -758,12 +759,18 @@ class Client:
         top: int = 3,
         repeats: int = 5,
         parallelism: int | None = None,
+        namespace: str | None = None,
+        timeout: float | None = None,
     ) -> VerifiedStatus:
-        """Re-run the ``top`` best trials of the finished local study of the Study file
-        ``study`` ``repeats`` times each with other seeds (``kubetune.seed(trial)``), on
-        this machine, and return each one's mean and 95% interval and the winner on the
-        mean (stored in the study; ``best_params`` of ``kubetune verify`` holds it).
+        """Re-run the ``top`` best trials of a finished study ``repeats`` times each with
+        other seeds (``kubetune.seed(trial)``) and return each one's mean and 95%
+        interval and the winner on the mean (:meth:`best_params` then gives the winner's).
         Repeats run before are not run again; they count against no budget.
+
+        ``study``: a Study file, whose local study is verified on this machine (with
+        ``parallelism`` workers); or a cluster Study's name, whose ``spec.verify`` is
+        set so that the operator runs the repeats in trial pods (waits up to
+        ``timeout`` seconds for it to succeed again).
 
         Example:
             >>> verified = client.verify("study.yaml", top=3, repeats=5)  # doctest: +SKIP
@@ -774,8 +781,6 @@ class Client:
         from kubetune.local.embedded import local_storage
         from kubetune.local.run import is_study_file, verify_local
 
-        if not (isinstance(study, Path) or is_study_file(study)) or str(study).endswith(".py"):
-            raise SpecError([(str(study), "verify needs a Study file (YAML) whose study ran")])
         if top < 1 or repeats < 2:
             field, reason = (
                 ("top", "must be 1 or more")
@@ -783,6 +788,16 @@ class Client:
                 else ("repeats", "must be 2 or more (an interval needs two values)")
             )
             raise SpecError([(field, reason)])
+        if not (isinstance(study, Path) or is_study_file(study)):
+            ns = self._ns(namespace)
+            self._api.patch_study(study, {"spec": {"verify": {"top": top, "repeats": repeats}}}, ns)
+            status = self.wait(study, timeout, progress=False, namespace=ns).status
+            verified = status.verified if status is not None else None
+            if verified is None:
+                raise KubetuneError(f"study {study!r} succeeded without verification")
+            return verified
+        if str(study).endswith(".py"):
+            raise SpecError([(str(study), "verify needs a Study file (YAML), not a script")])
         document = load_study(Path(study))
         with local_storage(self.storage_url, document) as url:
             return verify_local(

@@ -57,6 +57,8 @@ VERIFY_SUFFIX = ".verify"
 #: The repeats study's system attribute: the id of the study whose trials it re-runs.
 #: A study deleted and run again (``--fresh``) has a new id: its old repeats are stale.
 VERIFIES_ATTR = "kubetune.verifies"
+#: The repeats study's system attribute: the last verification asked for, {top, repeats}.
+PLAN_ATTR = "kubetune.verify_plan"
 #: The confidence of the interval shown beside each mean.
 CONFIDENCE = 0.95
 
@@ -179,6 +181,9 @@ def prepare_verification(
         storage, name, verification_spec(spec, study.study_name, top * repeats)
     )
     storage.set_study_system_attr(repeats_study._study_id, VERIFIES_ATTR, study._study_id)
+    storage.set_study_system_attr(
+        repeats_study._study_id, PLAN_ATTR, {"top": top, "repeats": repeats}
+    )
     queued_before = {
         (t.user_attrs.get(REPEAT_OF_ATTR), t.user_attrs.get(REPEAT_ATTR))
         for t in repeats_study.get_trials(deepcopy=False)
@@ -245,8 +250,9 @@ def summarize(study: optuna.Study) -> VerifiedStatus | None:
 
     rows.sort(key=order)
     winner = rows[0]["number"] if rows and rows[0]["mean"] is not None else None
+    plan = storage.get_study_system_attrs(repeats_study._study_id).get(PLAN_ATTR) or {}
     verified = VerifiedStatus.model_validate(
-        {"winner": winner, "trials": rows, "done": not unfinished}
+        {"winner": winner, "trials": rows, "done": not unfinished, **plan}
     )
     storage.set_study_system_attr(
         study._study_id, VERIFIED_ATTR, verified.model_dump(mode="json", by_alias=True)

@@ -877,6 +877,10 @@ class VerifiedStatus(_Model):
     """The re-run trials, the best mean first."""
     done: bool = False
     """Every repeat ended."""
+    top: int | None = None
+    """How many of the best trials were to be re-run (spec.verify.top, kubetune verify)."""
+    repeats: int | None = None
+    """How many times each (spec.verify.repeats, kubetune verify)."""
 
 
 class StudyStatus(_Model):
