@@ -5,7 +5,6 @@ uninterrupted run reaches."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -15,10 +14,12 @@ from typing import Any
 import optuna
 import pytest
 from builtin_helpers import builtin_spec
-from conftest import StartedWorker
 from kubetune.engine.checkpoints import RESUMED_FROM_ATTR
 from kubetune.engine.recovery import fail_lost_trials
 from optuna.trial import TrialState
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from runner_helpers import start_worker  # as the runner tests start one
 
 ROUNDS, EVERY = 800, 10
 #: Fractions of 1: no bagging nor feature sampling, so the boosting is deterministic.
@@ -62,26 +63,12 @@ def spec(model: str, checkpoints: Path) -> dict[str, Any]:
     return study
 
 
-def another_worker(first: StartedWorker, worker_env: dict[str, str], cwd: Path) -> StartedWorker:
-    """A second worker process on the first one's study."""
-    env = {**worker_env, "KUBETUNE_STUDY_NAME": first.name, "KUBETUNE_WORKER_NAME": "w1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kubetune_trial"],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    return StartedWorker(process, first.name, first.storage_url)
-
-
 def kill_and_resume(
-    first: StartedWorker, checkpoints: Path, worker_env: dict[str, str], cwd: Path
+    first: Any, checkpoints: Path, worker_env: dict[str, str]
 ) -> tuple[optuna.trial.FrozenTrial, int, str]:
-    """Kill ``first`` once its trial has checkpointed, resume the trial as a supervisor
-    does, run it in another worker; the resumed trial, the round it went on from and the
-    second worker's output."""
+    """Kill ``first`` (a worker from start_builtin) once its trial has checkpointed,
+    resume the trial as a supervisor does, run it in another worker; the resumed trial,
+    the round it went on from and the second worker's output."""
     deadline = time.monotonic() + 90
     while not any(p.is_file() for p in checkpoints.rglob("*")):
         assert first.process.poll() is None and time.monotonic() < deadline, "no checkpoint"
@@ -92,29 +79,30 @@ def kill_and_resume(
     (lost,) = study.get_trials(states=(TrialState.RUNNING,))
     fail_lost_trials(study, [lost], "worker w0 was lost", retries=0, resume=True)
 
-    second = another_worker(first, worker_env, cwd).wait()
-    assert second.returncode == 0, second.output
-    resumed = next(t for t in second.study.trials if t.user_attrs.get(RESUMED_FROM_ATTR) == 0)
-    assert resumed.state == TrialState.COMPLETE, second.output
+    second = start_worker(worker_env, first.name, "w1")
+    output, _ = second.communicate(timeout=120)
+    assert second.returncode == 0, output
+    resumed = next(t for t in study.get_trials() if t.user_attrs.get(RESUMED_FROM_ATTR) == 0)
+    assert resumed.state == TrialState.COMPLETE, output
     # It went on after the checkpointed rounds: none of them ran again.
-    line = next(ln for ln in second.output.splitlines() if "resuming from its checkpoint" in ln)
+    line = next(ln for ln in output.splitlines() if "resuming from its checkpoint" in ln)
     restart_round = int(line.rsplit(" ", 1)[1])
     assert restart_round > 0, line
     assert not any(p.is_file() for p in checkpoints.rglob("*")), "the checkpoint was not removed"
-    return resumed, restart_round, second.output
+    return resumed, restart_round, output
 
 
 @pytest.mark.parametrize("model", ["lightgbm", "xgboost"])
 def test_a_booster_trial_resumes_from_its_checkpoint(
     model: str,
-    start_builtin: Callable[..., StartedWorker],
+    start_builtin: Callable[..., Any],
     worker_env: dict[str, str],
     storage_url: str,
     tmp_path: Path,
 ) -> None:
     checkpoints = tmp_path / "checkpoints"
     first = start_builtin(spec(model, checkpoints), enqueue=[PARAMS[model]])
-    resumed, restart_round, _ = kill_and_resume(first, checkpoints, worker_env, tmp_path)
+    resumed, restart_round, _ = kill_and_resume(first, checkpoints, worker_env)
     assert restart_round % EVERY == 0
     assert sorted(resumed.intermediate_values) == list(range(ROUNDS))
 
@@ -125,7 +113,7 @@ def test_a_booster_trial_resumes_from_its_checkpoint(
 
 @pytest.mark.slow(seconds=30)
 def test_a_lightning_trial_resumes_from_its_checkpoint(
-    start_builtin: Callable[..., StartedWorker], worker_env: dict[str, str], tmp_path: Path
+    start_builtin: Callable[..., Any], worker_env: dict[str, str], tmp_path: Path
 ) -> None:
     """The epochs before the checkpoint are not trained again and the curve is whole (the
     value is not compared: Lightning does not keep the data loader's shuffling state)."""
@@ -144,7 +132,7 @@ def test_a_lightning_trial_resumes_from_its_checkpoint(
     checkpoints = tmp_path / "checkpoints"
     study["trial"]["checkpoints"] = {"path": str(checkpoints), "everyRounds": every}
     first = start_builtin(study)
-    resumed, restart_epoch, output = kill_and_resume(first, checkpoints, worker_env, tmp_path)
+    resumed, restart_epoch, output = kill_and_resume(first, checkpoints, worker_env)
     assert restart_epoch % every == 0
     # Saved after a whole epoch and its validation: Lightning goes on at the next epoch.
     assert "before the epoch ended" not in output, output

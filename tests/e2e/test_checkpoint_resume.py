@@ -10,16 +10,16 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import SUPPORT
 from kubetune.engine.budget import was_retried
 from kubetune.engine.checkpoints import RESUMED_FROM_ATTR
 from kubetune.engine.claims import budget_state
 from optuna.trial import TrialState
 from scenario import assert_accounted, create, events, optuna_study, spec, wait_phase, wait_until
 
+SUPPORT = Path(__file__).resolve().parents[1] / "integration" / "support"
 sys.path.insert(0, str(SUPPORT))  # the objective the pods run, run here uninterrupted
 
-from kt_checkpoint_objectives import ROUNDS, rounds
+from kt_checkpoint_objectives import ROUNDS, rounds  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

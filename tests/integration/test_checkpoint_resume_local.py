@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from kubetune.engine.claims import budget_state
 from kubetune.engine.ledger import TrialLedger
 from optuna.trial import TrialState
 from runner_helpers import load
-from test_local import SPEC, _wait_for, cli_env, kubetune, write_study
+from test_local import SPEC, _wait_for, cli_env, start_cli, write_study
 
 pytestmark = pytest.mark.timeout(180)
 __all__ = ["cli_env"]  # the fixture, imported from test_local
@@ -72,13 +71,8 @@ def test_a_killed_worker_s_trial_resumes_from_its_checkpoint(
         "KT_PAUSE_AFTER": "4",
         "KT_PAUSED_MARKER": str(paused),
     }
-    process = subprocess.Popen(
-        kubetune("run", str(write_study(tmp_path, spec)), "--storage", storage_url),
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_cli(
+        env, tmp_path, "run", str(write_study(tmp_path, spec)), "--storage", storage_url
     )
     _wait_for(paused.exists)
     # Killed once the runner has read the round's report (a command's lines reach it a

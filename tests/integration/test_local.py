@@ -46,6 +46,13 @@ def run_cli(
     )
 
 
+def start_cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """The command line started in the background, for a test to act while it runs."""
+    return subprocess.Popen(
+        kubetune(*args), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 @pytest.fixture
 def cli_env(runner_env: dict[str, str]) -> dict[str, str]:
     env = dict(runner_env)
@@ -311,13 +318,8 @@ def test_a_killed_worker_is_recovered_and_replaced(
         budget={"maxTrials": 4, "parallelism": 2},
     )
     env = {**cli_env, "KT_SLEEP": "1.5", "KT_STARTED_MARKER": str(marker)}
-    process = subprocess.Popen(
-        kubetune("run", str(write_study(tmp_path, spec)), "--storage", storage_url),
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_cli(
+        env, tmp_path, "run", str(write_study(tmp_path, spec)), "--storage", storage_url
     )
     _wait_for(marker.exists)
     victim = int(marker.read_text().split()[1])  # the worker running the first trial

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from kt_checkpoint_objectives import ROUNDS, step
+from kt_checkpoint_objectives import ROUNDS, log_round, step
 
 folder = Path(sys.argv[1])
 assert str(folder) == os.environ["KUBETUNE_CHECKPOINT_DIR"], (folder, os.environ)
@@ -21,10 +21,7 @@ state = json.loads(saved.read_text()) if saved.exists() else {"round": 0, "value
 resumed = saved.exists()
 marker = os.environ.get("KT_PAUSED_MARKER")
 for round_number in range(state["round"], ROUNDS):
-    log = os.environ.get("KT_ROUNDS_LOG")
-    if log:
-        with open(log, "a") as handle:
-            handle.write(f"{folder.name.removeprefix('trial-')} {round_number}\n")
+    log_round(int(folder.name.removeprefix("trial-")), round_number)
     value = step(state["value"], params["x"], round_number)
     state = {"round": round_number + 1, "value": value}
     partial = folder / "state.json.partial"

@@ -18,6 +18,14 @@ def step(value: float, x: float, round_number: int) -> float:
     return value * 0.5 + (x - 0.3) ** 2 + 1.0 / (round_number + 1)
 
 
+def log_round(run: int, round_number: int) -> None:
+    """With ``$KT_ROUNDS_LOG``, note a round run (``RUN ROUND``) there for a test to count."""
+    log = os.environ.get("KT_ROUNDS_LOG")
+    if log:
+        with open(log, "a") as handle:
+            handle.write(f"{run} {round_number}\n")
+
+
 def rounds(trial: optuna.Trial) -> float:
     """Runs ROUNDS rounds from the last checkpoint, saving after each. With
     ``$KT_ROUNDS_LOG`` each round run is appended there (``RUN ROUND``: the run is the
@@ -28,10 +36,7 @@ def rounds(trial: optuna.Trial) -> float:
     state = checkpoint.load(trial, {"round": 0, "value": 0.0})
     pause_after = os.environ.get("KT_PAUSE_AFTER")
     for round_number in range(state["round"], ROUNDS):
-        log = os.environ.get("KT_ROUNDS_LOG")
-        if log:
-            with open(log, "a") as handle:
-                handle.write(f"{run_number(trial)} {round_number}\n")
+        log_round(run_number(trial), round_number)
         value = step(state["value"], x, round_number)
         state = {"round": round_number + 1, "value": value}
         checkpoint.save(trial, state)
