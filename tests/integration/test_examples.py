@@ -22,6 +22,7 @@ pytestmark = pytest.mark.timeout(240)
         ("quickstart.yaml", "lgbm-breast-cancer", 6),
         ("command.yaml", "mlp-digits", 4),
         ("define_by_run.yaml", "quadratic", 4),
+        ("checkpoints.yaml", "checkpointed-sgd", 4),
     ],
 )
 def test_example_runs_locally(
