@@ -248,31 +248,22 @@ def budget_state(
 
     backend = getattr(storage, "_backend", storage)
     trials, attrs = models.TrialModel, models.TrialUserAttributeModel
-    retried = sa.select(attrs.trial_id).where(
-        attrs.key == RETRIED_ATTR, attrs.value_json == json.dumps(True)
+    # One pass over the study's trials (as Optuna's own create_new_trial makes). A
+    # retry mark is looked up, by its index, only for the trials it can matter to.
+    is_retried = sa.exists().where(
+        attrs.trial_id == trials.trial_id,
+        attrs.key == RETRIED_ATTR,
+        attrs.value_json == json.dumps(True),
     )
-    counted = (
-        sa.select(sa.func.count())
-        .select_from(trials)
-        .where(
-            trials.study_id == study_id,
-            trials.state != TrialState.WAITING,
-            # A trial that finished COMPLETE or PRUNED counts even when marked retried:
-            # its worker told Optuna before a supervisor failing it could (see was_retried).
-            sa.or_(
-                trials.trial_id.not_in(retried),
-                trials.state.in_([TrialState.COMPLETE, TrialState.PRUNED]),
-            ),
-        )
-        .scalar_subquery()
+    counts = sa.case(
+        (trials.state == TrialState.WAITING, 0),
+        # A trial that finished COMPLETE or PRUNED counts even when marked retried:
+        # its worker told Optuna before a supervisor failing it could (see was_retried).
+        (trials.state.in_([TrialState.COMPLETE, TrialState.PRUNED]), 1),
+        (is_retried, 0),
+        else_=1,
     )
-    waiting = (
-        sa.select(trials.trial_id)
-        .where(trials.study_id == study_id, trials.state == TrialState.WAITING)
-        .order_by(trials.number)
-        .limit(1)
-        .scalar_subquery()
-    )
+    first_waiting_number = sa.func.min(sa.case((trials.state == TrialState.WAITING, trials.number)))
     study_attr = models.StudySystemAttributeModel
     attr_values = [
         sa.select(study_attr.value_json)
@@ -282,9 +273,18 @@ def budget_state(
     ]
     session = backend.scoped_session()
     try:
-        number, first_waiting, *values = session.execute(
-            sa.select(counted, waiting, *attr_values)
+        number, waiting_number, *values = session.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(counts), 0), first_waiting_number, *attr_values)
+            .select_from(trials)
+            .where(trials.study_id == study_id)
         ).one()
+        first_waiting = None
+        if waiting_number is not None:  # a retry queued: rare, one statement more
+            first_waiting = session.execute(
+                sa.select(trials.trial_id).where(
+                    trials.study_id == study_id, trials.number == waiting_number
+                )
+            ).scalar()
         session.commit()  # in a claim's transaction: leaves it open
     finally:
         session.close()
