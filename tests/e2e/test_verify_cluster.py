@@ -72,3 +72,6 @@ def test_a_study_with_spec_verify_succeeds_after_its_repeats_ran_in_pods(
     assert json.loads((tmp_path / "b.json").read_text()) == (
         study.trials[again["verified"]["winner"]].params
     )
+    described = kubetune(kubeconfig, "describe", "noisy")
+    assert described.returncode == 0, described.stderr
+    assert f"winner #{again['verified']['winner']}" in described.stdout

@@ -286,6 +286,22 @@ def _describe(obj: dict[str, Any], events: list[dict[str, Any]]) -> None:
             )
     else:
         line("Best trial", "none yet")
+    verified = status.get("verified")
+    if verified:  # spec.verify: the best trials re-run, the winner on the mean
+        line(
+            "Verified",
+            (f"winner #{verified['winner']}" if verified.get("winner") is not None else "no winner")
+            + ("" if verified.get("done") else " (repeats still running)"),
+        )
+        for row in verified.get("trials") or []:
+            interval = (
+                f" [{row['low']:.6g}, {row['high']:.6g}]" if row.get("low") is not None else ""
+            )
+            mean = f"mean {row['mean']:.6g}{interval}" if row.get("mean") is not None else "no mean"
+            console.print(
+                f"{'':<16}#{row['number']} {mean} over {row.get('repeats', 0)} repeats",
+                highlight=False,
+            )
     conditions = status.get("conditions") or []
     console.print("[bold]Conditions:[/]")
     if conditions:
