@@ -15,9 +15,10 @@ from kubetune.engine.budget import was_retried
 from kubetune.engine.checkpoints import CHECKPOINT_ATTR, RESUMED_FROM_ATTR
 from kubetune.engine.claims import budget_state
 from kubetune.engine.ledger import TrialLedger
+from kubetune.engine.recovery import FAIL_REASON_ATTR
 from optuna.trial import TrialState
 from runner_helpers import load
-from test_local import SPEC, _wait_for, cli_env, start_cli, write_study
+from test_local import SPEC, _wait_for, cli_env, run_cli, start_cli, write_study
 
 pytestmark = pytest.mark.timeout(180)
 __all__ = ["cli_env"]  # the fixture, imported from test_local
@@ -105,3 +106,25 @@ def test_a_killed_worker_s_trial_resumes_from_its_checkpoint(
     # The checkpoint went with the trial's end.
     assert (CHECKPOINT_ATTR in resumed.user_attrs) == (kind == "python")
     assert not any(p.is_file() for p in checkpoints.rglob("*"))
+
+
+def test_a_worker_that_fails_by_itself_fails_its_trial_and_its_checkpoint_goes(
+    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    checkpoints = tmp_path / "checkpoints"
+    spec = dict(
+        SPEC,
+        searchSpace={"x": {"type": "float", "low": 0, "high": 1}},
+        trial={**OBJECTIVES["python"], "checkpoints": {"path": str(checkpoints)}},
+        budget={"maxTrials": 1, "parallelism": 1},
+    )
+    env = {**cli_env, "KT_CRASH_AFTER": "2"}
+    result = run_cli(
+        env, tmp_path, "run", str(write_study(tmp_path, spec)), "--storage", storage_url
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    (failed,) = load(storage_url, "local").trials  # failed, not resumed
+    assert failed.state == TrialState.FAIL and not was_retried(failed)
+    assert "exited with code 7" in failed.user_attrs[FAIL_REASON_ATTR]
+    assert CHECKPOINT_ATTR in failed.user_attrs  # it had checkpointed...
+    assert not any(p.is_file() for p in checkpoints.rglob("*"))  # ...and the run removed it

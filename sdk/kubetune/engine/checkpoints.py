@@ -190,10 +190,12 @@ def sweep(
     trials: Sequence[FrozenTrial],
     *,
     now: dt.datetime | None = None,
+    grace: dt.timedelta = SWEEP_GRACE,
 ) -> None:
     """Remove the checkpoints no unfinished trial holds, of trials that ended more than
-    :data:`SWEEP_GRACE` ago: those of trials a supervisor failed for good (OOMKilled, a
-    crash) or retried from the start, which no worker ended (and so :func:`discard`ed).
+    ``grace`` ago: those of trials a supervisor failed for good (OOMKilled, a crash) or
+    retried from the start, which no worker ended (and so :func:`discard`ed). A
+    supervisor whose workers are all gone sweeps with no grace.
     """
     now = now or dt.datetime.now()
     unfinished = [t for t in trials if not t.state.is_finished()]
@@ -202,7 +204,7 @@ def sweep(
     settled = [
         t
         for t in trials
-        if t.state.is_finished() and t.datetime_complete and now - t.datetime_complete > SWEEP_GRACE
+        if t.state.is_finished() and t.datetime_complete and now - t.datetime_complete > grace
     ]
     store = _store(settings)
     for trial in settled:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import os
 import signal
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubetune.engine import bridge, fork
+from kubetune.engine import bridge, checkpoints, fork
 from kubetune.engine.budget import StopReason, describe, stop_reason, trial_limit
 from kubetune.engine.ledger import TrialLedger, failure_summary, reason_key
 from kubetune.engine.recovery import FAIL_REASON_ATTR, STOPPED_ATTR, WORKER_ATTR, fail_lost_trials
@@ -523,6 +524,10 @@ class LocalRun:
             interrupted = True
             self._stop_workers(study, spec, reason="stopped by Ctrl-C")
         ledger = self._tally(study)
+        if spec.trial.checkpoints is not None:
+            # Every worker is gone: a checkpoint no waiting trial holds is of no more use.
+            settings, trials = spec.trial.checkpoints, study.get_trials(deepcopy=False)
+            checkpoints.sweep(settings, study.study_name, trials, grace=dt.timedelta(0))
         self.on_progress(self._progress(spec, ledger))
         stop_requested = bridge.stored_stop(study._storage, study._study_id)
         reason = stop_reason(

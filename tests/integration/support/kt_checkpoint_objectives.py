@@ -31,7 +31,8 @@ def rounds(trial: optuna.Trial) -> float:
     ``$KT_ROUNDS_LOG`` each round run is appended there (``RUN ROUND``: the run is the
     number of its first trial); with ``$KT_PAUSE_AFTER`` the first trial that gets there
     (not a resumed one) writes its pid to ``$KT_PAUSED_MARKER`` after that round's
-    checkpoint and waits to be killed."""
+    checkpoint and waits to be killed; with ``$KT_CRASH_AFTER`` the worker exits with
+    code 7 after that round's checkpoint."""
     x = trial.suggest_float("x", 0, 1)
     state = checkpoint.load(trial, {"round": 0, "value": 0.0})
     pause_after = os.environ.get("KT_PAUSE_AFTER")
@@ -43,6 +44,8 @@ def rounds(trial: optuna.Trial) -> float:
         trial.report(value, round_number)
         if trial.should_prune():
             raise optuna.TrialPruned()
+        if os.environ.get("KT_CRASH_AFTER") == str(round_number):
+            os._exit(7)  # the worker dies of its own accord: a failure, not a loss
         if (
             pause_after is not None
             and int(pause_after) == round_number
