@@ -167,3 +167,38 @@ def test_verifying_a_study_that_never_ran_says_so(cli_env: dict[str, str], tmp_p
     refused = kubetune(cli_env, tmp_path, "verify", str(study_file))
     assert refused.returncode != 0
     assert "run it first" in refused.stderr
+
+
+def test_a_command_objective_reads_its_repeat_and_seed_from_its_environment(
+    cli_env: dict[str, str], tmp_path: Path, storage_url: str
+) -> None:
+    # The program's score is x plus its seed: the study's trials run with seed 0, each
+    # repeat with its own (1, 2), so the repeats' values tell which seed each one got.
+    program = (
+        "import os, sys; x = float(sys.argv[1]); "
+        "print(f\"score={x + int(os.environ['KUBETUNE_SEED'])} "
+        "repeat={os.environ['KUBETUNE_REPEAT']}\")"
+    )
+    document = {
+        "apiVersion": "kubetune.io/v1alpha1",
+        "kind": "Study",
+        "metadata": {"name": "seeded"},
+        "spec": {
+            "objective": {"direction": "minimize", "metric": "score"},
+            "searchSpace": {"x": {"type": "float", "low": 0, "high": 1}},
+            "sampler": {"name": "random", "seed": 0},
+            "budget": {"maxTrials": 3},
+            "verify": {"top": 1, "repeats": 2},
+            "trial": {"command": [sys.executable, "-c", program, "{x}"]},
+        },
+    }
+    study_file = tmp_path / "seeded.yaml"
+    study_file.write_text(yaml.safe_dump(document), encoding="utf-8")
+    ran = kubetune(cli_env, tmp_path, "run", str(study_file))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+
+    best = min(trials_of(storage_url, "seeded"), key=lambda t: t.value)
+    assert best.value == pytest.approx(best.params["x"])  # seed 0
+    repeats = trials_of(storage_url, "seeded.verify")
+    got = sorted(round(t.value - best.params["x"], 6) for t in repeats)
+    assert got == [1.0, 2.0]
