@@ -91,12 +91,7 @@ def test_a_narrower_fork_counts_the_trials_it_leaves_out(storage_url: str) -> No
         ).trials
         if t.params["x"] > 0
     )
-    fork_kube = StudiesKube()
-    fork_kube.studies["parent"] = {
-        "metadata": parent.meta,
-        "spec": parent.spec,
-        "status": kube.status,
-    }
+    fork_kube = listing(parent, kube)
     fork = Study(
         fork_kube,
         storage_url,
@@ -114,12 +109,7 @@ def test_a_narrower_fork_counts_the_trials_it_leaves_out(storage_url: str) -> No
 
 def test_a_fork_with_another_direction_fails_naming_the_objective(storage_url: str) -> None:
     kube, parent = finished_parent(storage_url)
-    fork_kube = StudiesKube()
-    fork_kube.studies["parent"] = {
-        "metadata": parent.meta,
-        "spec": parent.spec,
-        "status": kube.status,
-    }
+    fork_kube = listing(parent, kube)
     fork = Study(
         fork_kube,
         storage_url,
