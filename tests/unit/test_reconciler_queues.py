@@ -126,6 +126,14 @@ def test_preempted_pods_never_fail_the_study_but_crashing_ones_do(
         assert "3 workers in a row" in study.status["message"]
 
 
+#: A queued trial whose pod's Kueue priority follows its rank among the running trials.
+RANKED_TRIAL = {
+    "queueName": "gpus",
+    "workloadPriorityClassName": "research",
+    "weakTrialsPriorityClassName": "research-preemptible",
+}
+
+
 def test_the_weaker_half_of_running_trials_is_preempted_first(
     make: Callable[..., Study],
 ) -> None:
@@ -135,11 +143,7 @@ def test_the_weaker_half_of_running_trials_is_preempted_first(
 
     study = make(
         budget={"maxTrials": 10, "parallelism": 2},
-        trial={
-            "queueName": "gpus",
-            "workloadPriorityClassName": "research",
-            "weakTrialsPriorityClassName": "research-preemptible",
-        },
+        trial=RANKED_TRIAL,
     )
     study.tick()
     add_finished(study, 1.0, 2.0, 3.0)  # the median at each step is 2.0
@@ -174,11 +178,7 @@ def test_a_kueue_that_refuses_the_class_change_is_said_once(
 
     study = make(
         budget={"maxTrials": 10, "parallelism": 1},
-        trial={
-            "queueName": "gpus",
-            "workloadPriorityClassName": "research",
-            "weakTrialsPriorityClassName": "research-preemptible",
-        },
+        trial=RANKED_TRIAL,
     )
     study.tick()
     add_finished(study, 1.0, 2.0)
