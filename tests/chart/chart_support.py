@@ -141,3 +141,16 @@ def container(workload: dict[str, Any], name: str) -> dict[str, Any]:
 
 def env_of(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {item["name"]: item for item in c.get("env", [])}
+
+
+def refusal(chart: Any, values: dict[str, Any]) -> str:
+    """The error the chart fails with when rendered with ``values`` (rendering must fail).
+
+    ``assert "replicas" in refusal(chart, {"operator": {"replicas": 0}})``
+    """
+    import helm_python  # the chart fixture has already skipped a run without it
+    import pytest
+
+    with pytest.raises(helm_python.HelmError) as caught:
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    return str(caught.value)
