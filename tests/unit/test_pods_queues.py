@@ -9,6 +9,7 @@ import pytest
 from kubetune.study.spec import SpecError, validate_spec
 from kubetune_operator.pods import disruption, end_reason, queue_wait, waiting_problem
 from test_operator_units import make_pod
+from test_reconciler_rules import UNSCHEDULABLE  # a pod the scheduler could not place
 
 
 def test_a_queued_study_pod_carries_kueues_label_gate_and_priorities() -> None:
@@ -103,17 +104,7 @@ def test_an_admitted_pod_that_cannot_be_placed_is_a_start_problem_again() -> Non
     unschedulable = {
         "metadata": {"name": "p"},
         "spec": {},
-        "status": {
-            "phase": "Pending",
-            "conditions": [
-                {
-                    "type": "PodScheduled",
-                    "status": "False",
-                    "reason": "Unschedulable",
-                    "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
-                }
-            ],
-        },
+        "status": UNSCHEDULABLE,
     }
     assert queue_wait(unschedulable) is None
     assert waiting_problem(unschedulable) == (
