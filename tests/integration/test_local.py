@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +14,8 @@ import psutil
 import pytest
 import yaml
 from kubetune.engine.recovery import FAIL_REASON_ATTR, RETRY_OF_ATTR
+from kubetune_cli import kubetune as run_cli  # other modules import these two from here
+from kubetune_cli import start_kubetune as start_cli
 from optuna.trial import TrialState
 from runner_helpers import load
 
@@ -32,25 +32,6 @@ def write_study(tmp_path: Path, spec: dict[str, Any], name: str = "local") -> Pa
     }
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return path
-
-
-def kubetune(*args: str) -> list[str]:
-    return [sys.executable, "-m", "kubetune.cli", *args]
-
-
-def run_cli(
-    env: dict[str, str], cwd: Path, *args: str, timeout: float = 150
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        kubetune(*args), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def start_cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen[str]:
-    """The command line started in the background, for a test to act while it runs."""
-    return subprocess.Popen(
-        kubetune(*args), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
 
 
 @pytest.fixture
@@ -241,14 +222,8 @@ def test_ctrl_c_stops_cleanly_and_loses_no_finished_trial(
     study_file = write_study(tmp_path, spec)
     # Trials long enough that Ctrl-C lands while some run, even on a loaded machine.
     env = {**cli_env, "KT_SLEEP": "3", "KT_STARTED_MARKER": str(marker)}
-    process = subprocess.Popen(
-        kubetune("run", str(study_file), "--storage", storage_url),
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=ctrl_c_works,
+    process = start_cli(
+        env, tmp_path, "run", str(study_file), "--storage", storage_url, preexec_fn=ctrl_c_works
     )
     study = None
     workers: list[psutil.Process] = []

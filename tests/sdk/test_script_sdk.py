@@ -6,8 +6,6 @@ worker with only the shipped files on its path runs, stopping at its optimize.""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -20,6 +18,7 @@ from kubetune.engine.script_study import Overrides, derive_study
 from kubetune.engine.scripts import ScriptError, run_script
 from kubetune.engine.storage import open_storage
 from kubetune.study.names import CODE_DIGEST_ANNOTATION, CODE_MOUNT_PATH
+from kubetune_cli import python_script
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -126,14 +125,7 @@ def test_the_cluster_gets_the_script_shipped_whole_and_a_pod_runs_it(
     }
     elsewhere = tmp_path / "workdir"
     elsewhere.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-m", "kubetune_trial"],
-        env=env,
-        cwd=elsewhere,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = python_script(env, elsewhere, "-m", "kubetune_trial")
     assert done.returncode == 0, done.stdout + done.stderr
     log = done.stdout + done.stderr
     assert "sdk_script.py calls study.optimize at import; kubetune runs the trials instead" in log
