@@ -46,14 +46,17 @@ def listing(parent: Study, kube: StudiesKube) -> StudiesKube:
     return fork_kube
 
 
+def a_fork(kube: StudiesKube, storage_url: str, **spec_changes: Any) -> Study:
+    """Study "fork" with ``forkFrom: {study: parent}`` and ``spec_changes``."""
+    return Study(kube, storage_url, name="fork", forkFrom={"study": "parent"}, **spec_changes)
+
+
 def test_a_fork_waits_for_its_parent_then_starts_from_its_trials(storage_url: str) -> None:
     kube, parent = finished_parent(storage_url)
     fork_kube = StudiesKube()
-    fork = Study(
+    fork = a_fork(
         fork_kube,
         storage_url,
-        name="fork",
-        forkFrom={"study": "parent"},
         searchSpace={"x": {"type": "float", "low": -20, "high": 20}},
         budget={"maxTrials": 8},  # the copied trials count: 4 of them, 4 new
     )
@@ -92,11 +95,9 @@ def test_a_narrower_fork_counts_the_trials_it_leaves_out(storage_url: str) -> No
         if t.params["x"] > 0
     )
     fork_kube = listing(parent, kube)
-    fork = Study(
+    fork = a_fork(
         fork_kube,
         storage_url,
-        name="fork",
-        forkFrom={"study": "parent"},
         searchSpace={"x": {"type": "float", "low": -10, "high": 0}},
     )
     fork.tick()
@@ -110,11 +111,9 @@ def test_a_narrower_fork_counts_the_trials_it_leaves_out(storage_url: str) -> No
 def test_a_fork_with_another_direction_fails_naming_the_objective(storage_url: str) -> None:
     kube, parent = finished_parent(storage_url)
     fork_kube = listing(parent, kube)
-    fork = Study(
+    fork = a_fork(
         fork_kube,
         storage_url,
-        name="fork",
-        forkFrom={"study": "parent"},
         objective={"direction": "maximize"},
     )
     assert fork.tick() is True
