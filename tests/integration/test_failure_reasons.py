@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +22,7 @@ import optuna
 import pytest
 import yaml
 from kubetune.engine.recovery import FAIL_REASON_ATTR
+from kubetune_cli import kubetune, start_kubetune
 from optuna.trial import TrialState
 
 pytestmark = pytest.mark.timeout(180)
@@ -53,17 +52,6 @@ def write_study(folder: Path, spec: dict[str, Any], name: str = NAME) -> Path:
     return path
 
 
-def kubetune(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubetune.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=150,
-    )
-
-
 def trials(storage_url: str, name: str = NAME) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=name, storage=storage_url).trials
 
@@ -74,6 +62,14 @@ def failed_reasons(storage_url: str) -> list[str]:
         for t in trials(storage_url)
         if t.state == TrialState.FAIL
     ]
+
+
+def summary_line(output: str) -> str:
+    """The run's summary line ("study NAME: 2 complete, ..."), without the spend that
+    ends it since issue 18 ("; spent 1.2e-05 trial-h")."""
+    lines = [line for line in output.splitlines() if line.startswith(f"study {NAME}: ")]
+    assert len(lines) == 1, output
+    return re.sub(r"; spent \S+ trial-h$", "", lines[0])
 
 
 def table_rows(output: str) -> list[str]:
@@ -196,7 +192,7 @@ def test_piped_progress_and_messages_are_whole_lines(
     best = min(t.value for t in trials(storage_url, name) if t.value is not None)
     live = re.compile(
         rf"^{name} ━+ 2/2 2 complete · 0 pruned · 0 failed · 0 running · best {best:.6g} "
-        r"\d+:\d\d:\d\d$"
+        r"(?:· spent \S+ trial-h )?\d+:\d\d:\d\d$"  # the spend: since issue 18
     )
     assert any(live.match(line) for line in result.stdout.splitlines()), result.stdout
     assert "\nMaxTrialsReached: 2 of maxTrials 2 trials ran\n" in result.stdout
@@ -242,13 +238,8 @@ def test_trials_stopped_by_ctrl_c_are_not_counted_failed(
     spec = {**QUICK, "budget": {"maxTrials": 3, "parallelism": 2}}
     spec["trial"] = {"python": "kt_reason_objectives:sleeps"}
     study = write_study(tmp_path, spec)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kubetune.cli", "run", str(study), "--storage", storage_url],
-        env={**cli_env, "KT_SLEEP": "120"},
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_kubetune(
+        {**cli_env, "KT_SLEEP": "120"}, tmp_path, "run", str(study), "--storage", storage_url
     )
 
     def two_running() -> bool:
@@ -264,7 +255,8 @@ def test_trials_stopped_by_ctrl_c_are_not_counted_failed(
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stdout + stderr
-    assert f"study {NAME}: 0 complete, 0 pruned, 0 failed, 2 stopped\n" in stdout
+    summary = summary_line(stdout)
+    assert summary == f"study {NAME}: 0 complete, 0 pruned, 0 failed, 2 stopped", stdout
     assert "Failed trials" not in stdout and "trial 0 failed" not in stdout, stdout
     assert "the running trial(s) 0, 1 are queued to run again first" in stdout
 
@@ -272,7 +264,7 @@ def test_trials_stopped_by_ctrl_c_are_not_counted_failed(
         {**cli_env, "KT_SLEEP": "0"}, tmp_path, "run", str(study), "--storage", storage_url
     )
     assert again.returncode == 0, again.stdout + again.stderr
-    assert f"study {NAME}: 3 complete, 0 pruned, 0 failed\n" in again.stdout
+    assert summary_line(again.stdout) == f"study {NAME}: 3 complete, 0 pruned, 0 failed"
     assert "failed" not in again.stdout.replace("0 failed", "")
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +9,7 @@ import optuna
 import pytest
 import yaml
 from kubetune.engine.fork import FORKED_FROM_ATTR
+from kubetune_cli import kubetune, python_script
 from optuna.trial import TrialState
 
 pytestmark = pytest.mark.timeout(240)
@@ -19,19 +18,6 @@ REPO = Path(__file__).resolve().parents[2]
 #: The example as it is (a user copies it): x in [-10, 1], the minimum at x=2.
 EXAMPLE = REPO / "examples" / "fork-narrow.yaml"
 PARENT: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-
-
-def kubetune(
-    env: dict[str, str], cwd: Path, *args: str, timeout: float = 150
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubetune.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture
@@ -154,13 +140,6 @@ def test_client_fork_from_a_plain_script(cli_env: dict[str, str], tmp_path: Path
         "client.close()\n",
         encoding="utf-8",
     )
-    ran = subprocess.run(
-        [sys.executable, str(script)],
-        env=cli_env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    ran = python_script(cli_env, tmp_path, str(script))
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert ran.stdout.split() == ["wider", "narrow", "20", "10.0"]

@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from test_fork_local import kubetune  # the CLI as a user runs it
+from kubetune_cli import kubetune
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -15,10 +14,9 @@ from typing import Any
 import psutil
 import pytest
 import yaml
+from kubetune_cli import kubetune, python_script
 
 pytestmark = pytest.mark.timeout(240)
-
-KUBETUNE = [sys.executable, "-m", "kubetune.cli"]
 
 
 def write_study(folder: Path, name: str = "quad", trials: int = 4) -> Path:
@@ -58,14 +56,6 @@ def user_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def cli(
-    env: dict[str, str], cwd: Path, *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*KUBETUNE, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
-
-
 def servers_on(data: Path) -> list[psutil.Process]:
     """postgres processes serving ``data`` (none should outlive a command)."""
     return [
@@ -77,7 +67,7 @@ def servers_on(data: Path) -> list[psutil.Process]:
 
 def test_cli_reads_the_local_study_that_run_made(user_env: dict[str, str], tmp_path: Path) -> None:
     study = write_study(tmp_path)
-    run = cli(user_env, tmp_path, "run", str(study))
+    run = kubetune(user_env, tmp_path, "run", str(study))
     assert run.returncode == 0, run.stdout + run.stderr
     # The embedded server's URL (a socket of that run) is not promised to the user.
     assert "postgresql" not in run.stdout and "host=" not in run.stdout
@@ -86,16 +76,16 @@ def test_cli_reads_the_local_study_that_run_made(user_env: dict[str, str], tmp_p
     data = tmp_path / "kubetune-home" / "postgres"
     assert not servers_on(data)
 
-    best = cli(user_env, tmp_path, "best", str(study), "-o", "json", "--file", "again.json")
+    best = kubetune(user_env, tmp_path, "best", str(study), "-o", "json", "--file", "again.json")
     assert best.returncode == 0, best.stderr
     assert json.loads(best.stdout) == written  # stdout is the JSON alone
     assert json.loads((tmp_path / "again.json").read_text(encoding="utf-8")) == written
 
-    table = cli(user_env, tmp_path, "best", str(study))
+    table = kubetune(user_env, tmp_path, "best", str(study))
     assert table.returncode == 0, table.stderr
     assert "Best trial" in table.stdout and "x = " in table.stdout
 
-    trials = cli(user_env, tmp_path, "trials", str(study), "-o", "json")
+    trials = kubetune(user_env, tmp_path, "trials", str(study), "-o", "json")
     assert trials.returncode == 0, trials.stderr
     rows = json.loads(trials.stdout)
     assert [r["number"] for r in rows] == [0, 1, 2, 3]
@@ -104,18 +94,18 @@ def test_cli_reads_the_local_study_that_run_made(user_env: dict[str, str], tmp_p
     assert best_row["params"] == written
 
     png = tmp_path / "figures" / "history.png"
-    plot = cli(user_env, tmp_path, "plot", str(study), "--kind", "history", "-o", str(png))
+    plot = kubetune(user_env, tmp_path, "plot", str(study), "--kind", "history", "-o", str(png))
     assert plot.returncode == 0, plot.stderr
     assert png.stat().st_size > 1000
 
     # A file whose study never ran is not found (4), and says how to run it.
-    never = cli(user_env, tmp_path, "trials", str(write_study(tmp_path, "never")))
+    never = kubetune(user_env, tmp_path, "trials", str(write_study(tmp_path, "never")))
     assert never.returncode == 4, never.stderr
     assert "kubetune run" in never.stderr and "quad" in never.stderr
 
-    deleted = cli(user_env, tmp_path, "delete", str(study))
+    deleted = kubetune(user_env, tmp_path, "delete", str(study))
     assert deleted.returncode == 0, deleted.stderr
-    gone = cli(user_env, tmp_path, "best", str(study))
+    gone = kubetune(user_env, tmp_path, "best", str(study))
     assert gone.returncode == 4, gone.stderr
     assert not servers_on(data)
 
@@ -124,31 +114,31 @@ def test_a_name_with_storage_needs_no_cluster(
     user_env: dict[str, str], storage_url: str, tmp_path: Path
 ) -> None:
     study = write_study(tmp_path)
-    run = cli(user_env, tmp_path, "run", str(study), "--storage", storage_url)
+    run = kubetune(user_env, tmp_path, "run", str(study), "--storage", storage_url)
     assert run.returncode == 0, run.stdout + run.stderr
     written = json.loads((tmp_path / "best_params.json").read_text(encoding="utf-8"))
 
-    best = cli(user_env, tmp_path, "best", "quad", "--storage", storage_url, "-o", "json")
+    best = kubetune(user_env, tmp_path, "best", "quad", "--storage", storage_url, "-o", "json")
     assert best.returncode == 0, best.stderr
     assert json.loads(best.stdout) == written
-    trials = cli(user_env, tmp_path, "trials", "quad", "--storage", storage_url, "-o", "json")
+    trials = kubetune(user_env, tmp_path, "trials", "quad", "--storage", storage_url, "-o", "json")
     assert trials.returncode == 0, trials.stderr
     assert len(json.loads(trials.stdout)) == 4
     html = tmp_path / "history.html"
-    plot = cli(user_env, tmp_path, "plot", "quad", "--storage", storage_url, "-o", str(html))
+    plot = kubetune(user_env, tmp_path, "plot", "quad", "--storage", storage_url, "-o", str(html))
     assert plot.returncode == 0, plot.stderr
 
     # A name the storage does not hold: not found, naming what it holds.
-    missing = cli(user_env, tmp_path, "trials", "qaud", "--storage", storage_url)
+    missing = kubetune(user_env, tmp_path, "trials", "qaud", "--storage", storage_url)
     assert missing.returncode == 4, missing.stderr
     assert "qaud" in missing.stderr and "quad" in missing.stderr
 
-    deleted = cli(user_env, tmp_path, "delete", "quad", "--storage", storage_url)
+    deleted = kubetune(user_env, tmp_path, "delete", "quad", "--storage", storage_url)
     assert deleted.returncode == 0, deleted.stderr
     assert "deleted (4 trials)" in deleted.stdout
-    gone = cli(user_env, tmp_path, "best", "quad", "--storage", storage_url)
+    gone = kubetune(user_env, tmp_path, "best", "quad", "--storage", storage_url)
     assert gone.returncode == 4, gone.stderr
-    again = cli(user_env, tmp_path, "delete", "quad", "--storage", storage_url)
+    again = kubetune(user_env, tmp_path, "delete", "quad", "--storage", storage_url)
     assert again.returncode == 4 and "quad" in again.stderr, again.stderr
 
 
@@ -156,7 +146,7 @@ def test_sdk_reads_the_local_study_from_a_plain_script(
     user_env: dict[str, str], tmp_path: Path
 ) -> None:
     study = write_study(tmp_path)
-    run = cli(user_env, tmp_path, "run", str(study))
+    run = kubetune(user_env, tmp_path, "run", str(study))
     assert run.returncode == 0, run.stdout + run.stderr
     written = json.loads((tmp_path / "best_params.json").read_text(encoding="utf-8"))
     # As a user writes it: no __main__ guard, the client never closed.
@@ -187,14 +177,7 @@ def test_sdk_reads_the_local_study_from_a_plain_script(
         ),
         encoding="utf-8",
     )
-    read = subprocess.run(
-        [sys.executable, str(script)],
-        env=user_env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    read = python_script(user_env, tmp_path, str(script))
     assert read.returncode == 0, read.stderr
     assert "Traceback" not in read.stderr and "Exception" not in read.stderr, read.stderr
     result = json.loads(read.stdout)

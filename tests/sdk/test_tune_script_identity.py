@@ -11,12 +11,12 @@ the code behind it, or its seed, changed.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
 from conftest import harness_env
+from kubetune_cli import kubetune, python_script
 
 STUDY = """\
 apiVersion: kubetune.io/v1alpha1
@@ -41,26 +41,11 @@ def objective(trial):
 HELPERS = "def target():\n    return 0.5\n"
 
 
-def kubetune(project: Path, storage_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_study(project: Path, storage_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``kubetune run study.yaml --storage URL ARGS`` in ``project``."""
     env = harness_env()
     env.pop("KUBETUNE_STORAGE_URL", None)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubetune.cli",
-            "run",
-            "study.yaml",
-            "--storage",
-            storage_url,
-            *args,
-        ],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return kubetune(env, project, "run", "study.yaml", "--storage", storage_url, *args)
 
 
 def trials(storage_url: str, name: str = "identity") -> int:
@@ -80,17 +65,17 @@ def test_a_study_file_continues_with_the_same_code_and_refuses_other_code_or_see
     study = project / "study.yaml"
     study.write_text(STUDY.format(seed=0))
 
-    first = kubetune(project, storage_url)
+    first = run_study(project, storage_url)
     assert first.returncode == 0, first.stdout + first.stderr
     assert trials(storage_url) == 2
     # The same code again (a budget change is no change of identity): it continues.
-    again = kubetune(project, storage_url, "--trials", "1")
+    again = run_study(project, storage_url, "--trials", "1")
     assert again.returncode == 0, again.stdout + again.stderr
     assert trials(storage_url) == 3
 
     # A module the objective imports changed: refused, exit 5, nothing run.
     helpers.write_text(HELPERS.replace("0.5", "0.25"))
-    changed = kubetune(project, storage_url, "--trials", "1")
+    changed = run_study(project, storage_url, "--trials", "1")
     assert changed.returncode == 5, changed.stdout + changed.stderr
     assert "other code" in changed.stderr and "spec.trial.python" in changed.stderr
     assert "--fresh" in changed.stderr
@@ -99,19 +84,19 @@ def test_a_study_file_continues_with_the_same_code_and_refuses_other_code_or_see
 
     # A changed seed: refused the same way.
     study.write_text(STUDY.format(seed=1))
-    reseeded = kubetune(project, storage_url, "--trials", "1")
+    reseeded = run_study(project, storage_url, "--trials", "1")
     assert reseeded.returncode == 5, reseeded.stdout + reseeded.stderr
     assert "spec.sampler" in reseeded.stderr
     study.write_text(STUDY.format(seed=0))
 
     # Back to the code and seed it ran with: it continues.
-    back = kubetune(project, storage_url, "--trials", "1")
+    back = run_study(project, storage_url, "--trials", "1")
     assert back.returncode == 0, back.stdout + back.stderr
     assert trials(storage_url) == 4
 
     # --fresh starts the changed code over.
     helpers.write_text(HELPERS.replace("0.5", "0.25"))
-    fresh = kubetune(project, storage_url, "--fresh")
+    fresh = run_study(project, storage_url, "--fresh")
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
     assert trials(storage_url) == 2
 
@@ -142,14 +127,7 @@ def run_script(
     values.setdefault("target", 0.5)
     values.setdefault("name", "")
     (project / "tune.py").write_text(SCRIPT.format(**values))
-    return subprocess.run(
-        [sys.executable, "tune.py"],
-        cwd=project,
-        env=harness_env({"KUBETUNE_STORAGE_URL": storage_url}),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return python_script(harness_env({"KUBETUNE_STORAGE_URL": storage_url}), project, "tune.py")
 
 
 def studies(storage_url: str) -> dict[str, int]:
