@@ -11,12 +11,12 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubetune_cli
 import pytest
 from scenario import (
     create,
@@ -34,13 +34,8 @@ FAKE_TRAIN = str(Path(__file__).resolve().parents[1] / "integration" / "support"
 
 def kubetune(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The CLI as a user runs it, against the emulated cluster."""
-    return subprocess.run(
-        [sys.executable, "-m", "kubetune.cli", *args],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig), "COLUMNS": "160"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "COLUMNS": "160"}
+    return kubetune_cli.kubetune(env, Path.cwd(), *args, timeout=120)
 
 
 def test_logs_tail_shows_the_last_lines_of_a_trial_pod(
@@ -148,13 +143,8 @@ def test_storage_host_reads_trials_through_a_forwarded_port(
         "study = client.optuna_study('hosted')\n"
         "print(json.dumps([t.number for t in study.trials]))\n"
     )
-    result = subprocess.run(
-        [sys.executable, str(script), f"127.0.0.1:{port}"],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    result = kubetune_cli.python_script(env, Path.cwd(), str(script), f"127.0.0.1:{port}")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == expected
     assert len(connections) > through_cli, "Client(storage_host=) did not use the port"

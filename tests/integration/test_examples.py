@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 from pathlib import Path
 
 import optuna
 import pytest
+from kubetune_cli import kubetune
 from optuna.trial import TrialState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,24 +28,17 @@ pytestmark = pytest.mark.timeout(240)
 def test_example_runs_locally(
     example: str, study_name: str, trials: int, storage_url: str, tmp_path: Path
 ) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubetune.cli",
-            "run",
-            f"examples/{example}",
-            "--storage",
-            storage_url,
-            "--trials",
-            str(trials),
-            "--output",
-            str(tmp_path / "best_params.json"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=220,
+    result = kubetune(
+        dict(os.environ),
+        REPO,
+        "run",
+        f"examples/{example}",
+        "--storage",
+        storage_url,
+        "--trials",
+        str(trials),
+        "--output",
+        str(tmp_path / "best_params.json"),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     study = optuna.load_study(study_name=study_name, storage=storage_url)

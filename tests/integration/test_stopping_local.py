@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import yaml
 from kubetune.engine.budget import stop_reason
 from kubetune.engine.ledger import TrialLedger
 from kubetune.study.spec import validate_spec
+from kubetune_cli import kubetune
 from optuna.trial import TrialState
 
 pytestmark = pytest.mark.timeout(300)
@@ -24,24 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run(storage_url: str, path: Path, output: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubetune.cli",
-            "run",
-            str(path),
-            "--storage",
-            storage_url,
-            "--output",
-            str(output / "best_params.json"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        env={**os.environ, "COLUMNS": "250"},
-    )
+    env = {**os.environ, "COLUMNS": "250"}
+    best_params = str(output / "best_params.json")
+    return kubetune(env, REPO, "run", str(path), "--storage", storage_url, "--output", best_params)
 
 
 def example(name: str) -> dict[str, Any]:
@@ -102,24 +87,17 @@ def test_plateau_example_stops_well_before_max_trials(storage_url: str, tmp_path
         ledger.update(trials[:count])
         assert stop_reason(spec, ledger.spending, now=0, deadline=None) is None, count
     # Asked for 3 more, it runs them: the rule that ended it is set aside.
-    more = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubetune.cli",
-            "run",
-            "examples/stop-plateau.yaml",
-            "--storage",
-            storage_url,
-            "--trials",
-            "3",
-            "--output",
-            str(tmp_path / "more.json"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=280,
+    more = kubetune(
+        dict(os.environ),
+        REPO,
+        "run",
+        "examples/stop-plateau.yaml",
+        "--storage",
+        storage_url,
+        "--trials",
+        "3",
+        "--output",
+        str(tmp_path / "more.json"),
     )
     assert more.returncode == 0, more.stdout + more.stderr
     assert "MaxTrialsReached" in more.stdout
@@ -140,14 +118,8 @@ def test_a_plateau_rule_that_never_fires_leaves_max_trials_to_stop(
     )
     path = tmp_path / "keeps-improving.yaml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "kubetune.cli", "run", str(path), "--storage", storage_url],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        env={**os.environ, "COLUMNS": "250", "PYTHONPATH": str(tmp_path)},
-    )
+    env = {**os.environ, "COLUMNS": "250", "PYTHONPATH": str(tmp_path)}
+    result = kubetune(env, tmp_path, "run", str(path), "--storage", storage_url)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "MaxTrialsReached: 25 of maxTrials 25 trials ran" in output

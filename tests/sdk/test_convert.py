@@ -6,7 +6,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import yaml
 from kubetune.cli import app
 from kubetune.convert import ConversionError, convert
 from kubetune.study.spec import load_study
+from kubetune_cli import kubetune
 from typer.testing import CliRunner
 
 EXAMPLES = Path(__file__).parent / "examples"
@@ -754,21 +754,10 @@ def convert_and_run(
     env = dict(env)
     env.pop("KUBETUNE_STORAGE_URL")  # the CLI takes --storage, as a user would pass it
     env["COLUMNS"] = "160"
-
-    def kubetune(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "kubetune.cli", *args],
-            env=env,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=200,
-        )
-
-    converted = kubetune("convert", *convert_args)
+    converted = kubetune(env, cwd, "convert", *convert_args)
     assert converted.returncode == 0, converted.stderr
     (cwd / "study.yaml").write_text(converted.stdout, encoding="utf-8")
-    ran = kubetune("run", "study.yaml", "--storage", storage_url)
+    ran = kubetune(env, cwd, "run", "study.yaml", "--storage", storage_url)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     return ran
 
