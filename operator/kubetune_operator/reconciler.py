@@ -439,6 +439,10 @@ class StudyReconciler:
         }
         if status.get("parent"):
             update["parent"] = status["parent"]
+        if decision.ends_study:
+            # Before the pods hear of it: a worker stopped now fails its trial with the
+            # study's reason and queues no copy (see bridge.mark_ended).
+            bridge.mark_ended(study._storage, study._study_id, decision.ends_study)
         if decision.stop_workers:
             self._stop_pods(study, spec, live, decision.stop_workers, requeue=decision.requeue)
             live = []
@@ -480,6 +484,9 @@ class StudyReconciler:
         elif condition_of(conditions, "Suspended"):
             conditions = set_condition(conditions, "Suspended", "False", "Running", "running")
         if decision.start_workers:
+            # An ended study going on (its budget raised, the Study re-created on the same
+            # storage): the new pods must be able to claim.
+            bridge.clear_ended(study._storage, study._study_id)
             refused = self._start_pods(meta, spec, study, decision.start_workers, secret)
         if decision.retire_queued_workers:
             # The newest first: the older ones keep their place in the queue.
@@ -870,7 +877,8 @@ class StudyReconciler:
             study,
             running,
             reason,
-            retries=spec.trial.retries,
+            # Not requeued, the study is over: no retry either (as a local run's stop).
+            retries=spec.trial.retries if requeue else 0,
             requeue=requeue,
             resume=requeue and spec.trial.checkpoints is not None,
         )
@@ -1140,6 +1148,7 @@ class StudyReconciler:
         if spec is not None and self._study is None:
             self._study = self._existing_study(meta, spec, status or {})
         if spec is not None and self._study is not None:
+            bridge.mark_ended(self._study._storage, self._study._study_id, "the Study was deleted")
             self._stop_pods(
                 self._study,
                 spec,

@@ -73,9 +73,10 @@ def test_deleting_a_study_removes_its_pods_and_keeps_its_data(
         trials = optuna.load_study(study_name=study_name, storage=storage_url).trials
         return len([t for t in trials if t.state == TrialState.RUNNING]) == 2
 
-    # Deleted while a pod is still claiming, its trial is handed back by the pod's own
-    # SIGTERM handler ("stopped by SIGTERM", queued again): a window of the product's,
-    # noted on issue 15, that this test does not aim at.
+    # Both pods running a trial, so that both are failed by the operator's delete. A pod
+    # still claiming when the Study is deleted finds it marked ended and claims nothing,
+    # or fails what it claimed with the study's reason (bridge.mark_ended): made to
+    # happen on purpose in tests/integration/test_study_end_marker.py.
     wait_until(both_pods_claimed)
     kube.delete("studies", "gone", "default")
     kube.wait_gone("studies", "gone", "default", timeout=30)

@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_STORAGE_ERROR
     counts = ", ".join(f"{n} {s.lower()}" for s, n in summary.trials.items())
     ending = summary.stopped_by and f"stopped by {summary.stopped_by}"
+    ending = ending or (summary.ended and f"the study ended: {summary.ended}")
     ending = ending or (summary.stop and f"budget: {summary.stop.value}") or "trial quota done"
     logging.getLogger("kubetune.trial").info(
         "worker %s ran %d trials (%s); %s", config.worker_name, summary.total, counts, ending

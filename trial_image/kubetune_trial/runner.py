@@ -109,6 +109,8 @@ class WorkerSummary:
     trials: dict[str, int] = field(default_factory=lambda: {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0})
     stop: StopReason | None = None
     stopped_by: str | None = None
+    ended: str | None = None
+    """Why the study is over, when its supervisor said so (it claims no more trials)."""
 
     @property
     def total(self) -> int:
@@ -180,10 +182,19 @@ class Worker:
 
     def _hand_back(self, trial: optuna.Trial, stopped: WorkerStopped) -> None:
         """Fail the trial this worker was running, with why, marked as stopped (not
-        failed: see :data:`~kubetune.engine.recovery.STOPPED_ATTR`), and queue it again."""
+        failed: see :data:`~kubetune.engine.recovery.STOPPED_ATTR`), and queue it again;
+        unless the study is over (:func:`~kubetune.engine.bridge.mark_ended`): then it
+        fails with the study's reason, as the supervisor fails the others, and does not
+        run again (a trial claimed after the supervisor listed the running ones)."""
         with self.signals.deferred():
+            storage = self.study._storage
+            frozen = storage.get_trial(trial._trial_id)
+            ended = bridge.stored_ended(storage, self.study._study_id)
+            if ended is not None:
+                fail_lost_trials(self.study, [frozen], ended, retries=0)
+                self._current = None
+                return
             reason = f"worker {self.config.worker_name} was stopped by {stopped}"
-            frozen = self.study._storage.get_trial(trial._trial_id)
             fail_lost_trials(
                 self.study,
                 [frozen],
@@ -232,8 +243,9 @@ class Worker:
     def _create_within_budget(self, summary: WorkerSummary) -> optuna.Trial | int | None:
         """Under the claim lock (on PostgreSQL, in the claim's one transaction, which may
         be made again): in one statement, the trials counted against the budget now, the
-        first waiting one and the stored spec and deadline (edits to the budget or the
-        timeout count from the next claim); then every reason to stop, and a trial if
+        first waiting one, the stored spec and deadline (edits to the budget or the
+        timeout count from the next claim) and whether the study ended (its supervisor
+        is stopping the workers); then every reason to stop, and a trial if
         one more fits — the first waiting one (a retry), else a new one — recorded as
         this worker's. What ``study.ask()`` does, but for the re-read of every unfinished
         trial, which the ledger did outside the lock.
@@ -245,9 +257,13 @@ class Worker:
         state = budget_state(
             storage,
             self.study._study_id,
-            (bridge.SPEC_ATTR, bridge.DEADLINE_ATTR, bridge.STOP_ATTR),
+            (bridge.SPEC_ATTR, bridge.DEADLINE_ATTR, bridge.STOP_ATTR, bridge.ENDED_ATTR),
         )
         self._follow_stored(state.study_attrs)
+        ended_json = state.study_attrs.get(bridge.ENDED_ATTR)
+        summary.ended = None if ended_json is None else json.loads(ended_json)
+        if summary.ended is not None:  # its supervisor is stopping the workers
+            return None
         spending = dataclasses.replace(self.ledger.spending, trials=state.counted)
         summary.stop = stop_reason(
             self.spec,

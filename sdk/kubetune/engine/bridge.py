@@ -45,6 +45,10 @@ DEADLINE_ATTR = "kubetune.deadline"
 #: The study system attribute saying why the study was asked to stop (a callback of the
 #: objective's script called ``study.stop()``): no trial starts after it, in any worker.
 STOP_ATTR = "kubetune.stop_requested"
+#: The study system attribute saying why the study is over for good (deleted, failed, its
+#: timeout or goal or spend reached), set by its supervisor before it stops the workers:
+#: a worker stopped after that claims no trial and hands none back to run again.
+ENDED_ATTR = "kubetune.ended"
 
 # Samplers that coordinate through the storage and need the same seed everywhere.
 _SHARED_SEED_SAMPLERS = frozenset({"qmc", "grid"})
@@ -435,3 +439,34 @@ def clear_stop(storage: optuna.storages.BaseStorage, study_id: int) -> None:
     """Let a stopped study run again (``kubetune run --trials N`` asks for more)."""
     if stored_stop(storage, study_id):
         storage.set_study_system_attr(study_id, STOP_ATTR, None)
+
+
+def mark_ended(storage: optuna.storages.BaseStorage, study_id: int, reason: str) -> None:
+    """Say the study is over, and why, before its supervisor stops the workers; the
+    first reason stands.
+
+    Between the supervisor failing the running trials and its workers being stopped, a
+    worker may claim one more trial; stopped by SIGTERM, it would hand that trial back
+    to run again, in a study that is over. With the mark, a claim finds no trial and a
+    stopped worker fails its trial with ``reason`` (see :func:`stored_ended`).
+
+    Example:
+        >>> mark_ended(study._storage, study._study_id, "the Study was deleted")  # doctest: +SKIP
+    """
+    if not stored_ended(storage, study_id):
+        storage.set_study_system_attr(study_id, ENDED_ATTR, reason)
+
+
+def stored_ended(storage: optuna.storages.BaseStorage, study_id: int) -> str | None:
+    """Why the study is over for good (:func:`mark_ended`), or None while it may run."""
+    value = storage.get_study_system_attrs(study_id).get(ENDED_ATTR)
+    return None if value is None else str(value)
+
+
+def clear_ended(storage: optuna.storages.BaseStorage, study_id: int) -> None:
+    """Let an ended study run again. Its supervisor calls this before it starts workers:
+    whatever lets an ended study go on (``kubetune run`` again or with ``--trials N``, a
+    spec edit raising the budget, a Study re-created on the same storage) starts workers,
+    and they must be able to claim."""
+    if stored_ended(storage, study_id):
+        storage.set_study_system_attr(study_id, ENDED_ATTR, None)

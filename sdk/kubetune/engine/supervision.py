@@ -127,6 +127,26 @@ class Decision:
     broken_worker: EndedWorker | None = field(default=None, compare=False)
     """The worker whose end failed the study, when one did."""
 
+    @property
+    def ends_study(self) -> str | None:
+        """Why the study is over for good, when this decision ends it (its workers are
+        stopped and their trials not run again, or it finished): the supervisor marks
+        the study so before it stops the workers (:func:`kubetune.engine.bridge.mark_ended`).
+        None for a suspend or while the study runs.
+
+        Example:
+            >>> Decision(phase="Failed", stop_workers="the study failed", finished=True).ends_study
+            'the study failed'
+            >>> Decision(phase="Suspended", stop_workers="the study was suspended",
+            ...          requeue=True).ends_study is None
+            True
+        """
+        if self.stop_workers and not self.requeue:
+            return self.stop_workers
+        if self.finished:
+            return self.reason or f"the study ended ({self.phase})"
+        return None
+
 
 def decide(
     situation: Situation, *, max_ends_without_progress: int = MAX_ENDS_WITHOUT_PROGRESS

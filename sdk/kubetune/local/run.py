@@ -503,6 +503,10 @@ class LocalRun:
                     )
                 )
                 in_a_row = decision.ends_without_progress
+                if decision.ends_study:
+                    # Before the workers hear of it: one stopped now fails its trial with
+                    # the study's reason and queues no copy (see bridge.mark_ended).
+                    bridge.mark_ended(study._storage, study._study_id, decision.ends_study)
                 if decision.stop_workers:
                     self._stop_workers(
                         study, spec, reason=decision.stop_workers, requeue=decision.requeue
@@ -514,6 +518,9 @@ class LocalRun:
                 if decision.phase == "Suspended":
                     self.on_message("spec.suspend is true: no trial runs until it is false")
                     break
+                if decision.start_workers:
+                    # An ended study asked to go on (run again, --trials N): workers claim.
+                    bridge.clear_ended(study._storage, study._study_id)
                 for _ in range(decision.start_workers):
                     self._start_worker(study)
                 time.sleep(POLL_SECONDS)
