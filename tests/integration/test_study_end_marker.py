@@ -9,7 +9,6 @@ that is over. Real worker processes (``python -m kubetune_trial``), a real Postg
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,14 +17,7 @@ from kubetune.engine import bridge
 from kubetune.engine.recovery import FAIL_REASON_ATTR
 from optuna.trial import TrialState
 from runner_helpers import load, run_worker, start_worker
-from test_runner import python_spec
-
-
-def _wait_for(path: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} did not appear in {timeout}s"
-        time.sleep(0.05)
+from test_runner import _wait_for, python_spec
 
 
 def test_a_worker_stopped_after_the_study_ended_fails_its_trial_with_the_studys_reason(
@@ -37,7 +29,8 @@ def test_a_worker_stopped_after_the_study_ended_fails_its_trial_with_the_studys_
     started = tmp_path / "started"
     study = make_study(python_spec("sleeps", maxTrials=3))
     worker = start_worker(runner_env, KT_STARTED_MARKER=str(started))
-    _wait_for(started)  # its trial runs: claimed after the supervisor's list of running trials
+    # Its trial runs: one claimed after the supervisor listed the running trials.
+    _wait_for(started.exists)
     bridge.mark_ended(study._storage, study._study_id, "the Study was deleted")
     worker.send_signal(signal.SIGTERM)
     output, _ = worker.communicate(timeout=60)

@@ -8,34 +8,20 @@ test_reconciler_rules, whose ``Study`` plays the kubelet and the trial runner).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from kubetune.engine import bridge
 from optuna.trial import TrialState
 from test_reconciler import FakeKube
 from test_reconciler_rules import Study
 
 
-@pytest.fixture
-def make(storage_url: str) -> Callable[..., Study]:
-    fake = FakeKube()
-
-    def made(**changes: object) -> Study:
-        return Study(fake, storage_url, **changes)
-
-    return made
-
-
 def ended(study: Study) -> str | None:
     return bridge.stored_ended(study.optuna._storage, study.optuna._study_id)
 
 
-def test_a_deleted_study_is_marked_ended_and_a_recreated_one_runs_again(
-    make: Callable[..., Study],
-) -> None:
-    study = make(budget={"maxTrials": 3, "parallelism": 1})
+def test_a_deleted_study_is_marked_ended_and_a_recreated_one_runs_again(storage_url: str) -> None:
+    study = Study(FakeKube(), storage_url, budget={"maxTrials": 3, "parallelism": 1})
     study.tick()
     (pod,) = study.live_pods()
     study.claim(pod)
@@ -59,8 +45,8 @@ def test_a_deleted_study_is_marked_ended_and_a_recreated_one_runs_again(
     assert ended(again) is not None, "over again, with the reason of its end"
 
 
-def test_a_finished_study_whose_budget_is_raised_runs_again(make: Callable[..., Study]) -> None:
-    study = make(budget={"maxTrials": 2, "parallelism": 1})
+def test_a_finished_study_whose_budget_is_raised_runs_again(storage_url: str) -> None:
+    study = Study(FakeKube(), storage_url, budget={"maxTrials": 2, "parallelism": 1})
     assert study.run_to_end()["phase"] == "Succeeded"
     assert ended(study) is not None
     study.edit(budget={"maxTrials": 4})
@@ -71,8 +57,8 @@ def test_a_finished_study_whose_budget_is_raised_runs_again(make: Callable[..., 
     assert study.run_to_end()["trials"]["complete"] == 4
 
 
-def test_a_suspended_study_is_not_ended(make: Callable[..., Study]) -> None:
-    study = make(budget={"maxTrials": 4, "parallelism": 2})
+def test_a_suspended_study_is_not_ended(storage_url: str) -> None:
+    study = Study(FakeKube(), storage_url, budget={"maxTrials": 4, "parallelism": 2})
     study.tick()
     for pod in study.live_pods():
         study.claim(pod)
@@ -84,9 +70,11 @@ def test_a_suspended_study_is_not_ended(make: Callable[..., Study]) -> None:
 
 
 def test_evicted_pods_whose_trials_resume_do_not_fail_the_study(
-    make: Callable[..., Study], tmp_path: Path
+    storage_url: str, tmp_path: Path
 ) -> None:
-    study = make(
+    study = Study(
+        FakeKube(),
+        storage_url,
         budget={"maxTrials": 3, "parallelism": 1},
         trial={"checkpoints": {"path": str(tmp_path / "checkpoints")}},
     )

@@ -431,7 +431,12 @@ def request_stop(storage: optuna.storages.BaseStorage, study_id: int, reason: st
 
 def stored_stop(storage: optuna.storages.BaseStorage, study_id: int) -> str | None:
     """Why the study was asked to stop, or None."""
-    value = storage.get_study_system_attrs(study_id).get(STOP_ATTR)
+    return _stored_reason(storage, study_id, STOP_ATTR)
+
+
+def _stored_reason(storage: optuna.storages.BaseStorage, study_id: int, key: str) -> str | None:
+    """The reason a study system attribute holds; None when unset or cleared (a JSON null)."""
+    value = storage.get_study_system_attrs(study_id).get(key)
     return None if value is None else str(value)
 
 
@@ -459,8 +464,7 @@ def mark_ended(storage: optuna.storages.BaseStorage, study_id: int, reason: str)
 
 def stored_ended(storage: optuna.storages.BaseStorage, study_id: int) -> str | None:
     """Why the study is over for good (:func:`mark_ended`), or None while it may run."""
-    value = storage.get_study_system_attrs(study_id).get(ENDED_ATTR)
-    return None if value is None else str(value)
+    return _stored_reason(storage, study_id, ENDED_ATTR)
 
 
 def clear_ended(storage: optuna.storages.BaseStorage, study_id: int) -> None:
