@@ -147,6 +147,10 @@ def test_when_the_study_is_over(
     assert not decision.requeue  # trials stopped by the study's end are not run again
     if decision.finished:
         assert decision.reason  # the status and the CLI say why
+    # Marked ended before its workers are stopped (bridge.mark_ended), with the reason
+    # their trials fail with; a study still finishing its running trials is not.
+    expected_mark = decision.stop_workers or (decision.reason if decision.finished else None)
+    assert decision.ends_study == expected_mark
 
 
 def test_suspending_stops_the_workers_and_queues_their_trials_again() -> None:
@@ -154,6 +158,7 @@ def test_suspending_stops_the_workers_and_queues_their_trials_again() -> None:
     assert decision.phase == "Suspended"
     assert decision.stop_workers == "the study was suspended"
     assert decision.requeue
+    assert decision.ends_study is None, "a suspend is no end: the trials run again"
     assert not decision.finished
     assert decision.start_workers == 0
 
@@ -169,6 +174,7 @@ def test_a_worker_that_cannot_load_the_objective_fails_the_study_at_once() -> No
     assert decision.finished
     assert decision.stop_workers
     assert decision.reason == "spec.trial.python: no module 'trian'"
+    assert decision.ends_study == "the study failed"
     assert decision.broken_worker is not None and decision.broken_worker.name == "pod-a"
 
 
