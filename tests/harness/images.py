@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .file_lock import exclusive
 
 __all__ = ["Images", "ImagesUnavailable", "build_images", "image_names", "images"]
 
@@ -122,16 +123,6 @@ def _inspect(image: str) -> tuple[str, float] | None:
     return image_id, float(created)
 
 
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    with open(LOCK_PATH, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _stamp_path() -> Path:
     key = hashlib.sha256(str(REPO).encode()).hexdigest()[:12]
     return LOCK_PATH.with_name(f"kubetune-images-{key}.json")
@@ -144,7 +135,7 @@ def build_images(log_path: Path | None = None) -> Images:
     if shutil.which("make") is None:
         raise ImagesUnavailable("make is missing")
     names = image_names()
-    with _locked():
+    with exclusive(LOCK_PATH):
         stamp_path = _stamp_path()
         digest = inputs_digest()
         if shutil.which("podman") is not None:

@@ -10,20 +10,14 @@ worker) would lose their code mid-run. The tests that mount it take turns.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+
+from harness.file_lock import exclusive
 
 LOCK_FILE = Path(tempfile.gettempdir()) / "kubetune-tests-code-mount.lock"
 
 
-@contextlib.contextmanager
-def code_mount_turn() -> Iterator[None]:
+def code_mount_turn() -> contextlib.AbstractContextManager[None]:
     """Held while a test's pods may mount /kubetune/code (a lock across processes)."""
-    with open(LOCK_FILE, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return exclusive(LOCK_FILE)
