@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import yaml
 from kubetune.engine import bridge
 from kubetune.engine.recovery import WORKER_ATTR
 from kubetune.engine.storage import open_storage
-from kubetune_cli import kubetune
+from kubetune_cli import kubetune, python_script, start_kubetune
 from optuna.trial import TrialState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,14 +53,7 @@ print("PLAIN", json.dumps([t.values for t in study.best_trials]))
 
 def plain_optuna(script: Path, cwd: Path, env: dict[str, str]) -> list[list[float]]:
     """The script run by plain Optuna (``python script.py``): its best trials' values."""
-    result = subprocess.run(
-        [sys.executable, "-c", PLAIN, str(script)],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=200,
-    )
+    result = python_script(env, cwd, "-c", PLAIN, str(script))
     assert result.returncode == 0, result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("PLAIN "))
     return json.loads(line.removeprefix("PLAIN "))  # type: ignore[no-any-return]
@@ -380,13 +371,13 @@ def test_ctrl_c_stops_the_workers_and_the_code_after_optimize_does_not_run(
     (tmp_path / "slow_script.py").write_text(SLOW, encoding="utf-8")
     password = "Pa55-in-the-url"
     url = url_with_password(password)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kubetune.cli", "run", "slow_script.py", "--storage", url],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_kubetune(
+        env,
+        tmp_path,
+        "run",
+        "slow_script.py",
+        "--storage",
+        url,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120

@@ -23,6 +23,7 @@ import optuna
 import pytest
 from conftest import TRIAL_IMAGE
 from kubetune.engine.recovery import WORKER_ATTR
+from kubetune_cli import kubetune
 from tune_cluster import code_mount_turn
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), pytest.mark.slow(seconds=80)]
@@ -82,10 +83,9 @@ def run_script_cluster(
     cluster: Any, client: Any, kube: Any, kubeconfig: Path, project: Path
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBETUNE_STORAGE_URL")}
-    done = subprocess.run(
-        [sys.executable, "-m", "kubetune.cli", "run", "cluster_tune.py", "--cluster",
-         "--kubeconfig", str(kubeconfig), "--image", f"{TRIAL_IMAGE}:test", "--wait"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=240,
+    done = kubetune(
+        env, project, "run", "cluster_tune.py", "--cluster", "--kubeconfig", str(kubeconfig),
+        "--image", f"{TRIAL_IMAGE}:test", "--wait", timeout=240,
     )  # fmt: skip
     output = done.stdout + done.stderr
     assert done.returncode == 0, output + pod_logs(cluster)
