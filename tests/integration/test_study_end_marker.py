@@ -17,6 +17,7 @@ from kubetune.engine import bridge
 from kubetune.engine.recovery import FAIL_REASON_ATTR
 from optuna.trial import TrialState
 from runner_helpers import load, run_worker, start_worker
+from test_local import SPEC, run_cli, write_study
 from test_runner import _wait_for, python_spec
 
 
@@ -63,3 +64,23 @@ def test_an_ended_study_gives_no_trial_until_its_supervisor_lets_it_go_on(
     code, output = run_worker(runner_env, KT_SLEEP="0")
     assert code == 0, output
     assert [t.state for t in load(storage_url).trials] == [TrialState.COMPLETE] * 2
+
+
+def test_a_local_run_ended_by_its_timeout_marks_the_study_and_requeues_nothing(
+    runner_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    spec = {
+        **SPEC,
+        "budget": {"maxTrials": 10, "parallelism": 2, "timeout": "3s"},
+        "trial": {"python": "kt_test_objectives:sleeps"},
+    }
+    env = {**runner_env, "KT_SLEEP": "60"}  # running when the timeout comes
+    result = run_cli(
+        env, tmp_path, "run", str(write_study(tmp_path, spec)), "--storage", storage_url
+    )
+    assert "Timeout" in result.stdout, result.stdout + result.stderr
+    study = load(storage_url, "local")
+    assert bridge.stored_ended(study._storage, study._study_id) == "the study stopped: Timeout"
+    assert study.trials, "trials ran"
+    assert {t.state for t in study.trials} == {TrialState.FAIL}, "none left WAITING or RUNNING"
+    assert {t.user_attrs[FAIL_REASON_ATTR] for t in study.trials} == {"the study stopped: Timeout"}
