@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 from conftest import TRIAL_IMAGE, harness_env
 from tune_cluster import code_mount_turn
@@ -406,6 +407,6 @@ def test_a_trial_is_inside_a_trial_while_it_imports_and_runs_and_not_after(
     assert sys.modules["marks"].AT_IMPORT == "marked"
     assert IN_TRIAL_ENV not in os.environ
     with pytest.raises(TuneInsideTrial, match="inside a trial of study 'marked'"):
-        objective(None)
+        objective(optuna.create_study().ask())
     assert IN_TRIAL_ENV not in os.environ
     sys.modules.pop("marks", None)
