@@ -67,6 +67,8 @@ def test_trial_pods_send_each_trial_to_wandb_offline(
     names = {t.number: f"tracked-wandb-trial-{t.number}".encode() for t in study.trials}
     contents = [log.read_bytes() for log in logs]
     for number, name in names.items():
-        (found,) = [c for c in contents if name in c]
+        (found,) = [c for c in contents if f"kubetune.trial={number}".encode() in c]
         assert b"kubetune.study=tracked-wandb" in found
-        assert f"kubetune.trial={number}".encode() in found
+        # The run's name as the protobuf string it is, its length first: the worker tag
+        # names the pod, tracked-wandb-trial-<suffix>, which can start like a run name.
+        assert bytes([len(name)]) + name in found
