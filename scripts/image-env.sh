@@ -1,5 +1,7 @@
 # Sourced by container-host.sh and build-image.sh: which engine builds, from which base.
-#   CONTAINER_ENGINE  podman if installed (or if docker is not), else docker
+#   CONTAINER_ENGINE  podman if installed; else docker if a Docker daemon answers; else
+#                     podman (container-host.sh installs it). A docker client with no
+#                     daemon behind it, as on our CI machines, does not count.
 #   BASE_IMAGE        the Dockerfiles' PYTHON_IMAGE. Default: with podman as root,
 #                     localhost/kubetune-base:bookworm, a Debian-package base that
 #                     container-host.sh makes (no registry needed); otherwise the
@@ -8,10 +10,11 @@
 PUBLIC_BASE_IMAGE=python:3.11.7-slim-bookworm
 LOCAL_BASE_IMAGE=localhost/kubetune-base:bookworm
 if [[ -z ${CONTAINER_ENGINE:-} ]]; then
-    if command -v podman >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
-        CONTAINER_ENGINE=podman
-    else
+    if ! command -v podman >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 \
+        && docker info >/dev/null 2>&1; then
         CONTAINER_ENGINE=docker
+    else
+        CONTAINER_ENGINE=podman
     fi
 fi
 if [[ -z ${BASE_IMAGE:-} ]]; then
