@@ -252,3 +252,64 @@ def test_a_write_is_one_transaction_without_the_lock_and_is_made_again(
     assert attempts == [0, 1]
     stored = optuna.load_study(study_name="s", storage=storage_url).trials
     assert [(t.state.name, t.value) for t in stored] == [("COMPLETE", 2.0)]
+
+
+def test_a_claim_numbers_its_trial_as_optuna_does_while_others_add_trials(
+    storage_url: str,
+) -> None:
+    """A claim creates its trial in one statement (``create_running_trial``). Claims
+    from three workers race Optuna's own trial creation (an enqueue, a plain
+    ``study.ask()``: neither takes the claim lock): every trial still gets its own
+    number, 0 to n-1 with no gap, each claimed trial carries its worker, and Optuna's
+    cache in the claiming worker knows the trial (a parameter can be suggested in it).
+    Run without the study row lock (``lock_study_row=False``), numbers repeat."""
+    import threading
+
+    from kubetune.engine.claims import budget_state, create_running_trial
+
+    bridge.prepare_study(open_storage(storage_url), "s", validate_spec(SPEC))
+    per_thread = 25
+    errors: list[BaseException] = []
+
+    def claim_trials(worker: str) -> None:
+        try:
+            study = optuna.load_study(study_name="s", storage=open_storage(storage_url))
+            claim = TransactionClaim(study._storage, study._study_id)
+            for _ in range(per_thread):
+
+                def create() -> int:
+                    budget_state(study._storage, study._study_id, lock_study_row=True)
+                    return create_running_trial(study._storage, study._study_id, "worker", worker)
+
+                trial_id = claim.claim(create)
+                assert trial_id is not None
+                trial = optuna.Trial(study, trial_id)
+                trial.suggest_float("x", 0, 1)
+                study.tell(trial, 1.0)
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    def add_trials_as_optuna_does() -> None:
+        try:
+            study = optuna.load_study(study_name="s", storage=open_storage(storage_url))
+            for number in range(per_thread):
+                if number % 2:
+                    study.enqueue_trial({"x": 0.5}, skip_if_exists=False)
+                else:  # what study.ask() does when no trial waits
+                    study._storage.create_new_trial(study._study_id)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=claim_trials, args=(f"w{i}",)) for i in range(3)]
+    threads.append(threading.Thread(target=add_trials_as_optuna_does))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    trials = optuna.load_study(study_name="s", storage=storage_url).get_trials()
+    assert sorted(t.number for t in trials) == list(range(4 * per_thread))
+    claimed = [t for t in trials if "worker" in t.user_attrs]
+    assert len(claimed) == 3 * per_thread
+    assert {t.user_attrs["worker"] for t in claimed} == {"w0", "w1", "w2"}
+    assert all(t.state.name == "COMPLETE" and "x" in t.params for t in claimed)

@@ -446,13 +446,14 @@ def test_a_claim_cut_off_by_a_restart_is_made_again_and_finds_the_budget_spent(
     import sqlalchemy
     from kubetune.engine.ledger import TrialLedger
     from kubetune.engine.worker import WorkerConfig
+    from kubetune_trial import runner
     from kubetune_trial.runner import Worker, WorkerSummary
 
     monkeypatch.syspath_prepend(runner_env["PYTHONPATH"].split(os.pathsep)[0])
     make_study(python_spec("quadratic", maxTrials=1))
     worker = Worker(WorkerConfig(study_name="s", worker_name="a"), storage_url)
     other_worker = load(storage_url)
-    create = worker.study._storage.create_new_trial
+    create = runner.create_running_trial
     cut: list[int] = []
 
     def create_then_cut_the_connection(*args: Any, **kwargs: Any) -> int:
@@ -469,7 +470,7 @@ def test_a_claim_cut_off_by_a_restart_is_made_again_and_finds_the_budget_spent(
             other_worker._storage.set_trial_user_attr(claimed._trial_id, WORKER_ATTR, "b")
         return trial_id
 
-    monkeypatch.setattr(worker.study._storage, "create_new_trial", create_then_cut_the_connection)
+    monkeypatch.setattr(runner, "create_running_trial", create_then_cut_the_connection)
     summary = WorkerSummary()
     assert worker._claim(summary) is None
     assert cut, "the claim's connection was cut"

@@ -31,7 +31,7 @@ from typing import Any
 import optuna
 from kubetune.engine import bridge, checkpoints
 from kubetune.engine.budget import TERMINATOR_PREFIX, StopReason, stop_reason
-from kubetune.engine.claims import budget_state, claim_lock, record_new_trial_attr
+from kubetune.engine.claims import budget_state, claim_lock, create_running_trial
 from kubetune.engine.ledger import TrialLedger
 from kubetune.engine.recovery import (
     FAIL_REASON_ATTR,
@@ -258,6 +258,7 @@ class Worker:
             storage,
             self.study._study_id,
             (bridge.SPEC_ATTR, bridge.DEADLINE_ATTR, bridge.STOP_ATTR, bridge.ENDED_ATTR),
+            lock_study_row=True,  # for create_running_trial
         )
         self._follow_stored(state.study_attrs)
         ended_json = state.study_attrs.get(bridge.ENDED_ATTR)
@@ -280,8 +281,9 @@ class Worker:
             storage.set_trial_user_attr(waiting, WORKER_ATTR, self.config.worker_name)
             trial_id = waiting
         else:
-            trial_id = storage.create_new_trial(self.study._study_id)
-            record_new_trial_attr(storage, trial_id, WORKER_ATTR, self.config.worker_name)
+            trial_id = create_running_trial(
+                storage, self.study._study_id, WORKER_ATTR, self.config.worker_name
+            )
         return self._trial(trial_id) if self.spec.sampler.name == "grid" else trial_id
 
     def _follow_stored(self, study_attrs: dict[str, str]) -> None:

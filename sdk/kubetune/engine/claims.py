@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -234,55 +235,43 @@ class BudgetState:
 
 
 def budget_state(
-    storage: optuna.storages.BaseStorage, study_id: int, study_attrs: Sequence[str] = ()
+    storage: optuna.storages.BaseStorage,
+    study_id: int,
+    study_attrs: Sequence[str] = (),
+    *,
+    lock_study_row: bool = False,
 ) -> BudgetState:
     """The study's :class:`BudgetState`, in one statement whatever the number of trials.
 
     Run under the claim lock, its count is the exact figure the budget is checked
     against, while the rest of the decision (failures, goal) reads the worker's ledger
     outside the lock.
+
+    With ``lock_study_row`` (PostgreSQL only; ignored elsewhere), the same statement
+    also locks the study's row until the transaction ends, as Optuna's
+    ``create_new_trial`` does before it numbers a trial: :func:`create_running_trial`
+    relies on it.
     """
     import sqlalchemy as sa
     from optuna.storages._rdb import models
-    from optuna.trial import TrialState
 
     backend = getattr(storage, "_backend", storage)
-    trials, attrs = models.TrialModel, models.TrialUserAttributeModel
-    # One pass over the study's trials (as Optuna's own create_new_trial makes). A
-    # retry mark is looked up, by its index, only for the trials it can matter to.
-    is_retried = sa.exists().where(
-        attrs.trial_id == trials.trial_id,
-        attrs.key == RETRIED_ATTR,
-        attrs.value_json == json.dumps(True),
-    )
-    counts = sa.case(
-        (trials.state == TrialState.WAITING, 0),
-        # A trial that finished COMPLETE or PRUNED counts even when marked retried:
-        # its worker told Optuna before a supervisor failing it could (see was_retried).
-        (trials.state.in_([TrialState.COMPLETE, TrialState.PRUNED]), 1),
-        (is_retried, 0),
-        else_=1,
-    )
-    first_waiting_number = sa.func.min(sa.case((trials.state == TrialState.WAITING, trials.number)))
-    study_attr = models.StudySystemAttributeModel
-    attr_values = [
-        sa.select(study_attr.value_json)
-        .where(study_attr.study_id == study_id, study_attr.key == key)
-        .scalar_subquery()
-        for key in study_attrs
-    ]
+    lock_study_row = lock_study_row and is_postgres(str(backend.url))
     session = backend.scoped_session()
     try:
-        number, waiting_number, *values = session.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(counts), 0), first_waiting_number, *attr_values)
-            .select_from(trials)
-            .where(trials.study_id == study_id)
+        # Core, not the ORM: these read columns, and the claim is the hot path.
+        connection = session.connection()
+        number, waiting_number, *values = connection.execute(
+            _budget_statement(tuple(study_attrs), lock_study_row), {"study_id": study_id}
         ).one()
+        if lock_study_row:
+            values.pop()  # the locked row's id
         first_waiting = None
         if waiting_number is not None:  # a retry queued: rare, one statement more
-            first_waiting = session.execute(
-                sa.select(trials.trial_id).where(
-                    trials.study_id == study_id, trials.number == waiting_number
+            trials = models.TrialModel.__table__
+            first_waiting = connection.execute(
+                sa.select(trials.c.trial_id).where(
+                    trials.c.study_id == study_id, trials.c.number == waiting_number
                 )
             ).scalar()
         session.commit()  # in a claim's transaction: leaves it open
@@ -295,26 +284,169 @@ def budget_state(
     )
 
 
+@functools.cache
+def _budget_statement(study_attrs: tuple[str, ...], lock_study_row: bool) -> Any:
+    """:func:`budget_state`'s statement, built once (the study is a bound parameter)."""
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    trials = models.TrialModel.__table__
+    attrs = models.TrialUserAttributeModel.__table__
+    study_attr = models.StudySystemAttributeModel.__table__
+    study_id = sa.bindparam("study_id", type_=sa.Integer)
+    # One pass over the study's trials (as Optuna's own create_new_trial makes). A
+    # retry mark is looked up, by its index, only for the trials it can matter to.
+    is_retried = sa.exists().where(
+        attrs.c.trial_id == trials.c.trial_id,
+        attrs.c.key == RETRIED_ATTR,
+        attrs.c.value_json == json.dumps(True),
+    )
+    counts = sa.case(
+        (trials.c.state == TrialState.WAITING, 0),
+        # A trial that finished COMPLETE or PRUNED counts even when marked retried:
+        # its worker told Optuna before a supervisor failing it could (see was_retried).
+        (trials.c.state.in_([TrialState.COMPLETE, TrialState.PRUNED]), 1),
+        (is_retried, 0),
+        else_=1,
+    )
+    first_waiting_number = sa.func.min(
+        sa.case((trials.c.state == TrialState.WAITING, trials.c.number))
+    )
+    attr_values = [
+        sa.select(study_attr.c.value_json)
+        .where(study_attr.c.study_id == study_id, study_attr.c.key == key)
+        .scalar_subquery()
+        for key in study_attrs
+    ]
+    if lock_study_row:
+        # Evaluated once (an aggregate gives one row), after the advisory lock taken by
+        # the statement before: always the same order, so no two claims deadlock.
+        studies = models.StudyModel.__table__
+        attr_values.append(
+            sa.select(studies.c.study_id)
+            .where(studies.c.study_id == study_id)
+            .with_for_update()
+            .scalar_subquery()
+        )
+    return (
+        sa.select(sa.func.coalesce(sa.func.sum(counts), 0), first_waiting_number, *attr_values)
+        .select_from(trials)
+        .where(trials.c.study_id == study_id)
+    )
+
+
+def create_running_trial(
+    storage: optuna.storages.BaseStorage, study_id: int, attr_key: str, attr_value: object
+) -> int:
+    """Optuna's ``create_new_trial`` followed by ``set_trial_user_attr(attr_key,
+    attr_value)``: a new RUNNING trial, numbered as Optuna numbers trials, with one user
+    attribute; its id. Optuna's cache in front of ``storage`` learns of it as it does of
+    a trial Optuna creates.
+
+    On PostgreSQL, in one statement (Optuna's calls take five): it must run in a claim
+    whose :func:`budget_state` locked the study's row (``lock_study_row``), so that the
+    trial's number, the count of the study's trials, is read in a snapshot taken once
+    no other writer can add a trial. Elsewhere, Optuna's calls.
+    """
+    import datetime
+
+    from optuna.storages._cached_storage import _StudyInfo
+    from optuna.trial import FrozenTrial, TrialState
+
+    backend = getattr(storage, "_backend", storage)
+    if not is_postgres(str(backend.url)):
+        trial_id = storage.create_new_trial(study_id)
+        record_new_trial_attr(storage, trial_id, attr_key, attr_value)
+        return trial_id
+    started = datetime.datetime.now()  # as Optuna stamps datetime_start
+    session = backend.scoped_session()
+    try:
+        trial_id, number = (
+            session.connection()
+            .execute(
+                _create_running_trial_statement(),
+                {
+                    "study_id": study_id,
+                    "started": started,
+                    "key": attr_key,
+                    "value_json": json.dumps(attr_value),
+                },
+            )
+            .one()
+        )
+        session.commit()  # in a claim's transaction: leaves it open
+    finally:
+        session.close()
+    cache = storage if storage is not backend else None
+    if cache is not None:
+        frozen = FrozenTrial(
+            number=number,
+            state=TrialState.RUNNING,
+            value=None,
+            values=None,
+            datetime_start=started,
+            datetime_complete=None,
+            params={},
+            distributions={},
+            user_attrs={attr_key: attr_value},
+            system_attrs={},
+            intermediate_values={},
+            trial_id=trial_id,
+        )
+        with cache._lock:  # what Optuna's cache does when it creates a trial
+            if study_id not in cache._studies:
+                cache._studies[study_id] = _StudyInfo()
+            cache._add_trials_to_cache(study_id, [frozen])
+    return trial_id
+
+
+@functools.cache
+def _create_running_trial_statement() -> Any:
+    import sqlalchemy as sa
+
+    # Optuna's tables, as its models name them. Both inserts run, and only once, even
+    # though the query reads only the first (PostgreSQL's data-modifying WITH).
+    return sa.text(
+        """
+        WITH new_trial AS (
+            INSERT INTO trials (number, study_id, state, datetime_start)
+            SELECT count(*), :study_id, 'RUNNING', :started
+            FROM trials WHERE study_id = :study_id
+            RETURNING trial_id, number
+        ), new_attr AS (
+            INSERT INTO trial_user_attributes (trial_id, key, value_json)
+            SELECT trial_id, :key, :value_json FROM new_trial
+        )
+        SELECT trial_id, number FROM new_trial
+        """
+    )
+
+
 def record_new_trial_attr(
     storage: optuna.storages.BaseStorage, trial_id: int, key: str, value: object
 ) -> None:
     """Set a user attribute of a trial just created in this claim, in one statement
     (Optuna's ``set_trial_user_attr`` first checks the trial is still running: a second
     round trip a trial created a moment ago in the same transaction does not need)."""
-    import sqlalchemy as sa
-    from optuna.storages._rdb import models
-
     backend = getattr(storage, "_backend", storage)
     session = backend.scoped_session()
     try:
-        session.execute(
-            sa.insert(models.TrialUserAttributeModel).values(
-                trial_id=trial_id, key=key, value_json=json.dumps(value)
-            )
+        session.connection().execute(
+            _new_trial_attr_statement(),
+            {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)},
         )
         session.commit()  # in a claim's transaction: leaves it open
     finally:
         session.close()
+
+
+@functools.cache
+def _new_trial_attr_statement() -> Any:
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models
+
+    return sa.insert(models.TrialUserAttributeModel.__table__)
 
 
 def claim_lock(
