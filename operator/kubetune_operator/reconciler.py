@@ -410,6 +410,14 @@ class StudyReconciler:
             p for p in live if queue_wait(p) is not None and p["metadata"]["name"] not in busy
         ]
         queued_names = {p["metadata"]["name"] for p in queued}
+        # Done with their trialsPerPod and exiting: replaced now, when the trial-end
+        # push wakes this look, rather than at the next look after their pods end.
+        finishing = [
+            p
+            for p in live
+            if p["metadata"]["name"] not in busy
+            and ledger.finished_by(p["metadata"]["name"]) >= spec.trial.trials_per_pod
+        ]
         decision = decide(
             Situation(
                 spec=spec,
@@ -420,6 +428,7 @@ class StudyReconciler:
                 live_workers=len(live),
                 busy_workers=sum(1 for p in live if p["metadata"]["name"] in busy),
                 queued_workers=len(queued),
+                finishing_workers=len(finishing),
                 running_trials=len(ledger.running),
                 ended=ended,
                 ends_without_progress=int(status.get("failedPodsWithoutTrials") or 0),
@@ -499,7 +508,8 @@ class StudyReconciler:
             queued = [p for p in queued if p["metadata"]["name"] not in retired]
             live = [p for p in live if p["metadata"]["name"] not in retired]
         if decision.retire_idle_workers:
-            idle = [p for p in live if p["metadata"]["name"] not in busy | queued_names]
+            going = busy | queued_names | {p["metadata"]["name"] for p in finishing}
+            idle = [p for p in live if p["metadata"]["name"] not in going]
             for pod in idle[: decision.retire_idle_workers]:
                 self.kube.delete_pod(namespace, pod["metadata"]["name"])
         self._label_pods_with_trials(namespace, live, ledger)

@@ -65,3 +65,28 @@ def test_without_push_the_status_waits_for_the_period(
         timeout=90,
     )
     assert (status(kube, "polled").get("trials") or {}).get("complete", 0) == 0
+
+
+def test_a_pod_done_with_its_trials_is_replaced_when_its_trial_ends(
+    cluster: Any, kube: Any, storage_url: str
+) -> None:
+    """A pod per trial (the default trialsPerPod, 1): the trial's end wakes the operator,
+    which starts the next pod at once instead of at its next look after the pod has
+    ended (the period, here far longer than the study)."""
+    cluster.start(KUBETUNE_RECONCILE_SECONDS=PERIOD)
+    create(
+        kube,
+        "pod-per-trial",
+        spec(
+            "sleeps",
+            budget={"maxTrials": 3, "parallelism": 1},
+            trial={"trialsPerPod": 1, "env": [{"name": "KT_SLEEP", "value": "0.2"}]},
+        ),
+    )
+    study = optuna_study(kube, storage_url, "pod-per-trial")
+    wait_until(
+        lambda: [t.state.name for t in study.get_trials(deepcopy=False)] == ["COMPLETE"] * 3,
+        timeout=90,
+    )
+    workers = {t.user_attrs["kubetune.worker"] for t in study.get_trials(deepcopy=False)}
+    assert len(workers) == 3  # one pod each

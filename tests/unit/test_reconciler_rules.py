@@ -592,17 +592,29 @@ def test_editing_pod_settings_reaches_the_next_pods(make: Callable[..., Study]) 
 
 
 def test_several_trials_per_pod(make: Callable[..., Study]) -> None:
+    """Each pod runs trialsPerPod trials; one done with them is replaced at once (the
+    trial-end push wakes that look), not at the next look after its pod has ended."""
     study = make(budget={"maxTrials": 6, "parallelism": 1}, trial={"trialsPerPod": 3})
-    for _ in range(2):
-        study.tick()
-        (pod,) = study.live_pods()
-        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
-        assert env[MAX_TRIALS_ENV] == "3"
-        for _ in range(3):
-            study.complete(study.claim(pod))
-            assert study.tick() is False
-            assert study.live_pods() == [pod], "a busy pod is not doubled"
-        study.exit(pod)
+    study.tick()
+    (first,) = study.live_pods()
+    env = {e["name"]: e.get("value") for e in first["spec"]["containers"][0]["env"]}
+    assert env[MAX_TRIALS_ENV] == "3"
+
+    def names() -> list[str]:
+        return sorted(p["metadata"]["name"] for p in study.live_pods())
+
+    for number in range(3):
+        study.complete(study.claim(first))
+        assert study.tick() is False
+        if number < 2:
+            assert names() == [first["metadata"]["name"]], "a pod with trials to go"
+    (second,) = [p for p in study.live_pods() if p["metadata"]["name"] != first["metadata"]["name"]]
+    study.exit(first)
+    for _ in range(3):
+        study.complete(study.claim(second))
+        assert study.tick() is False
+    assert names() == [second["metadata"]["name"]], "the budget is spent: no successor"
+    study.exit(second)
     assert study.tick() is True
     assert study.status["phase"] == "Succeeded"
     workers = [t.user_attrs["kubetune.worker"] for t in study.optuna.trials]

@@ -19,6 +19,7 @@ def situation(
     live: int = 0,
     busy: int = 0,
     queued: int = 0,
+    finishing: int = 0,
     running: int = 0,
     ended: tuple[EndedWorker, ...] = (),
     in_a_row: int = 0,
@@ -44,6 +45,7 @@ def situation(
         live_workers=live,
         busy_workers=busy,
         queued_workers=queued,
+        finishing_workers=finishing,
         running_trials=running,
         ended=ended,
         ends_without_progress=in_a_row,
@@ -77,6 +79,10 @@ def cannot_run(name: str = "w") -> EndedWorker:
         (situation(budget={"parallelism": 1}, trials=3, live=3, busy=3), 0, 0),
         # Workers beyond what the budget needs are not retired (they exit by themselves).
         (situation(trials=9, live=4, busy=0), 0, 0),
+        # Two pods done with their trialsPerPod, exiting: replaced now, not retired.
+        (situation(trials=4, live=4, busy=2, finishing=2), 2, 0),
+        # Parallelism lowered to 2 while two finish: nothing to start, nothing to retire.
+        (situation(budget={"parallelism": 2}, trials=4, live=4, busy=2, finishing=2), 0, 0),
     ],
 )
 def test_how_many_workers_run(seen: Situation, start: int, retire: int) -> None:

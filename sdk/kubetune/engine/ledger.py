@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -65,7 +66,7 @@ class TrialLedger:
         self._best: FrozenTrial | None = None
         self._front: list[FrozenTrial] = []
         self._open: list[FrozenTrial] = []
-        self._finished_workers: set[str] = set()
+        self._finished_per_worker: Counter[str] = Counter()
         # The first failure's reason, and whether every failure so far had it.
         self._failure_reason: str | None = None
         self._uniform_failures = True
@@ -114,7 +115,7 @@ class TrialLedger:
         self._finished["STOPPED" if stopped else trial.state.name] += 1
         worker = trial.user_attrs.get(WORKER_ATTR)
         if worker is not None:
-            self._finished_workers.add(str(worker))
+            self._finished_per_worker[str(worker)] += 1
         if trial.datetime_start is not None and trial.datetime_complete is not None:
             self._finished_seconds += max(
                 0.0, (trial.datetime_complete - trial.datetime_start).total_seconds()
@@ -238,7 +239,12 @@ class TrialLedger:
         open_workers = {
             str(t.user_attrs[WORKER_ATTR]) for t in self._open if WORKER_ATTR in t.user_attrs
         }
-        return self._finished_workers | open_workers
+        return set(self._finished_per_worker) | open_workers
+
+    def finished_by(self, worker: str) -> int:
+        """How many of the study's finished trials ``worker`` ran last (a retry names the
+        worker that claimed it): against its ``trialsPerPod``, what it has done."""
+        return self._finished_per_worker[worker]
 
     @property
     def best(self) -> list[FrozenTrial]:

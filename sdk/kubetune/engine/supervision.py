@@ -101,6 +101,10 @@ class Situation:
     decision's :attr:`Decision.ends_without_progress`)."""
     stop_requested: str | None = None
     """Why the study was asked to stop (``study.stop()`` in a script's callback), if it was."""
+    finishing_workers: int = 0
+    """Live workers that ran all the trials they were started for (``trialsPerPod``) and
+    are exiting: while the study runs, each is replaced at once, not when its pod ends
+    (which no one announces), and never retired (it goes by itself)."""
 
 
 @dataclass(frozen=True)
@@ -182,16 +186,17 @@ def decide(
         remaining = max(0, trial_limit(spec) - situation.spending.trials)
         wanted = min(spec.budget.parallelism, situation.busy_workers + remaining)
         queued = situation.queued_workers
-        idle = situation.live_workers - situation.busy_workers  # the queued among them
+        staying = situation.live_workers - situation.finishing_workers
+        idle = staying - situation.busy_workers  # the queued among them
         # Down to parallelism only: a worker over what the budget needs finds no trial
         # to claim and exits by itself, and one just starting may be about to claim.
-        over_parallelism = min(idle, max(0, situation.live_workers - spec.budget.parallelism))
+        over_parallelism = min(idle, max(0, staying - spec.budget.parallelism))
         # A queued worker cannot exit by itself: the ones the trials left do not need go.
-        unneeded_queued = min(queued, max(0, situation.live_workers - wanted))
+        unneeded_queued = min(queued, max(0, staying - wanted))
         retire_queued = max(unneeded_queued, min(queued, over_parallelism))
         return Decision(
             phase="Running",
-            start_workers=max(0, wanted - situation.live_workers),
+            start_workers=max(0, wanted - staying),
             retire_idle_workers=max(0, over_parallelism - retire_queued),
             retire_queued_workers=retire_queued,
             ends_without_progress=in_a_row,
