@@ -15,9 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.fixtures import *  # noqa: F403
 from harness.fixtures import harness_env
+from harness.studies import TRIAL_IMAGE
 
 SUPPORT = Path(__file__).resolve().parents[1] / "integration" / "support"
-TRIAL_IMAGE = "ghcr.io/kubetune/trial"
 
 
 @pytest.fixture

@@ -7,17 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
+from harness.studies import study_document
 
 IMAGE = "ghcr.io/kubetune/trial:test"
-
-
-def study_document(name: str, spec: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
-    return {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "Study",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
 
 
 def spec(function: str, **changes: Any) -> dict[str, Any]:

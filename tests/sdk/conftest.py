@@ -37,16 +37,6 @@ from harness.fixtures import *  # noqa: E402, F403
 # Only these two: the e2e conftest's autouse fixtures (its API-call recording) stay there.
 cluster = _e2e.cluster
 pod_env = _e2e.pod_env
-TRIAL_IMAGE = _e2e.TRIAL_IMAGE
-
-
-def study_document(name: str, spec: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
-    return {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "Study",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import study_document
+from harness.studies import study_document
 from kubetune.cli import app
 from typer.testing import CliRunner, Result
 

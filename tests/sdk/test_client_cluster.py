@@ -9,7 +9,7 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import study_document
+from harness.studies import study_document
 from kubetune.errors import NotFound, NotReady, SpecChangeRefused, StudyFailed, WaitTimeout
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

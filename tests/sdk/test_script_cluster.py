@@ -21,7 +21,7 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import TRIAL_IMAGE
+from harness.studies import TRIAL_IMAGE
 from kubetune.engine.recovery import WORKER_ATTR
 from kubetune_cli import kubetune
 from tune_cluster import code_mount_turn

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import tune_helpers
 import tune_objectives
-from conftest import TRIAL_IMAGE, harness_env
+from harness.fixtures import harness_env
+from harness.studies import TRIAL_IMAGE
 from kubetune import Client
 from kubetune.errors import SpecChangeRefused
 from tune_cluster import code_mount_turn

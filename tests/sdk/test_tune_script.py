@@ -16,7 +16,8 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import TRIAL_IMAGE, harness_env
+from harness.fixtures import harness_env
+from harness.studies import TRIAL_IMAGE
 from tune_cluster import code_mount_turn
 
 #: The script a user writes: a helper module beside it, data made at the top level,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import harness_env
+from harness.fixtures import harness_env
 from kubetune_cli import kubetune, python_script
 
 STUDY = """\
