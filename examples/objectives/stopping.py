@@ -24,9 +24,7 @@ def cross_validated(trial: optuna.Trial) -> float:
     """A logistic regression's 5-fold accuracy on the breast cancer data, its folds'
     scores reported for Optuna's Terminator (stopWhen.terminator compares its regret
     bound with their spread)."""
-    model = make_pipeline(
-        StandardScaler(), LogisticRegression(C=trial.params["C"], max_iter=500)
-    )
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=trial.params["C"], max_iter=500))
     data, target = load_breast_cancer(return_X_y=True)
     scores = cross_val_score(model, data, target, cv=5)
     report_cross_validation_scores(trial, list(scores))

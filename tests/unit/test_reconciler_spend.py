@@ -55,9 +55,7 @@ def test_a_spent_cpu_budget_ends_the_study_and_stops_its_running_trial(
 
 
 def test_a_plateau_ends_the_study_before_max_trials(make: Callable[..., Study]) -> None:
-    study = make(
-        budget={"maxTrials": 50, "parallelism": 1, "stopWhen": {"plateau": {"trials": 3}}}
-    )
+    study = make(budget={"maxTrials": 50, "parallelism": 1, "stopWhen": {"plateau": {"trials": 3}}})
     for value in (4.0, 1.0, 1.0, 1.5, 2.0):
         study.tick()
         (pod,) = study.live_pods()
