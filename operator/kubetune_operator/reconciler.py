@@ -95,6 +95,11 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 STORAGE_FIRST_CONNECT_SECONDS = 5.0
 #: Failed pods kept for ``kubectl logs`` while the study runs; older ones are deleted.
 KEEP_FAILED_PODS = 5
+#: While trials run, status.spend grows at every look; alone, it is written again at most
+#: this often (a trial starting or ending writes it at once), so a running Study's status
+#: and its watchers are not patched at every look for it. Budgets read the storage, not
+#: this figure, and stop on time.
+SPEND_REFRESH_SECONDS = 30.0
 
 
 class StorageNotReady(Exception):
@@ -129,6 +134,8 @@ class StudyReconciler:
     _seen_status: dict[str, Any] = field(default_factory=dict)
     #: (the body's status then, the status after our patch) until the body shows a change.
     _unconfirmed: tuple[dict[str, Any], dict[str, Any]] | None = None
+    #: When status.spend was last computed afresh (time.monotonic()).
+    _spend_refreshed: float = float("-inf")
 
     # --------------------------------------------------------------- tick
 
@@ -1004,9 +1011,23 @@ class StudyReconciler:
         status: Mapping[str, Any],
         spec: StudySpec,
         ledger: TrialLedger,
+        *,
+        final: bool = False,
     ) -> dict[str, Any]:
-        """Counts and best trial(s); a new best gets an Event and the ConfigMap."""
+        """Counts, spend and best trial(s); a new best gets an Event and the ConfigMap.
+        ``final``: the status the study ends with (its spend exact)."""
         computed = trial_status(spec, ledger)
+        now = time.monotonic()
+        written = self._observed  # what the status holds, our last patch included
+        if (
+            not final
+            and written.get("spend") is not None
+            and computed["trials"] == written.get("trials")
+            and now - self._spend_refreshed < SPEND_REFRESH_SECONDS
+        ):
+            computed["spend"] = written["spend"]
+        else:
+            self._spend_refreshed = now
         best = computed.get("bestTrial")
         front = computed.get("paretoFront")
         previous = status.get("bestTrial") if best is not None or front is None else None
@@ -1057,7 +1078,7 @@ class StudyReconciler:
         conditions = set_condition(conditions, "Running", "False", reason, message)
         # Its pods are gone: none waits in a queue any more.
         conditions = self._queue_conditions(conditions, spec, [], 0)
-        update.update(self._trial_status(meta, status, spec, ledger))
+        update.update(self._trial_status(meta, status, spec, ledger, final=True))
         update.update(
             phase=phase,
             message=message,

@@ -69,3 +69,23 @@ def test_a_plateau_ends_the_study_before_max_trials(make: Callable[..., Study]) 
         "no improvement larger than 0 in the last 3 trials (best 1 then, 1 now)"
     )
     assert len(study.optuna.trials) == 5
+
+
+def test_a_running_trial_alone_does_not_rewrite_the_spend_at_every_look(
+    make: Callable[..., Study],
+) -> None:
+    """status.spend grows by the second while a trial runs; the operator writes it when a
+    trial starts or ends (and every SPEND_REFRESH_SECONDS), not at every look, so a
+    running Study's watchers are not sent a new status for it alone."""
+    study = make(budget={"maxTrials": 5, "parallelism": 1})
+    study.tick()
+    (pod,) = study.live_pods()
+    running = study.claim(pod)
+    study.tick()  # a trial started: the spend is written
+    started = study.status["spend"]
+    time.sleep(0.3)
+    study.tick()
+    assert study.status["spend"] == started
+    study.complete(running)
+    study.tick()  # a trial ended: written again, its whole run counted
+    assert study.status["spend"]["trialHours"] >= started["trialHours"] + 0.3 / 3600
