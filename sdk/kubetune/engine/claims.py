@@ -378,8 +378,8 @@ def create_running_trial(
         session.commit()  # in a claim's transaction: leaves it open
     finally:
         session.close()
-    cache = storage if storage is not backend else None
-    if cache is not None:
+    if storage is not backend:  # Optuna's cache in front of the RDB storage
+        cache: Any = storage
         frozen = FrozenTrial(
             number=number,
             state=TrialState.RUNNING,
