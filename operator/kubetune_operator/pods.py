@@ -245,6 +245,19 @@ def is_live(pod: Mapping[str, Any]) -> bool:
     return phase in ("Pending", "Running") and not pod["metadata"].get("deletionTimestamp")
 
 
+def trials_per_pod(pod: Mapping[str, Any]) -> int | None:
+    """How many trials the pod's worker runs before it exits, as the pod was made
+    (``spec.trial.trialsPerPod`` then: an edit since does not change a running pod)."""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for variable in container.get("env") or []:
+            if variable.get("name") == MAX_TRIALS_ENV:
+                try:
+                    return int(variable.get("value"))
+                except (TypeError, ValueError):
+                    return None
+    return None
+
+
 def has_ended(pod: Mapping[str, Any]) -> bool:
     return pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
 

@@ -71,6 +71,7 @@ from kubetune_operator.pods import (
     taken_away,
     termination_message,
     trial_pod,
+    trials_per_pod,
     waiting_problem,
 )
 from kubetune_operator.status import (
@@ -423,7 +424,8 @@ class StudyReconciler:
             p
             for p in live
             if p["metadata"]["name"] not in busy
-            and ledger.finished_by(p["metadata"]["name"]) >= spec.trial.trials_per_pod
+            and (quota := trials_per_pod(p)) is not None
+            and ledger.finished_by(p["metadata"]["name"]) >= quota
         ]
         decision = decide(
             Situation(
