@@ -622,6 +622,20 @@ def test_several_trials_per_pod(make: Callable[..., Study]) -> None:
     assert sorted(workers.count(w) for w in set(workers)) == [3, 3]
 
 
+def test_a_running_pod_keeps_the_trials_per_pod_it_was_made_with(
+    make: Callable[..., Study],
+) -> None:
+    """trialsPerPod lowered while a pod runs: the pod still runs the three it was made
+    for, so after one it is not taken as done (no second pod beside it)."""
+    study = make(budget={"maxTrials": 6, "parallelism": 1}, trial={"trialsPerPod": 3})
+    study.tick()
+    (pod,) = study.live_pods()
+    study.edit(trial={"trialsPerPod": 1})
+    study.complete(study.claim(pod))
+    assert study.tick() is False
+    assert [p["metadata"]["name"] for p in study.live_pods()] == [pod["metadata"]["name"]]
+
+
 # ---------------------------------------------------------------- pods that cannot start
 
 UNSCHEDULABLE = {
