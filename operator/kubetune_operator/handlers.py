@@ -61,6 +61,9 @@ TENANTS = (
 )
 #: Trial ends pushed by PostgreSQL: a running Study looks again as soon as one ends.
 TRIAL_ENDS = TrialEndListener()
+#: How soon a Study looks again when a tick left pods exiting by themselves (their workers
+#: ran all they were made for, or found nothing left): the pods' ends are not pushed.
+POD_EXIT_LOOK_SECONDS = 1.0
 #: Set by ``kubetune-operator --namespace``: Kopf then needs no cluster-wide namespace reads.
 NAMESPACED_ENV = "KUBETUNE_NAMESPACED"
 #: The threads every Study's ticks share (a tick waits on the API server and the database).
@@ -119,7 +122,10 @@ async def reconcile_study(
             resting_at = await _reconcile_once(loop, reconciler, body, logger)
             if resting_at is None:
                 listening = _listen(listening, _listened_study(reconciler), wake)
-                await _pause(stopped, trial_ended, CONFIG.reconcile_seconds)
+                period = CONFIG.reconcile_seconds
+                if reconciler.pods_exiting:  # a pod's end is not announced: look soon
+                    period = min(period, POD_EXIT_LOOK_SECONDS)
+                await _pause(stopped, trial_ended, period)
     finally:
         _listen(listening, None, wake)
 

@@ -137,11 +137,15 @@ class StudyReconciler:
     _unconfirmed: tuple[dict[str, Any], dict[str, Any]] | None = None
     #: When status.spend was last computed afresh (time.monotonic()).
     _spend_refreshed: float = float("-inf")
+    #: Set by a tick that left pods whose workers have nothing more to run and are
+    #: exiting: their ends are not announced, so the next look should come soon.
+    pods_exiting: bool = False
 
     # --------------------------------------------------------------- tick
 
     def tick(self, body: Mapping[str, Any]) -> bool:
         """Reconcile once. Returns True when the study is finished (nothing more to do)."""
+        self.pods_exiting = False
         meta = body["metadata"]
         seen = dict(body.get("status") or {})
         if self._unconfirmed is not None and seen == self._unconfirmed[0]:
@@ -446,6 +450,17 @@ class StudyReconciler:
         )
         if self.stopping():
             return False
+        # Done with their trialsPerPod, or running with none left to claim: these exit
+        # by themselves, and the study goes on (or ends) once they have. (A pod still
+        # pending is not about to exit.)
+        self.pods_exiting = bool(finishing) or (
+            decision.stop is not None
+            and not decision.finished
+            and any(
+                p["metadata"]["name"] not in busy and p.get("status", {}).get("phase") == "Running"
+                for p in live
+            )
+        )
         update: dict[str, Any] = {
             "studyName": status.get("studyName"),
             # With studyName, in one patch: a Study whose status names a study but no
