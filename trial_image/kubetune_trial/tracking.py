@@ -138,15 +138,10 @@ def _store_lock(uri: str) -> Iterator[None]:
     if not uri.startswith("sqlite:///"):
         yield
         return
-    import fcntl
+    from kubetune_trial.file_lock import exclusive
 
-    path = Path(uri.removeprefix("sqlite:///")).with_suffix(".kubetune-lock")
-    with open(path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with exclusive(Path(uri.removeprefix("sqlite:///")).with_suffix(".kubetune-lock")):
+        yield
 
 
 def _without_password(uri: str) -> str:

@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -41,6 +40,7 @@ import optuna
 from kubetune.study.spec import SaveModel
 
 from kubetune_trial.errors import ObjectiveNotLoadable
+from kubetune_trial.file_lock import exclusive
 
 #: The user attributes of a trial whose model went to an artifact store.
 ARTIFACT_ATTR = "kubetune.model_artifact"
@@ -143,12 +143,8 @@ class ModelKeeper:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         assert self.directory is not None
-        with open(self.directory / ".lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with exclusive(self.directory / ".lock"):
+            yield
 
     def _replace_file(
         self, trial: optuna.Trial, value: float, model_path: Path, info: dict[str, Any]
