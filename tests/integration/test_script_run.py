@@ -113,7 +113,10 @@ def test_example_scripts_run_unchanged_as_well_as_plain_optuna(
     assert f"best params: {study.best_params}" in result.stdout
     best, plain_best = study.best_value, plain[0][0]
     if script == "optuna_simple.py":
-        assert best <= plain_best + 1.0, (best, plain_best)
+        # y is an integer: one step of y from the optimum costs exactly 1.0, and two
+        # workers' TPE (like plain Optuna's n_jobs=2) is not deterministic: within one
+        # step of y plus a little of x (CI once saw 1.0016 against 0.0009).
+        assert best <= plain_best + 1.1, (best, plain_best)
     elif script == "optuna_pruning.py":
         assert best <= plain_best + 0.03, (best, plain_best)
         assert any(t.state == TrialState.PRUNED for t in study.trials)
