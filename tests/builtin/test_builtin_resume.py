@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 import pytest
 from builtin_helpers import builtin_spec
-from kubetune.engine.checkpoints import RESUMED_FROM_ATTR
+from kubetune.engine.checkpoints import CHECKPOINT_ATTR, RESUMED_FROM_ATTR
 from kubetune.engine.recovery import fail_lost_trials
 from optuna.trial import TrialState
 
@@ -69,13 +69,16 @@ def kill_and_resume(
     """Kill ``first`` (a worker from start_builtin) once its trial has checkpointed,
     resume the trial as a supervisor does, run it in another worker; the resumed trial,
     the round it went on from and the second worker's output."""
+    study = optuna.load_study(study_name=first.name, storage=first.storage_url)
     deadline = time.monotonic() + 90
-    while not any(p.is_file() for p in checkpoints.rglob("*")):
+    # Committed, not only written: a checkpoint counts once the trial points at it (a
+    # file seen before that may be the one a kill leaves behind, and resuming from
+    # round 0 is then right).
+    while not any(CHECKPOINT_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False)):
         assert first.process.poll() is None and time.monotonic() < deadline, "no checkpoint"
         time.sleep(0.02)
     first.process.kill()  # as a node going away takes a pod: no chance to hand back
     first.wait()
-    study = optuna.load_study(study_name=first.name, storage=first.storage_url)
     (lost,) = study.get_trials(states=(TrialState.RUNNING,))
     fail_lost_trials(study, [lost], "worker w0 was lost", retries=0, resume=True)
 
