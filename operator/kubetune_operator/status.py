@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubetune.engine.spend import spend_of
 from kubetune.engine.trials import effective_params
-from kubetune.study.spec import MAX_PARETO_FRONT, StudySpec, TrialSummary
+from kubetune.study.spec import MAX_PARETO_FRONT, StudySpec, TrialSummary, best_summary
 
 if TYPE_CHECKING:
     from kubetune.engine.ledger import TrialLedger
@@ -40,7 +40,8 @@ def _summary(trial: FrozenTrial) -> dict[str, Any]:
 
 def trial_status(spec: StudySpec, ledger: TrialLedger) -> dict[str, Any]:
     """The part of the status that comes from the storage: counts, progress, the spend
-    so far, and the best trial or the first MAX_PARETO_FRONT trials of the Pareto front."""
+    so far, the best trial or the first MAX_PARETO_FRONT trials of the Pareto front, and
+    the one-line ``best`` kubectl shows for either."""
     counts = ledger.counts
     best = [_summary(t) for t in ledger.best[:MAX_PARETO_FRONT]]
     status: dict[str, Any] = {
@@ -50,8 +51,10 @@ def trial_status(spec: StudySpec, ledger: TrialLedger) -> dict[str, Any]:
     }
     if len(spec.objective.study_directions) == 1:
         status["bestTrial"] = best[0] if best else None
+        status["best"] = best_summary(status["bestTrial"])
     else:
         status["paretoFront"] = best
+        status["best"] = best_summary(None, len(ledger.best))
     return status
 
 

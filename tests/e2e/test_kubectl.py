@@ -43,6 +43,22 @@ spec:
     image: ghcr.io/kubetune/trial:test
 """
 
+PAIR_YAML = """\
+apiVersion: kubetune.io/v1alpha1
+kind: Study
+metadata:
+  name: pair
+spec:
+  objective: {directions: [minimize, minimize]}
+  sampler: {name: random, seed: 0}
+  budget:
+    maxTrials: 4
+    parallelism: 1
+  trial:
+    python: kt_test_objectives:two_objectives
+    image: ghcr.io/kubetune/trial:test
+"""
+
 
 class Kubectl:
     """``kubectl --kubeconfig ADMIN ...`` with a cache of its own (discovery, OpenAPI)."""
@@ -119,15 +135,23 @@ def test_apply_get_describe_patch_and_delete_a_study(
     study_file = tmp_path / "study.yaml"
     study_file.write_text(STUDY_YAML)
     assert kubectl("apply", "-f", str(study_file)).strip() == "study.kubetune.io/quad created"
+    # A multi-objective study beside it: its BEST column is its Pareto front's size.
+    pair_file = tmp_path / "pair.yaml"
+    pair_file.write_text(PAIR_YAML)
+    assert kubectl("apply", "-f", str(pair_file)).strip() == "study.kubetune.io/pair created"
     kube.wait_for_object("studies", "quad", finished_with("2/2"), "default", timeout=120)
-    best = status_of(kube)["bestTrial"]["value"]
+    kube.wait_for_object("studies", "pair", finished_with("4/4"), "default", timeout=120)
+    best = status_of(kube)["bestTrial"]
+    front = status_of(kube, "pair")["paretoFront"]
 
     # kubectl get studies: the CRD's printer columns, rendered by the API server.
-    [header, row] = table(kubectl("get", "studies"))
+    [header, pair_row, row] = table(kubectl("get", "studies"))
     assert header == ["NAME", "PHASE", "TRIALS", "BEST", "AGE"]
     assert row[:3] == ["quad", "Succeeded", "2/2"]
-    assert float(row[3]) == pytest.approx(best)
+    assert row[3] == f"{best['value']:.6g} (#{best['number']})"
     assert re.fullmatch(r"\d+s|\d+m\d*s?", row[4]), row
+    assert pair_row[:4] == ["pair", "Succeeded", "4/4", f"{len(front)} on the Pareto front"]
+    assert kubectl("delete", "study", "pair").startswith('study.kubetune.io "pair" deleted')
     assert table(kubectl("get", "study", "quad"))[0] == header
     # No column of the CRD has priority 1: -o wide shows the same ones.
     assert table(kubectl("get", "study", "quad", "-o", "wide"))[0] == header
@@ -210,7 +234,8 @@ def test_get_studies_watch_streams_a_row_per_change(
     assert len(rows) >= 3, seen
     assert rows[-1][1:3] == ["Succeeded", "2/2"], seen
     assert any(row[1] == "Running" for row in rows), seen
-    assert float(rows[-1][3]) == pytest.approx(status_of(kube)["bestTrial"]["value"])
+    best = status_of(kube)["bestTrial"]
+    assert rows[-1][3] == f"{best['value']:.6g} (#{best['number']})", seen
 
 
 # ----------------------------------------------------------------------------------------------

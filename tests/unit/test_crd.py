@@ -37,7 +37,7 @@ def test_crd_shape() -> None:
     assert columns == {
         "Phase": ".status.phase",
         "Trials": ".status.progress",
-        "Best": ".status.bestTrial.value",
+        "Best": ".status.best",
         "Age": ".metadata.creationTimestamp",
     }
 

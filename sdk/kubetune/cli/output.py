@@ -20,6 +20,8 @@ from typing import Annotated, Any
 
 import typer
 
+from kubetune.study.spec import best_summary
+
 
 class Output(str, enum.Enum):
     """``-o``: a table for people, JSON or YAML for scripts."""
@@ -224,13 +226,13 @@ def age(timestamp: str | None, now: float | None = None) -> str:
 
 
 def best_text(status: Mapping[str, Any]) -> str:
-    best = status.get("bestTrial")
-    if best and best.get("value") is not None:
-        return f"{best['value']:.6g} (#{best['number']})"
-    front = status.get("paretoFront") or []
-    if front:
-        return f"{len(front)} on the Pareto front"
-    return "-"
+    """The status's ``best`` (a status written before it existed: the same from its
+    ``bestTrial`` or ``paretoFront``), or ``-``."""
+    return (
+        status.get("best")
+        or best_summary(status.get("bestTrial"), len(status.get("paretoFront") or []))
+        or "-"
+    )
 
 
 STUDY_COLUMNS = (

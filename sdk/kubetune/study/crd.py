@@ -138,7 +138,7 @@ def study_crd() -> dict[str, Any]:
                     "additionalPrinterColumns": [
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                         {"name": "Trials", "type": "string", "jsonPath": ".status.progress"},
-                        {"name": "Best", "type": "number", "jsonPath": ".status.bestTrial.value"},
+                        {"name": "Best", "type": "string", "jsonPath": ".status.best"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],
                     "schema": {

@@ -905,6 +905,9 @@ class StudyStatus(_Model):
     """The best trial so far (single objective)."""
     pareto_front: list[TrialSummary] = Field(default_factory=list, max_length=MAX_PARETO_FRONT)
     """The first trials of the Pareto front (multi-objective)."""
+    best: str | None = None
+    """The best value and its trial (``0.0123 (#4)``), or the size of the Pareto front
+    (``12 on the Pareto front``): ``kubectl get``'s BEST column, for one objective or many."""
     conditions: list[Condition] = Field(default_factory=list)
     """What is going on, one condition per aspect."""
     observed_generation: int | None = None
@@ -921,6 +924,20 @@ class StudyStatus(_Model):
     """The resources the trials have used so far (see budget.maxGpuHours)."""
     verified: VerifiedStatus | None = None
     """The best trials re-run with other seeds (spec.verify): the winner on their mean."""
+
+
+def best_summary(best_trial: Mapping[str, Any] | None, front_size: int = 0) -> str | None:
+    """:attr:`StudyStatus.best`: the best trial's value and number, or the Pareto front's
+    size; None before a trial completed.
+
+    >>> best_summary({"number": 4, "value": 0.012345678})
+    '0.0123457 (#4)'
+    >>> best_summary(None, 12)
+    '12 on the Pareto front'
+    """
+    if best_trial and best_trial.get("value") is not None:
+        return f"{best_trial['value']:.6g} (#{best_trial['number']})"
+    return f"{front_size} on the Pareto front" if front_size else None
 
 
 # ---------------------------------------------------------------- document
