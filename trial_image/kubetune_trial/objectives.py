@@ -30,6 +30,7 @@ from typing import Any
 
 import optuna
 from kubetune.engine import bridge, checkpoints, scripts
+from kubetune.engine.lifeline import ends_with_parent
 from kubetune.engine.scripts import NOTE_ATTR
 from kubetune.engine.verify import REPEAT_ATTR, seed
 from kubetune.engine.worker import IN_TRIAL_ENV, WORKER_NAME_ENV
@@ -290,7 +291,10 @@ class CommandObjective:
                 text=True,
                 bufsize=1,
                 env=env,
-                start_new_session=True,  # so a prune can stop the whole process group
+                # A process group of its own, so a prune stops all of it, in the worker's
+                # session, so a local supervisor can end what a killed worker left; and
+                # the worker killed outright (SIGKILL, the OOM killer) stops it too.
+                preexec_fn=ends_with_parent(signal.SIGTERM, own_process_group=True),
             )
         except OSError as error:
             raise ObjectiveFailed(f"cannot start {argv[0]!r}: {error}") from None

@@ -137,57 +137,62 @@ def run(
 
     The study is a Study file, or an Optuna script as it is: its study.optimize runs
     on kubetune's workers, then the script goes on with the finished study.
-    Running it again continues the study; Ctrl-C stops the workers and keeps every
-    finished trial.
+    Running it again continues the study; Ctrl-C (or SIGTERM, SIGHUP) stops the workers
+    and keeps every finished trial.
     """
-    if cluster and path.suffix != ".py":
-        print_error(
-            f"{path}: --cluster takes an Optuna script; submit a Study file with kubetune submit"
-        )
-        raise typer.Exit(EXIT_BAD_INPUT)
-    if cluster:
-        _submit_script(
-            path,
-            parallelism=parallelism,
-            max_trials=max_trials,
-            timeout=timeout,
-            namespace=namespace,
-            kubeconfig=kubeconfig,
-            context=context,
-            image=image,
-            wait=wait,
-            output=output,
-        )
-        return
-    if path.suffix == ".py":
-        _run_script(
-            path,
-            trials=trials,
-            parallelism=parallelism,
-            max_trials=max_trials,
-            timeout=timeout,
-            storage=storage,
-            fresh=fresh,
-            output=output,
-        )
-        return
-    import optuna
+    from kubetune.local.signals import stop_on_termination
 
-    from kubetune.study.spec import Study
+    # SIGTERM and SIGHUP stop the workers and the embedded server as Ctrl-C does.
+    with stop_on_termination():
+        if cluster and path.suffix != ".py":
+            print_error(
+                f"{path}: --cluster takes an Optuna script; "
+                "submit a Study file with kubetune submit"
+            )
+            raise typer.Exit(EXIT_BAD_INPUT)
+        if cluster:
+            _submit_script(
+                path,
+                parallelism=parallelism,
+                max_trials=max_trials,
+                timeout=timeout,
+                namespace=namespace,
+                kubeconfig=kubeconfig,
+                context=context,
+                image=image,
+                wait=wait,
+                output=output,
+            )
+            return
+        if path.suffix == ".py":
+            _run_script(
+                path,
+                trials=trials,
+                parallelism=parallelism,
+                max_trials=max_trials,
+                timeout=timeout,
+                storage=storage,
+                fresh=fresh,
+                output=output,
+            )
+            return
+        import optuna
 
-    study = _load(path)
-    assert isinstance(study, Study)
-    study = _with_budget(study, max_trials, timeout)
-    _check_local_data(study.spec)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with contextlib.ExitStack() as stack:
-        url = _local_storage(study, storage, stack)
-        result, log_dir = _run_local(study, url, trials, parallelism, fresh, path)
-    _report(result, output, log_dir, path)
-    if result.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if result.failed:
-        raise typer.Exit(EXIT_STUDY_FAILED)
+        from kubetune.study.spec import Study
+
+        study = _load(path)
+        assert isinstance(study, Study)
+        study = _with_budget(study, max_trials, timeout)
+        _check_local_data(study.spec)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        with contextlib.ExitStack() as stack:
+            url = _local_storage(study, storage, stack)
+            result, log_dir = _run_local(study, url, trials, parallelism, fresh, path)
+        _report(result, output, log_dir, path)
+        if result.interrupted:
+            raise typer.Exit(EXIT_INTERRUPTED)
+        if result.failed:
+            raise typer.Exit(EXIT_STUDY_FAILED)
 
 
 def _with_budget(study: Any, max_trials: int | None, timeout: str | None) -> Any:
@@ -533,7 +538,7 @@ def _report(result: object, output: Path, log_dir: Path, path: Path) -> None:
     if result.interrupted:
         stopped = ", ".join(str(n) for n in result.requeued)
         console.print(
-            "[yellow]stopped by Ctrl-C[/]; finished trials are kept"
+            f"[yellow]stopped by {result.stopped_by}[/]; finished trials are kept"
             + (
                 f"; the running trial(s) {stopped} are queued to run again first"
                 if result.requeued

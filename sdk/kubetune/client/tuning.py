@@ -397,17 +397,21 @@ def run_local(
     The storage is ``storage_url``, else ``$KUBETUNE_STORAGE_URL``, else the
     embedded PostgreSQL. The best parameters go to ``best_params_file`` as
     ``kubetune run`` writes them (an older file is removed when no trial completed;
-    None writes nothing). Ctrl-C stops the workers (finished trials are kept) and
-    raises KeyboardInterrupt. Raises :class:`~kubetune.local.run.LocalRunError` when the
-    run cannot go on (the function does not import, the storage is unreachable).
+    None writes nothing). Ctrl-C (or SIGTERM, SIGHUP) stops the workers (finished
+    trials are kept) and raises KeyboardInterrupt. Raises
+    :class:`~kubetune.local.run.LocalRunError` when the run cannot go on (the function
+    does not import, the storage is unreachable).
     """
     from kubetune.engine.storage import dispose, load_stored_study
     from kubetune.engine.trials import records
     from kubetune.local.embedded import local_storage
     from kubetune.local.run import LocalRun
     from kubetune.local.script import on_pythonpath
+    from kubetune.local.signals import stop_on_termination
 
     with contextlib.ExitStack() as stack:
+        # SIGTERM and SIGHUP stop the workers and the embedded server as Ctrl-C does.
+        stack.enter_context(stop_on_termination())
         url = stack.enter_context(local_storage(storage_url, study))
         if code is not None:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="kubetune-code-"))
@@ -444,7 +448,7 @@ def run_local(
         finally:
             dispose(stored)
     if result.interrupted:
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt(result.stopped_by)
     multi = study.spec.objective.is_multi_objective
     summaries = [
         TrialSummary(

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from kubetune.engine import bridge, checkpoints, fork
 from kubetune.engine.budget import StopReason, describe, stop_reason, trial_limit
 from kubetune.engine.ledger import TrialLedger, failure_summary, reason_key
+from kubetune.engine.lifeline import end_session, ends_with_parent
 from kubetune.engine.recovery import FAIL_REASON_ATTR, STOPPED_ATTR, WORKER_ATTR, fail_lost_trials
 from kubetune.engine.spend import Spend, spend_of
 from kubetune.engine.storage import dispose, load_stored_study, open_storage, scrub
@@ -54,6 +55,7 @@ from kubetune.engine.worker import (
 )
 from kubetune.errors import KubetuneError, NotFound, SpecChangeRefused
 from kubetune.local.code import check_objective_code
+from kubetune.local.signals import stopped_by
 from kubetune.study.spec import Study, StudySpec, TrialCounts, VerifiedStatus
 
 if TYPE_CHECKING:
@@ -101,6 +103,8 @@ class LocalResult:
     stop_message: str
     interrupted: bool
     best_trials: list[dict[str, Any]]
+    stopped_by: str = "Ctrl-C"
+    """What interrupted the run: Ctrl-C, SIGTERM or SIGHUP (see :mod:`kubetune.local.signals`)."""
     requeued: list[int] = dataclasses.field(default_factory=list)
     """Trials this run stopped (Ctrl-C) and queued to run again first; they are not
     counted as failed."""
@@ -188,6 +192,7 @@ class LocalRun:
         self._failures: dict[str, tuple[str, list[int]]] = {}  # key -> (example, numbers)
         self._stopped_now: list[int] = []  # those handed back during this run
         self._noted = False  # the note of a script's intercepted study.optimize, said once
+        self._stopped_by = "Ctrl-C"  # what interrupted the run, if something did
 
     # -------------------------------------------------------------- setup
 
@@ -356,6 +361,8 @@ class LocalRun:
                 stderr=subprocess.STDOUT,
                 # Its own session: Ctrl-C reaches the supervisor, which stops workers in order.
                 start_new_session=True,
+                # A supervisor killed outright (SIGKILL, the OOM killer) stops it all the same.
+                preexec_fn=ends_with_parent(signal.SIGTERM),
             )
         done = self._tally(study).counts.finished
         self._workers.append(_WorkerProcess(index, name, process, log_path, done))
@@ -373,6 +380,9 @@ class LocalRun:
                 progressed = self._tally(study).counts.finished > worker.trials_done_at_start
                 ended.append(EndedWorker(worker.name, Outcome.DONE, "exited", progressed))
                 continue
+            # A worker killed outright could not stop its command objective: nothing of
+            # its session (the command's process group and what that started) goes on.
+            end_session(worker.process.pid)
             last_words = _tail(worker.log_path)
             self._last_words[worker.name] = (worker.log_path, last_words)
             if code in (EXIT_CONFIG_ERROR, EXIT_STORAGE_ERROR):
@@ -451,8 +461,7 @@ class LocalRun:
             try:
                 worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(worker.process.pid, signal.SIGKILL)
+                end_session(worker.process.pid)  # its group and its command's
                 worker.process.wait()
         self._workers.clear()
         lost = unfinished()
@@ -527,9 +536,9 @@ class LocalRun:
                 ended = self._reap(study, spec)
                 ledger = self._tally(study)
                 self.on_progress(self._progress(spec, ledger))
-        except KeyboardInterrupt:
-            interrupted = True
-            self._stop_workers(study, spec, reason="stopped by Ctrl-C")
+        except KeyboardInterrupt as interrupt:
+            interrupted, self._stopped_by = True, stopped_by(interrupt)
+            self._stop_workers(study, spec, reason=f"stopped by {self._stopped_by}")
         ledger = self._tally(study)
         if spec.trial.checkpoints is not None:
             # Every worker is gone: a checkpoint no waiting trial holds is of no more use.
@@ -560,6 +569,7 @@ class LocalRun:
             stop=reason,
             stop_message=message,
             interrupted=interrupted,
+            stopped_by=self._stopped_by,
             best_trials=best_summaries(ledger),
             failures=sorted(self._failures.values(), key=lambda item: -len(item[1])),
             requeued=sorted(self._stopped_now),
@@ -582,8 +592,10 @@ class LocalRun:
                 source=self.source,
                 on_message=self.on_message,
             )
-        except KeyboardInterrupt:
-            self.on_message("verification stopped by Ctrl-C: kubetune verify goes on with it")
+        except KeyboardInterrupt as interrupt:
+            self.on_message(
+                f"verification stopped by {stopped_by(interrupt)}: kubetune verify goes on with it"
+            )
             return None
 
     def _progress(self, spec: StudySpec, ledger: TrialLedger) -> Progress:
