@@ -38,7 +38,10 @@ def test_a_study_in_a_new_namespace_gets_its_trial_service_account(cluster: Any,
     account = kube.get("serviceaccounts", "kubetune-trial", "team-x")
     # Trial pods run user code: the account carries no API token.
     assert account["automountServiceAccountToken"] is False
-    assert account["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubetune"
+    # What docs/helm.md's uninstall table selects it by (helm uninstall leaves it).
+    labels = account["metadata"]["labels"]
+    assert labels["app.kubernetes.io/managed-by"] == "kubetune"
+    assert labels["app.kubernetes.io/component"] == "trial"
 
 
 def test_best_trial_params_are_replaced_not_merged(cluster: Any, kube: Any) -> None:
