@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from test_reconciler_rules import Study
 
 
 @pytest.fixture(autouse=True)
@@ -25,3 +29,16 @@ def _close_the_reconcilers_storages() -> Iterator[None]:
         if engine is not None:
             engine.dispose()
     reconciler._STORAGES.clear()
+
+
+@pytest.fixture
+def make(storage_url: str) -> Callable[..., Study]:
+    """``make(**spec_changes)``: a Study (the reconciler's test double) on a FakeKube of
+    its own and the test's database. test_reconciler_rules has its own, on its ``fake``."""
+    from test_reconciler import FakeKube
+    from test_reconciler_rules import Study
+
+    def made(**changes: Any) -> Study:
+        return Study(FakeKube(), storage_url, **changes)
+
+    return made

@@ -7,18 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from optuna.trial import TrialState
-from test_reconciler import FakeKube
 from test_reconciler_rules import Study
-
-
-@pytest.fixture
-def make(storage_url: str) -> Callable[..., Study]:
-    def made(**changes: Any) -> Study:
-        return Study(FakeKube(), storage_url, **changes)
-
-    return made
 
 
 def gang_of(study: Study) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -9,18 +9,9 @@ from typing import Any
 
 import pytest
 from test_pods_queues import GATED
-from test_reconciler import FakeKube
 from test_reconciler_rules import Study
 
 GATED_STATUS = GATED["status"]
-
-
-@pytest.fixture
-def make(storage_url: str) -> Callable[..., Study]:
-    def made(**changes: Any) -> Study:
-        return Study(FakeKube(), storage_url, **changes)
-
-    return made
 
 
 def test_gated_pods_wait_as_queued_through_many_ticks_then_run(make: Callable[..., Study]) -> None:

@@ -10,23 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
 from kubetune.engine import bridge
 from kubetune.engine.scripts import NOTE_ATTR
-from test_reconciler import FakeKube
 from test_reconciler_rules import Study, counts
 
 NOTE = "train.py calls study.optimize at import; kubetune runs the trials instead"
-
-
-@pytest.fixture
-def make(storage_url: str) -> Callable[..., Study]:
-    fake = FakeKube()
-
-    def made(**changes: object) -> Study:
-        return Study(fake, storage_url, **changes)
-
-    return made
 
 
 def test_a_workers_script_note_is_a_condition_and_one_event(make: Callable[..., Study]) -> None:

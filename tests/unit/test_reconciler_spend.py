@@ -6,20 +6,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from optuna.trial import TrialState
-from test_reconciler import FakeKube
 from test_reconciler_rules import Study
-
-
-@pytest.fixture
-def make(storage_url: str) -> Callable[..., Study]:
-    def made(**changes: Any) -> Study:
-        return Study(FakeKube(), storage_url, **changes)
-
-    return made
 
 
 def test_a_spent_cpu_budget_ends_the_study_and_stops_its_running_trial(

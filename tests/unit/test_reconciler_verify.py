@@ -10,18 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-import pytest
 from kubetune.engine.verify import REPEAT_ATTR, REPEAT_OF_ATTR
-from test_reconciler import FakeKube
 from test_reconciler_rules import Study
-
-
-@pytest.fixture
-def make(storage_url: str) -> Callable[..., Study]:
-    def made(**changes: Any) -> Study:
-        return Study(FakeKube(), storage_url, **changes)
-
-    return made
 
 
 def env_of(pod: dict[str, Any]) -> dict[str, str]:
