@@ -10,7 +10,6 @@ every trial ends COMPLETE, none is left RUNNING, and the budget is exact.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import psycopg2
 import pytest
 import yaml
+from kubetune_cli import start_kubetune
 from optuna.trial import TrialState
 from runner_helpers import load
 
@@ -141,14 +141,7 @@ def test_kubetune_run_carries_on_through_a_postgres_restart(
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(KT_SLEEP=sleep, COLUMNS="160")
     env.pop("KUBETUNE_STORAGE_URL", None)
-    cli = subprocess.Popen(
-        [sys.executable, "-m", "kubetune.cli", "run", str(study_file), "--storage", url],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    cli = start_kubetune(env, tmp_path, "run", str(study_file), "--storage", url)
     try:
         _wait_for(lambda: _count_finished(url, "restart") >= 5)
         restartable_postgres.stop()

@@ -18,6 +18,7 @@ import optuna
 import pytest
 from harness.fixtures import harness_env
 from harness.studies import TRIAL_IMAGE
+from kubetune_cli import python_script
 from tune_cluster import code_mount_turn
 
 #: The script a user writes: a helper module beside it, data made at the top level,
@@ -85,14 +86,7 @@ def write_script(
 def run_script(
     script: Path, env: dict[str, str], timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, script.name],
-        cwd=script.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return python_script(env, script.parent, script.name, timeout=timeout)
 
 
 def local_env(storage_url: str) -> dict[str, str]:
