@@ -4,6 +4,7 @@ the CLI in a subprocess, worker processes of the trial runner, the real PostgreS
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -94,6 +95,13 @@ def test_the_verified_winner_is_the_best_mean_not_the_lucky_best_trial(
         ran.stdout
     )
     assert "95% interval" in ran.stdout
+    # The repeats have a progress line of their own, after the study's; a repeat's value
+    # is never announced as a new best.
+    after_study = ran.stdout.split("verifying the best", 1)[1]
+    assert re.search(
+        rf"noisy verification .*{top * times}/{top * times} {top * times} complete", after_study
+    ), ran.stdout
+    assert "new best" not in after_study, ran.stdout
 
 
 def test_kubetune_verify_re_runs_the_best_trials_of_a_finished_study(
@@ -113,6 +121,8 @@ def test_kubetune_verify_re_runs_the_best_trials_of_a_finished_study(
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "6 to run, 0 ran before" in verified.stderr
+    assert re.search(r"noisy verification .*6/6 6 complete", verified.stderr), verified.stderr
+    assert "new best" not in verified.stderr and "[I " not in verified.stderr, verified.stderr
     assert len(trials_of(storage_url, "noisy.verify")) == 6
     winner = json.loads((tmp_path / "best_params.json").read_text(encoding="utf-8"))
     assert winner["model"] == "steady"

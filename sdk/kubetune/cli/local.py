@@ -229,8 +229,17 @@ def _run_local(
     from kubetune.local.run import LocalRun, LocalRunError
     from kubetune.study.spec import SpecError
 
-    reporter = _ProgressReporter(study.metadata.name, console=console)
-    with reporter:
+    reporter = LocalRunProgress(study.metadata.name, console=console)
+    # spec.verify's repeats, once the budget is spent: a line of their own below the
+    # study's last one.
+    verifying = LocalRunProgress(f"{study.metadata.name} verification", console=console)
+
+    def on_verify_progress(progress: Any) -> None:
+        reporter.close()
+        verifying.start_once()
+        verifying.update_local(progress, best=False)
+
+    with reporter, contextlib.closing(verifying):
         local = LocalRun(
             study,
             url,
@@ -239,7 +248,8 @@ def _run_local(
             fresh=fresh,
             source=path,
             on_progress=reporter.update_local,
-            on_message=reporter.message,
+            on_message=lambda text: (verifying if verifying.shown else reporter).message(text),
+            on_verify_progress=on_verify_progress,
         )
         try:
             return local.run(), local.log_dir
@@ -506,18 +516,28 @@ def delete_local(path: Path, storage: str | None) -> None:
     console.print(f"study {name!r} deleted ({count} trials)", highlight=False)
 
 
-class _ProgressReporter(StudyProgress):
+class LocalRunProgress(StudyProgress):
     """``kubetune run``'s live line, fed by :class:`kubetune.local.run.LocalRun`."""
 
-    def update_local(self, progress: object) -> None:
+    shown = False
+
+    def start_once(self) -> None:
+        """Start the line at its first update (a line that may never be needed)."""
+        if not self.shown:
+            self.shown = True
+            self.__enter__()
+
+    def update_local(self, progress: object, *, best: bool = True) -> None:
+        """Show ``progress``; ``best=False`` for verification repeats, whose values are
+        draws of trials already known, not new bests."""
         from kubetune.local.run import Progress
 
         assert isinstance(progress, Progress)
         self.update(
             total=progress.max_trials,
             counts=progress.counts,
-            best=progress.best_values,
-            best_number=progress.best_number,
+            best=progress.best_values if best else None,
+            best_number=progress.best_number if best else None,
             spend=progress.spend.summary() if progress.spend else "",
         )
 

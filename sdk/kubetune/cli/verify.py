@@ -7,9 +7,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -97,13 +98,23 @@ def verify(
             print_verified(verified, best[0].number if best else None)
             _write_winner(verified, output)
             return
+        import optuna
+
+        from kubetune.cli.local import LocalRunProgress
         from kubetune.engine.storage import dispose, load_stored_study
         from kubetune.local.embedded import local_storage
         from kubetune.local.run import verify_local
         from kubetune.study.spec import load_study
 
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # as kubetune run: our own lines
         document = load_study(Path(study))
-        with local_storage(storage, document) as url:
+        line = LocalRunProgress(f"{document.metadata.name} verification", console=errors)
+        with local_storage(storage, document) as url, contextlib.closing(line):
+
+            def on_progress(progress: Any) -> None:
+                line.start_once()
+                line.update_local(progress, best=False)
+
             verified = verify_local(
                 document,
                 url,
@@ -111,7 +122,12 @@ def verify(
                 repeats=repeats,
                 parallelism=parallelism,
                 source=Path(study),
-                on_message=lambda message: errors.print(esc(message), highlight=False),
+                on_progress=on_progress,
+                on_message=lambda message: (
+                    line.message(message)
+                    if line.shown
+                    else errors.print(esc(message), highlight=False)
+                ),
             )
             name = document.spec.storage.study_name or document.metadata.name
             stored = load_stored_study(url, name)

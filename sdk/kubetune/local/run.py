@@ -172,6 +172,7 @@ class LocalRun:
         log_dir: Path | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         on_message: Callable[[str], None] | None = None,
+        on_verify_progress: Callable[[Progress], None] | None = None,
     ) -> None:
         self.document = study
         self.source = source.resolve() if source is not None else None
@@ -183,6 +184,9 @@ class LocalRun:
         self.log_dir = log_dir or Path.cwd() / ".kubetune" / "logs" / self.study_name
         self.on_progress = on_progress or (lambda _progress: None)
         self.on_message = on_message or (lambda _message: None)
+        #: The repeats' progress once the study's budget is spent (spec.verify): a study
+        #: of their own, with their own count (``on_progress`` keeps the study's last).
+        self.on_verify_progress = on_verify_progress
         self.host = socket.gethostname()
         self.run_id = f"{self.host}:{os.getpid()}"
         self._workers: list[_WorkerProcess] = []
@@ -591,6 +595,7 @@ class LocalRun:
                 log_dir=self.log_dir.with_name(self.log_dir.name + ".verify"),
                 source=self.source,
                 on_message=self.on_message,
+                on_progress=self.on_verify_progress,
             )
         except KeyboardInterrupt as interrupt:
             self.on_message(
