@@ -185,15 +185,16 @@ def _load_python_noting(entry: str) -> tuple[Objective, str | None]:
     except Exception as error:
         # Where in the module it broke: in the worker's log (the pod log, worker-N.log),
         # unless the module is simply not there.
-        if not (isinstance(error, ModuleNotFoundError) and error.name == module_name):
+        if not scripts.is_own_module_missing(module_name, error):
             logging.getLogger("kubetune.trial").error(
                 "cannot import %r:\n%s",
                 module_name,
                 "".join(traceback.format_exception(error)).rstrip(),
             )
+        # The runner's own frames are not where the user's code broke.
+        runner = os.path.dirname(os.path.abspath(__file__))
         raise ObjectiveNotLoadable(
-            "spec.trial.python",
-            f"cannot import {module_name!r}: {type(error).__name__}: {error}{_where(error)}",
+            "spec.trial.python", scripts.import_failure(module_name, error, skip=[runner])
         ) from None
     optimized = record.optimize if record is not None else None
     note = record.note if record is not None and optimized is not None else None
@@ -213,22 +214,6 @@ def _load_python_noting(entry: str) -> tuple[Objective, str | None]:
             "spec.trial.python", f"{module_name!r} has no function {function_name!r}"
         )
     return function, note
-
-
-def _where(error: BaseException) -> str:
-    """`` (at FILE, line N)``: the last line of the user's code in ``error``'s
-    traceback (Python's own, importlib's and the runner's frames skipped), or nothing."""
-    ours = os.path.dirname(os.path.abspath(__file__))
-    frames = [
-        frame
-        for frame in traceback.extract_tb(error.__traceback__)
-        if not frame.filename.startswith("<")
-        and "importlib" not in frame.filename
-        and not os.path.abspath(frame.filename).startswith(ours + os.sep)
-    ]
-    if not frames:
-        return ""
-    return f" (at {frames[-1].filename}, line {frames[-1].lineno})"
 
 
 def format_value(value: Any) -> str:

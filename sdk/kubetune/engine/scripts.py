@@ -43,8 +43,9 @@ import inspect
 import os
 import sys
 import threading
+import traceback
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -477,6 +478,89 @@ def import_module(name: str) -> tuple[types.ModuleType, ScriptRecord | None]:
         )
     _imported[name] = (module, record)
     return module, record
+
+
+def import_failure(module_name: str, error: BaseException, skip: Sequence[str] = ()) -> str:
+    """Why :func:`import_module` of an objective's module failed, as its user reads
+    it: ``cannot import 'mod': TYPE: message (at FILE, line N)``, the place being the
+    user's code (see :func:`user_location`; ``skip`` adds the caller's own folders).
+    The module itself not found says where modules are imported from instead."""
+    if is_own_module_missing(module_name, error):
+        assert isinstance(error, ModuleNotFoundError)
+        return module_not_found(module_name, str(error.name))
+    if isinstance(error, SyntaxError) and error.filename and not error.filename.startswith("<"):
+        # Compiling the module failed: no frame of it ran, the error names the place.
+        where = f" (at {error.filename}, line {error.lineno})" if error.lineno else ""
+        return f"cannot import {module_name!r}: {type(error).__name__}: {error.msg}{where}"
+    location = user_location(error, skip)
+    where = f" (at {location[0]}, line {location[1]})" if location else ""
+    return f"cannot import {module_name!r}: {type(error).__name__}: {error}{where}"
+
+
+def is_own_module_missing(module_name: str, error: BaseException) -> bool:
+    """``error`` says ``module_name`` itself (or a package above it) is not there, not a
+    module it imports (``import lightgbmx`` in it)."""
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return False
+    parts = module_name.split(".")
+    return error.name in {".".join(parts[:depth]) for depth in range(1, len(parts) + 1)}
+
+
+def module_not_found(module_name: str, missing: str) -> str:
+    """The reason for an objective's module (or its package ``missing``) that is not
+    found: where a worker looks for it, the working directory named."""
+    said = f"cannot import {module_name!r}: ModuleNotFoundError: No module named {missing!r}"
+    parent = missing.rpartition(".")[0]
+    if parent in sys.modules:  # the package was found, not its module
+        package = sys.modules[parent]
+        found = getattr(package, "__file__", None) or ", ".join(getattr(package, "__path__", []))
+        return f"{said} (package {parent!r} is {found})"
+    cwd = os.getcwd()
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != cwd]
+    pythonpath = f"PYTHONPATH ({os.pathsep.join(extra)})" if extra else "PYTHONPATH (not set)"
+    return (
+        f"{said}; python: objectives are imported from the working directory ({cwd}) "
+        f"and {pythonpath}"
+    )
+
+
+def user_location(error: BaseException, skip: Sequence[str] = ()) -> tuple[str, int] | None:
+    """The file and line of the deepest frame of the user's code in ``error``'s
+    traceback, or None when it has none. Frames of kubetune, Optuna, the standard
+    library, importlib (``<frozen ...>``) and the folders in ``skip`` are not the
+    user's; an installed library's frame is taken only when there is no other (a
+    user's project may itself be installed)."""
+    import sysconfig
+
+    import optuna
+
+    def under(folders: Sequence[str]) -> tuple[str, ...]:
+        return tuple(os.path.abspath(folder) + os.sep for folder in folders)
+
+    ours = under(
+        [
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # kubetune
+            os.path.dirname(os.path.abspath(optuna.__file__)),
+            *skip,
+        ]
+    )
+    standard = under([sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib")])
+    installed_folders = {"site-packages", "dist-packages"}
+    own: list[traceback.FrameSummary] = []
+    installed: list[traceback.FrameSummary] = []
+    for frame in traceback.extract_tb(error.__traceback__):
+        path = os.path.abspath(frame.filename)
+        if frame.filename.startswith("<") or path.startswith(ours) or frame.lineno is None:
+            continue
+        # Outside a virtualenv, site-packages lies inside the standard library's folder.
+        if installed_folders & set(Path(path).parts):
+            installed.append(frame)
+        elif not path.startswith(standard):
+            own.append(frame)
+    chosen = own or installed
+    if not chosen:
+        return None
+    return chosen[-1].filename, chosen[-1].lineno
 
 
 def run_script(

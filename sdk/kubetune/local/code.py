@@ -1,4 +1,5 @@
-"""A local study's identity: the code behind its objective.
+"""A local study's identity: the code behind its objective (and a module of it that
+the workers would not find, refused before they start).
 
 A study continues while the objective's code is unchanged, and is refused
 (:class:`~kubetune.errors.SpecChangeRefused`) once it has results and the code
@@ -17,7 +18,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.machinery
+import importlib.util
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,12 +78,16 @@ def check_objective_code(study: optuna.Study, document: Study, source: Path | No
     record the code's digest in it.
 
     A study with no finished (COMPLETE, PRUNED) or running trial takes the new code,
-    as it takes a new spec. ``source`` is the Study file, for the message.
+    as it takes a new spec. ``source`` is the Study file, for the message; a
+    ``python:`` module the workers would not find from here but that sits beside it
+    is refused (:class:`~kubetune.study.spec.SpecError`), saying how to run it.
     """
     from optuna.trial import TrialState
 
     found = objective_code(document)
     if found is None:
+        if source is not None and source.suffix != ".py":  # a script's folder is its own
+            _check_module_found(document, source)
         return
     digest = found[0]
     storage = study._storage
@@ -95,6 +103,54 @@ def check_objective_code(study: optuna.Study, document: Study, source: Path | No
             )
     if recorded != digest:
         storage.set_study_system_attr(study._study_id, CODE_DIGEST_ATTR, digest)
+
+
+def _check_module_found(document: Study, source: Path) -> None:
+    """Before any worker starts, refuse a ``python:`` objective whose module the
+    workers would not find (they import it from the working directory and
+    $PYTHONPATH) while its file sits beside the Study file: the Study is run from
+    the wrong folder. Bad input, as a built-in's data file that is not here (exit
+    code 2); a module found nowhere is the worker's to report, with its own words."""
+    from kubetune.engine.scripts import module_not_found
+    from kubetune.study.spec import SpecError
+
+    entry = document.spec.trial.python
+    if entry is None:
+        return
+    module = entry.partition(":")[0]
+    top = module.partition(".")[0]
+    folder = source.resolve().parent
+    if folder == Path.cwd().resolve() or _findable(top, _search_path()):
+        return
+    if _module_file(folder, module) is None and _module_file(folder, top) is None:
+        return
+    beside = folder / top if (folder / top).is_dir() else folder / f"{top}.py"
+    shown = _relative(folder)
+    raise SpecError(
+        [
+            (
+                "spec.trial.python",
+                f"{module_not_found(module, top)}\n"
+                f"  {_relative(beside)} is beside the Study file: run from that folder "
+                f"(cd {shlex.quote(shown)} && kubetune run {shlex.quote(source.name)}), "
+                f"or add {shown} to PYTHONPATH",
+            )
+        ]
+    )
+
+
+def _findable(top: str, roots: Sequence[str]) -> bool:
+    """A worker would find top-level module ``top``: on ``roots`` (any kind of module,
+    a namespace package too) or through an import hook (an editable install's).
+    Nothing is imported; when unsure, the worker's own import decides."""
+    if top in sys.builtin_module_names:
+        return True
+    try:
+        if importlib.machinery.PathFinder.find_spec(top, list(roots)) is not None:
+            return True
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return True
 
 
 def _code_changed(
