@@ -25,6 +25,8 @@ import signal
 import sys
 from collections.abc import Callable
 
+from kubetune.errors import KubetuneError
+
 #: ``PR_SET_PDEATHSIG`` from <linux/prctl.h>.
 _PR_SET_PDEATHSIG = 1
 
@@ -44,7 +46,7 @@ def _prctl() -> Callable[..., int] | None:
 _PRCTL = _prctl()
 
 
-class ParentGone(RuntimeError):
+class ParentGone(KubetuneError, RuntimeError):
     """The parent ended before its child could ask to follow it."""
 
 
