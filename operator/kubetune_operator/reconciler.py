@@ -915,6 +915,7 @@ class StudyReconciler:
             retries=spec.trial.retries if requeue else 0,
             requeue=requeue,
             resume=requeue and spec.trial.checkpoints is not None,
+            stopped=True,  # by the study's end or suspension, not a fault of the trial
         )
         for pod in live:
             self.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])

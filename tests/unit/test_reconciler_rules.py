@@ -459,7 +459,8 @@ def test_the_timeout_stops_the_pods_at_once(make: Callable[..., Study]) -> None:
     final = study.status
     assert final["phase"] == "Succeeded"
     assert study.condition("Complete")["reason"] == "Timeout"
-    assert counts(final) == {"failed": 1}
+    # Cut off by the study's end: stopped, not failed (the trial did nothing wrong).
+    assert counts(final) == {"stopped": 1}
     assert study.fake.pods == {}, "the timeout stops the pod at once"
     (trial,) = study.optuna.trials
     assert (trial.state, trial.user_attrs["kubetune.worker"]) == (
@@ -482,7 +483,7 @@ def test_editing_the_timeout_of_a_running_study_ends_it(make: Callable[..., Stud
     final = study.status
     assert final["phase"] == "Succeeded"
     assert study.condition("Complete")["reason"] == "Timeout"
-    assert final["trials"]["failed"] == 1 and final["trials"]["complete"] == 0
+    assert final["trials"]["stopped"] == 1 and final["trials"]["failed"] == 0
     assert study.live_pods() == []
 
 

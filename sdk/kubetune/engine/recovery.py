@@ -70,11 +70,16 @@ def fail_lost_trials(
     retries: int,
     requeue: bool = False,
     resume: bool = False,
+    stopped: bool = False,
 ) -> list[int]:
     """Fail each running trial in ``trials`` with ``reason``, and queue its
     parameters again if it has attempts left (always, with ``requeue``: the
     trial was stopped on purpose, by suspend or Ctrl-C, and that costs no attempt).
     Returns the numbers of the trials failed.
+
+    ``stopped``: the trial was cut off because its study ended (a timeout, a spent
+    budget, a stop rule, the Study deleted), not by a fault of its own: it is marked
+    stopped as a requeued trial is (counts show it stopped, not failed), and not queued.
 
     With ``resume`` (the study keeps checkpoints, and the worker was lost to the cluster
     or stopped, not failed: evicted, preempted, its node gone, SIGTERM) the trial is
@@ -99,7 +104,7 @@ def fail_lost_trials(
             trial = storage.get_trial(trial._trial_id)
         try:
             # Marked while still running: Optuna refuses attributes on finished trials.
-            if requeue:
+            if requeue or stopped:
                 storage.set_trial_user_attr(trial._trial_id, STOPPED_ATTR, reason)
             if again:
                 storage.set_trial_user_attr(trial._trial_id, RETRIED_ATTR, True)
