@@ -46,7 +46,8 @@ def trial_status(spec: StudySpec, ledger: TrialLedger) -> dict[str, Any]:
     best = [_summary(t) for t in ledger.best[:MAX_PARETO_FRONT]]
     status: dict[str, Any] = {
         "trials": counts.to_dict(),
-        "progress": f"{counts.finished}/{spec.budget.max_trials}",
+        # What counts against maxTrials: a trial handed back to run again does not.
+        "progress": f"{ledger.spending.settled}/{spec.budget.max_trials}",
         "spend": spend_of(spec, ledger.spending.trial_seconds).to_status().to_dict(),
     }
     if len(spec.objective.study_directions) == 1:

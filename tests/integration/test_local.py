@@ -60,10 +60,13 @@ def test_two_workers_run_the_budget_and_write_best_params(
     url_with_password: Callable[[str], str],
     tmp_path: Path,
 ) -> None:
-    study_file = write_study(tmp_path, SPEC)
+    # Trials of 0.25 s: one worker starting late on a busy machine still gets some (with
+    # trivial trials the first could run all twelve before the second's first claim).
+    study_file = write_study(tmp_path, {**SPEC, "trial": {"python": "kt_test_objectives:sleeps"}})
     password = "Pa55-in-the-url"
     url = url_with_password(password)
-    result = run_cli(cli_env, tmp_path, "run", str(study_file), "--storage", url)
+    env = {**cli_env, "KT_SLEEP": "0.25"}
+    result = run_cli(env, tmp_path, "run", str(study_file), "--storage", url)
     assert result.returncode == 0, result.stdout + result.stderr
     study = load(storage_url, "local")
     assert len(study.trials) == 12

@@ -185,11 +185,22 @@ def test_run_a_script_then_continue_and_init_writes_the_study_run_used(
     assert more.returncode == 0, more.stdout + more.stderr
     assert "edited" in more.stdout
     assert len(optuna.load_study(study_name="seed-script", storage=storage_url).trials) == 7
+    # The Study init writes carries on with the script's study (the declarative form
+    # of the same study), and the script then carries on with it again.
+    written = kubetune(env, tmp_path, "init", "seed_script.py", "-o", "continued.yaml")
+    assert written.returncode == 0, written.stderr
+    on = kubetune(env, tmp_path, "run", "continued.yaml", "--storage", storage_url, "--trials", "1")
+    assert on.returncode == 0, on.stdout + on.stderr
+    assert len(optuna.load_study(study_name="seed-script", storage=storage_url).trials) == 8
+    back = kubetune(env, tmp_path, "run", "seed_script.py", "--storage", storage_url)
+    assert back.returncode == 0, back.stdout + back.stderr
     # Editing the objective is a change of code: refused, saying how to start over.
     script.write_text(script.read_text().replace("(x - 2) ** 2", "(x - 3) ** 2"))
     refused = kubetune(env, tmp_path, "run", "seed_script.py", "--storage", storage_url)
     assert refused.returncode == 5, refused.stdout + refused.stderr
     assert "kubetune run seed_script.py --fresh" in refused.stderr
+    refused_too = kubetune(env, tmp_path, "run", "continued.yaml", "--storage", storage_url)
+    assert refused_too.returncode == 5, refused_too.stdout + refused_too.stderr
 
     # init prints the Study that run used: the same objective, sampler, budget, entry.
     init = kubetune(env, tmp_path, "init", "seed_script.py")
@@ -210,6 +221,7 @@ def test_run_a_script_then_continue_and_init_writes_the_study_run_used(
     )
     assert spec["trial"] == {"python": "seed_script:objective"} == {"python": stored.trial.python}
     assert spec["budget"] == {"maxTrials": 7, "parallelism": 2, "timeout": 600}
+    assert spec["storage"] == {"studyName": "seed-script"}  # the script's study, on purpose
     assert "kubetune runs the trials instead" not in init.stdout
     # The file runs as a Study, from the script's folder.
     (tmp_path / "study.yaml").write_text(init.stdout)

@@ -113,7 +113,7 @@ class StudyProgress(ProgressDisplay):
             (f"{self.phase} · " if self.phase else "")
             + f"[green]{c.complete} complete[/] · [yellow]{c.pruned} pruned[/] · "
             f"[red]{c.failed} failed[/] · {c.running} running"
-            + (f" · best {self.best_text}" if self.best_text else "")
+            + (f" · {self.best_label}" if self.best_text else "")
             + (f" · [dim]spent {self.spend_text}[/]" if self.spend_text else "")
         )
 
@@ -138,3 +138,32 @@ class StudyProgress(ProgressDisplay):
     def redraw(self) -> None:
         if self._live.is_started:
             self._live.refresh()
+
+
+class LocalRunProgress(StudyProgress):
+    """``kubetune run``'s live line, fed by :class:`kubetune.local.run.LocalRun`."""
+
+    shown = False
+
+    def start_once(self) -> None:
+        """Start the line at its first update (a line that may never be needed)."""
+        if not self.shown:
+            self.shown = True
+            self.__enter__()
+
+    def update_local(self, progress: object, *, best: bool = True) -> None:
+        """Show ``progress``; ``best=False`` for verification repeats, whose values are
+        draws of trials already known, not new bests."""
+        from kubetune.local.run import Progress
+
+        assert isinstance(progress, Progress)
+        self.update(
+            total=progress.max_trials,
+            counts=progress.counts,
+            best=progress.best_values if best else None,
+            best_number=progress.best_number if best else None,
+            spend=progress.spend.summary() if progress.spend else "",
+            done=progress.done,
+            new_bests=progress.new_bests if best else None,
+            front=progress.front if best else None,
+        )

@@ -26,7 +26,7 @@ from kubetune.cli.base import (
     errors,
     print_error,
 )
-from kubetune.cli.display import StudyProgress
+from kubetune.cli.display import LocalRunProgress
 
 
 def _load(path: Path) -> object:
@@ -516,42 +516,19 @@ def delete_local(path: Path, storage: str | None) -> None:
     console.print(f"study {name!r} deleted ({count} trials)", highlight=False)
 
 
-class LocalRunProgress(StudyProgress):
-    """``kubetune run``'s live line, fed by :class:`kubetune.local.run.LocalRun`."""
-
-    shown = False
-
-    def start_once(self) -> None:
-        """Start the line at its first update (a line that may never be needed)."""
-        if not self.shown:
-            self.shown = True
-            self.__enter__()
-
-    def update_local(self, progress: object, *, best: bool = True) -> None:
-        """Show ``progress``; ``best=False`` for verification repeats, whose values are
-        draws of trials already known, not new bests."""
-        from kubetune.local.run import Progress
-
-        assert isinstance(progress, Progress)
-        self.update(
-            total=progress.max_trials,
-            counts=progress.counts,
-            best=progress.best_values if best else None,
-            best_number=progress.best_number if best else None,
-            spend=progress.spend.summary() if progress.spend else "",
-        )
-
-
 def _report(result: object, output: Path, log_dir: Path, path: Path) -> None:
     """How the run ended: counts, why it stopped, why trials failed, the best trial."""
     from kubetune.local.run import LocalResult, write_best_params
 
     assert isinstance(result, LocalResult)
     counts = result.counts
+    # Stopped by this run (Ctrl-C, or the study's end), not a study total: earlier runs'
+    # stopped trials have run again since.
+    stopped = len(result.requeued) + len(result.cut_off)
     console.print(
         f"study [bold]{escape(result.study_name)}[/]: {counts.complete} complete, "
         f"{counts.pruned} pruned, {counts.failed} failed"
-        + (f", {len(result.requeued)} stopped" if result.requeued else "")
+        + (f", {stopped} stopped" if stopped else "")
         + (f"; spent {result.spend.summary()}" if result.spend else ""),
         highlight=False,
     )
@@ -687,6 +664,12 @@ def init(
             raise typer.Exit(EXIT_BAD_INPUT)
         derived = _derive(path, record, overrides, out=errors)
     document = derived.document(with_code_digest=False)
+    # Named on purpose: `kubetune run study.yaml` continues the study `kubetune run
+    # SCRIPT.py` ran (a study is otherwise bound to the one file that ran it).
+    storage = document["spec"].setdefault("storage", {})
+    storage.setdefault(
+        "studyName", derived.study.spec.storage.study_name or derived.study.metadata.name
+    )
     text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
     if derived.storage_url is not None and derived.study.spec.storage.url is None:
         errors.print(

@@ -100,7 +100,7 @@ def verify(
             return
         import optuna
 
-        from kubetune.cli.local import LocalRunProgress
+        from kubetune.cli.display import LocalRunProgress
         from kubetune.engine.storage import dispose, load_stored_study
         from kubetune.local.embedded import local_storage
         from kubetune.local.run import verify_local

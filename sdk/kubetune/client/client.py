@@ -1284,6 +1284,8 @@ def show_status(display: ProgressDisplay, obj: Mapping[str, Any]) -> None:
     budget = ((obj.get("spec") or {}).get("budget") or {}).get("maxTrials", 100)
     best_trial = status.get("bestTrial") or {}
     best = [best_trial["value"]] if best_trial.get("value") is not None else None
+    progress = str(status.get("progress") or "")
+    done = progress.split("/", 1)[0]
     display.update(
         total=int(budget),
         counts=TrialCounts.model_validate(status.get("trials") or {}),
@@ -1291,7 +1293,19 @@ def show_status(display: ProgressDisplay, obj: Mapping[str, Any]) -> None:
         best_number=best_trial.get("number") if best else None,
         phase=status.get("phase"),
         spend=spend_text(status.get("spend")),
+        # status.progress counts what the budget counts (a handed-back trial does not).
+        done=int(done) if done.isdigit() else None,
+        front=_front_size(status),
     )
+
+
+def _front_size(status: Mapping[str, Any]) -> int | None:
+    """A multi-objective study's whole Pareto front size: status.best says it
+    (``12 on the Pareto front``); paretoFront lists only the first few."""
+    if not status.get("paretoFront"):
+        return None
+    size = str(status.get("best") or "").split(" ", 1)[0]
+    return int(size) if size.isdigit() else len(status["paretoFront"])
 
 
 def spend_text(spend: Mapping[str, Any] | None) -> str:

@@ -429,6 +429,9 @@ def run_local(
                     best=p.best_values,
                     best_number=p.best_number,
                     spend=p.spend.summary() if p.spend else "",
+                    done=p.done,
+                    new_bests=p.new_bests,
+                    front=p.front,
                 )
 
             on_message = bar.message

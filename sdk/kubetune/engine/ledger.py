@@ -75,6 +75,8 @@ class TrialLedger:
         # with the count of settled trials when it came.
         self._finished_seconds = 0.0
         self._best_history: list[tuple[int, float]] = []
+        # The live line: each new best value with its trial's number, as they came.
+        self._new_bests: list[tuple[int, float]] = []
 
     def update(self, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
         """Fold the trials that finished since the last update, remember the open ones;
@@ -141,6 +143,7 @@ class TrialLedger:
             if self._best is None or self._better(trial, self._best):
                 if self._best is None or trial.values[0] != self._best.values[0]:
                     self._best_history.append((self._started, trial.values[0]))
+                    self._new_bests.append((trial.number, trial.values[0]))
                 self._best = trial
         elif not any(self._dominates(kept, trial) for kept in self._front):
             self._front = [kept for kept in self._front if not self._dominates(trial, kept)]
@@ -253,6 +256,12 @@ class TrialLedger:
         if len(self._maximize) == 1:
             return [self._best] if self._best is not None else []
         return sorted(self._front, key=lambda t: t.number)
+
+    @property
+    def new_bests(self) -> list[tuple[int, float]]:
+        """Each new best value of a single-objective study with its trial's number, in
+        the order they came (a display announces every one, not only the latest)."""
+        return list(self._new_bests)
 
 
 #: Numbers in a reason (a value, a size, a line, a process id) do not make it another reason.

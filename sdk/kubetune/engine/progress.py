@@ -55,6 +55,9 @@ class ProgressDisplay:
         self.started = time.monotonic()
         self._seen = False
         self._best: tuple[int | None, list[float] | None] = (None, None)
+        self._bests_seen = 0
+        #: A multi-objective study's Pareto front size (then there is no one best).
+        self.front: int | None = None
 
     def __enter__(self) -> Self:
         self.started = time.monotonic()
@@ -72,19 +75,35 @@ class ProgressDisplay:
         best_number: int | None = None,
         phase: str | None = None,
         spend: str = "",
+        done: int | None = None,
+        new_bests: Sequence[tuple[int, float]] | None = None,
+        front: int | None = None,
     ) -> None:
         """Show ``counts`` of ``total``; a best (``best_number``'s values) that differs
-        from the last one seen is announced above the line."""
+        from the last one seen is announced above the line.
+
+        ``done``: the trials that count against ``total`` (default: every finished one;
+        a stopped trial queued to run again does not count). ``new_bests``: every new
+        best so far, (trial number, value), oldest first: each one not seen yet is
+        announced, however many came between two updates. ``front``: a multi-objective
+        study's Pareto front size, shown instead of a best."""
         values = ", ".join(f"{v:.6g}" for v in best) if best else ""
         current = (best_number, list(best) if best else None)
-        if self._seen and best and current != self._best:
+        if new_bests is not None:
+            if self._seen:
+                for number, value in new_bests[self._bests_seen :]:
+                    self.announce_best(number, f"{value:.6g}")
+            self._bests_seen = len(new_bests)
+        elif self._seen and best and current != self._best:
             self.announce_best(best_number, values)
         self._seen = True
         self._best = current
         self.total = total
         self.counts = counts
-        self.finished = min(counts.finished, total) if total else counts.finished
-        self.best_text = values
+        shown = counts.finished if done is None else done
+        self.finished = min(shown, total) if total else shown
+        self.front = front
+        self.best_text = f"{front} on the Pareto front" if front else values
         self.phase = phase
         self.spend_text = spend
         self.redraw()
@@ -105,10 +124,15 @@ class ProgressDisplay:
             + (f"{self.phase} · " if self.phase else "")
             + f"{c.complete} complete · {c.pruned} pruned · {c.failed} failed · "
             f"{c.running} running"
-            + (f" · best {self.best_text}" if self.best_text else "")
+            + (f" · {self.best_label}" if self.best_text else "")
             + (f" · spent {self.spend_text}" if self.spend_text else "")
             + f" {self.elapsed}"
         )
+
+    @property
+    def best_label(self) -> str:
+        """``best 0.98`` or ``12 on the Pareto front``."""
+        return self.best_text if self.front else f"best {self.best_text}"
 
     def announce_best(self, number: int | None, values: str) -> None:
         trial = f" trial {number}" if number is not None else ""

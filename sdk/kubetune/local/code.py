@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 #: The study system attribute holding the digest of the code its trials ran.
 CODE_DIGEST_ATTR = "kubetune.code-digest"
+#: The digest of the ``python:`` module's files when the study last ran: what a Study
+#: file naming the module is known by, also recorded for a script run.
+MODULE_DIGEST_ATTR = "kubetune.module-digest"
 #: At most this many files make up a ``python:`` objective's code (a guard, not a limit
 #: anyone should meet: the files are the module and the project's modules it imports).
 MAX_CODE_FILES = 500
@@ -91,8 +94,14 @@ def check_objective_code(study: optuna.Study, document: Study, source: Path | No
         return
     digest = found[0]
     storage = study._storage
-    recorded = storage.get_study_system_attrs(study._study_id).get(CODE_DIGEST_ATTR)
-    if recorded is not None and recorded != digest:
+    attrs = storage.get_study_system_attrs(study._study_id)
+    recorded = attrs.get(CODE_DIGEST_ATTR)
+    # A script run (`kubetune run tune.py`) is known by its text before study.optimize,
+    # a Study file by its module's files; the Study `kubetune init tune.py` wrote goes on
+    # with the script's study while the module's files are those the script last ran.
+    module = _module_digest(document)
+    same_module = module is not None and attrs.get(MODULE_DIGEST_ATTR) == module
+    if recorded is not None and recorded != digest and not same_module:
         trials = study.get_trials(deepcopy=False)
         held = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         if any(t.state in held for t in trials):
@@ -103,6 +112,21 @@ def check_objective_code(study: optuna.Study, document: Study, source: Path | No
             )
     if recorded != digest:
         storage.set_study_system_attr(study._study_id, CODE_DIGEST_ATTR, digest)
+    if module is not None and attrs.get(MODULE_DIGEST_ATTR) != module:
+        storage.set_study_system_attr(study._study_id, MODULE_DIGEST_ATTR, module)
+
+
+def _module_digest(document: Study) -> str | None:
+    """The digest of the ``python:`` module's files, whatever the document says its
+    code is (a script run's digest annotation aside); None when not found here."""
+    if not document.metadata.annotations.get(CODE_DIGEST_ANNOTATION):
+        found = objective_code(document)
+    else:
+        plain = document.model_copy(
+            update={"metadata": document.metadata.model_copy(update={"annotations": {}})}
+        )
+        found = objective_code(plain)
+    return None if found is None else found[0]
 
 
 def _check_module_found(document: Study, source: Path) -> None:

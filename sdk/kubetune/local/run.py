@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubetune.engine import bridge, checkpoints, fork
-from kubetune.engine.budget import StopReason, describe, stop_reason, trial_limit
+from kubetune.engine.budget import StopReason, describe, stop_reason, trial_limit, was_retried
 from kubetune.engine.ledger import TrialLedger, failure_summary, reason_key
 from kubetune.engine.lifeline import end_session, ends_with_parent
 from kubetune.engine.recovery import FAIL_REASON_ATTR, STOPPED_ATTR, WORKER_ATTR, fail_lost_trials
@@ -54,7 +54,7 @@ from kubetune.engine.worker import (
     WorkerConfig,
 )
 from kubetune.errors import KubetuneError, NotFound, SpecChangeRefused
-from kubetune.local.code import check_objective_code
+from kubetune.local.code import CODE_DIGEST_ATTR, check_objective_code, objective_code
 from kubetune.local.signals import stopped_by
 from kubetune.study.spec import Study, StudySpec, TrialCounts, VerifiedStatus
 
@@ -91,6 +91,12 @@ class Progress:
     best_values: list[float] | None
     spend: Spend | None = None
     """What the trials have spent so far (resource-hours, cost), as status.spend shows it."""
+    done: int | None = None
+    """The finished trials that count against ``max_trials`` (handed-back ones do not)."""
+    new_bests: list[tuple[int, float]] | None = None
+    """Each new best of a single-objective study, (trial number, value), oldest first."""
+    front: int | None = None
+    """A multi-objective study's Pareto front size (it has no one best)."""
 
 
 @dataclasses.dataclass
@@ -108,6 +114,9 @@ class LocalResult:
     requeued: list[int] = dataclasses.field(default_factory=list)
     """Trials this run stopped (Ctrl-C) and queued to run again first; they are not
     counted as failed."""
+    cut_off: list[int] = dataclasses.field(default_factory=list)
+    """Trials this run's end stopped (a timeout, a spent budget, a stop rule): not
+    failed (no fault of theirs), not queued."""
     failures: list[tuple[str, list[int]]] = dataclasses.field(default_factory=list)
     """Why trials failed in this run, most frequent first: a reason (the first trial's:
     its first line and its last lines; reasons whose first lines differ only in numbers
@@ -197,6 +206,7 @@ class LocalRun:
         self._stopped_now: list[int] = []  # those handed back during this run
         self._noted = False  # the note of a script's intercepted study.optimize, said once
         self._stopped_by = "Ctrl-C"  # what interrupted the run, if something did
+        self._cut_off: list[int] = []  # running when the study ended: stopped, not failed
 
     # -------------------------------------------------------------- setup
 
@@ -216,6 +226,7 @@ class LocalRun:
             # reason to keep a study none of whose trials finished.
             stored = bridge.stored_spec(storage, existing._study_id)
             self._recover_abandoned(existing, stored or spec)
+            self._start_over_if_code_changed(existing)
         spec = spec.model_copy(
             update={"budget": spec.budget.model_copy(update={"parallelism": self.parallelism})}
         )
@@ -247,12 +258,38 @@ class LocalRun:
             spec = spec.model_copy(update={"budget": budget})
             bridge.store_spec(storage, study._study_id, spec)
             bridge.clear_stop(storage, study._study_id)  # asked for more: study.stop() is past
-        if self.source is not None:
+        if self.source is not None and not spec.storage.study_name:
+            # A study named on purpose (spec.storage.studyName) is shared, not the
+            # file's: the file that ran it before keeps it (a script `kubetune init`
+            # wrote a Study file for).
             storage.set_study_system_attr(study._study_id, SOURCE_ATTR, str(self.source))
         self._trials_at_start = len(study.get_trials(deepcopy=False))
         self._ledger = TrialLedger(spec.objective.study_directions)
         self._tally(study, announce=False)  # earlier runs' failures are old news
         return study, spec
+
+    def _start_over_if_code_changed(self, study: optuna.Study) -> None:
+        """Delete a study none of whose trials finished (all failed: NaN, an exception)
+        whose objective's code changed since: its failures were the old code's, and the
+        fixed code starts it over, as a fixed Study file does (see
+        :func:`kubetune.engine.bridge.prepare_study`)."""
+        import optuna
+        from optuna.trial import TrialState
+
+        found = objective_code(self.document)
+        recorded = study._storage.get_study_system_attrs(study._study_id).get(CODE_DIGEST_ATTR)
+        if found is None or recorded is None or recorded == found[0]:
+            return
+        trials = study.get_trials(deepcopy=False)
+        held = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        failed = sum(1 for t in trials if t.state == TrialState.FAIL)
+        if not failed or any(t.state in held for t in trials):
+            return
+        optuna.delete_study(study_name=study.study_name, storage=study._storage)
+        self.on_message(
+            f"study {study.study_name!r} had no finished trial ({failed} failed) and "
+            "its objective's code changed: started it over"
+        )
 
     def _refused(
         self, error: bridge.StudyChanged, storage: optuna.storages.BaseStorage
@@ -294,7 +331,7 @@ class LocalRun:
             if trial.state.name != "FAIL":
                 continue
             if STOPPED_ATTR in trial.user_attrs:
-                if announce:
+                if announce and was_retried(trial):  # handed back, not cut off at the end
                     self._stopped_now.append(trial.number)
                 continue
             if not announce:
@@ -456,7 +493,7 @@ class LocalRun:
             # Before the workers hear of it, as the operator fails trials before deleting
             # pods: a worker stopped by SIGTERM hands its trial back to run again, which a
             # study that is over must not get.
-            failed = fail_lost_trials(study, unfinished(), reason, retries=0)
+            failed = fail_lost_trials(study, unfinished(), reason, retries=0, stopped=True)
         for worker in self._workers:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(worker.process.pid, signal.SIGTERM)
@@ -470,7 +507,9 @@ class LocalRun:
         self._workers.clear()
         lost = unfinished()
         if not requeue:
-            return failed + fail_lost_trials(study, lost, reason, retries=0)
+            failed += fail_lost_trials(study, lost, reason, retries=0, stopped=True)
+            self._cut_off += failed
+            return failed
         return self._hand_back(study, lost, reason, spec.trial.retries)
 
     # ---------------------------------------------------------------- run
@@ -577,6 +616,7 @@ class LocalRun:
             best_trials=best_summaries(ledger),
             failures=sorted(self._failures.values(), key=lambda item: -len(item[1])),
             requeued=sorted(self._stopped_now),
+            cut_off=sorted(self._cut_off),
             already_complete=already_complete,
             spend=spend_of(spec, ledger.spending.trial_seconds),
         )
@@ -604,13 +644,18 @@ class LocalRun:
             return None
 
     def _progress(self, spec: StudySpec, ledger: TrialLedger) -> Progress:
-        best = best_summaries(ledger, limit=1)
+        multi = spec.objective.is_multi_objective
+        best = [] if multi else best_summaries(ledger, limit=1)
+        spending = ledger.spending
         return Progress(
             counts=ledger.counts,
             max_trials=trial_limit(spec),
             best_number=best[0]["number"] if best else None,
             best_values=best[0]["values"] if best else None,
-            spend=spend_of(spec, ledger.spending.trial_seconds),
+            spend=spend_of(spec, spending.trial_seconds),
+            done=spending.settled,
+            new_bests=None if multi else ledger.new_bests,
+            front=len(ledger.best) if multi else None,
         )
 
 
