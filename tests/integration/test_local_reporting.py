@@ -166,3 +166,56 @@ def test_a_study_that_only_failed_starts_over_once_its_code_is_fixed(
     ) in fixed.stdout, fixed.stdout
     trials = study_of(storage_url).trials
     assert len(trials) == 12 and all(t.state == TrialState.COMPLETE for t in trials)
+
+
+def test_an_objective_suggesting_a_spec_parameter_otherwise_is_told(
+    cli_env: dict[str, str], storage_url: str, tmp_path: Path
+) -> None:
+    """The spec's value wins (Optuna gives back what was suggested first), and the worker
+    log says so once; another kind fails each trial naming the spec's field."""
+    (tmp_path / "ranges.py").write_text(
+        "def narrower(trial):\n"
+        "    return trial.suggest_float('x', 0, 1)\n"
+        "\n"
+        "def other_kind(trial):\n"
+        "    return trial.suggest_int('x', 0, 1)\n",
+        encoding="utf-8",
+    )
+    spec: dict[str, Any] = {
+        "objective": {"direction": "minimize"},
+        "searchSpace": {"x": {"type": "float", "low": -5, "high": 5}},
+        "sampler": {"name": "random", "seed": 1},
+        "budget": {"maxTrials": 6, "parallelism": 1},
+        "trial": {"python": "ranges:narrower"},
+    }
+    result = kubetune(
+        cli_env, tmp_path, "run", str(write_study(tmp_path, spec)), "--storage", storage_url
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    trials = study_of(storage_url).trials
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert any(t.params["x"] < 0 for t in trials), "the spec's range gave the values"
+    log = (tmp_path / ".kubetune" / "logs" / NAME / "worker-0.log").read_text()
+    said = (
+        "spec.searchSpace.x (float in [-5, 5]) gives the value; the objective's own "
+        "suggestion of 'x' (float in [0, 1]) is not used"
+    )
+    assert log.count(said) == 1, log
+
+    spec["trial"] = {"python": "ranges:other_kind"}
+    refused = kubetune(
+        cli_env,
+        tmp_path,
+        "run",
+        str(write_study(tmp_path, spec)),
+        "--storage",
+        storage_url,
+        "--fresh",
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    reason = (
+        "spec.searchSpace.x: the objective suggests 'x' as int in [0, 1], the spec as "
+        "float in [-5, 5]"
+    )
+    assert reason in refused.stdout, refused.stdout
+    assert all(t.state == TrialState.FAIL for t in study_of(storage_url).trials)

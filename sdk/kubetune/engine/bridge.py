@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kubetune.engine.budget import float_grid_points, was_retried
+from kubetune.errors import KubetuneError
 from kubetune.study.spec import (
     CategoricalParam,
     FloatParam,
@@ -49,6 +51,8 @@ STOP_ATTR = "kubetune.stop_requested"
 #: timeout or goal or spend reached), set by its supervisor before it stops the workers:
 #: a worker stopped after that claims no trial and hands none back to run again.
 ENDED_ATTR = "kubetune.ended"
+
+_logger = logging.getLogger("kubetune.trial")
 
 # Samplers that coordinate through the storage and need the same seed everywhere.
 _SHARED_SEED_SAMPLERS = frozenset({"qmc", "grid"})
@@ -91,7 +95,72 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
             )
         else:
             values[name] = trial.suggest_categorical(name, param.choices)
+    if values:
+        _hold_to_the_spec(trial)
     return values
+
+
+class SearchSpaceConflict(KubetuneError, ValueError):
+    """The objective suggests a ``spec.searchSpace`` parameter as another kind."""
+
+
+#: Parameters whose range the objective gives otherwise than the spec, said once per
+#: worker (by study and name): every trial would say it again.
+_OVERRIDES_SAID: set[tuple[str, str]] = set()
+
+
+def _hold_to_the_spec(trial: optuna.Trial) -> None:
+    """After :func:`suggest`: the objective's own ``trial.suggest_*`` of a parameter of
+    ``spec.searchSpace`` gets the spec's value, as Optuna gives back what was suggested
+    first. A range of its own is said once in the worker's log (the spec's range wins,
+    a value outside the objective's range included); another kind (an int for a float,
+    other choices) fails the trial naming the field, not with Optuna's bare error."""
+    from optuna.distributions import check_distribution_compatibility
+
+    spec_distributions = dict(trial.distributions)
+    suggest = trial._suggest  # every suggest_* goes through it (Optuna 5, pinned)
+
+    def held(name: str, distribution: optuna.distributions.BaseDistribution) -> Any:
+        ours = spec_distributions.get(name)
+        if ours is not None and ours != distribution:
+            try:
+                check_distribution_compatibility(ours, distribution)
+            except ValueError:
+                raise SearchSpaceConflict(
+                    f"spec.searchSpace.{name}: the objective suggests {name!r} as "
+                    f"{_shown(distribution)}, the spec as {_shown(ours)}: give the "
+                    "parameter one kind (or leave it to one of them)"
+                ) from None
+            key = (trial.study.study_name, name)
+            if key not in _OVERRIDES_SAID:
+                _OVERRIDES_SAID.add(key)
+                _logger.warning(
+                    "spec.searchSpace.%s (%s) gives the value; the objective's own "
+                    "suggestion of %r (%s) is not used",
+                    name,
+                    _shown(ours),
+                    name,
+                    _shown(distribution),
+                )
+        return suggest(name, distribution)
+
+    trial._suggest = held  # type: ignore[method-assign]
+
+
+def _shown(distribution: optuna.distributions.BaseDistribution) -> str:
+    """``float in [0, 1] (log)``, ``int in [1, 9]``, ``one of ['a', 'b']``."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return f"one of {list(distribution.choices)}"
+    kind = "float" if isinstance(distribution, FloatDistribution) else "int"
+    low, high = distribution.low, distribution.high  # type: ignore[attr-defined]
+    step = getattr(distribution, "step", None)
+    shows_step = step is not None and not (kind == "int" and step == 1)
+    extra = (" (log)" if getattr(distribution, "log", False) else "") + (
+        f" step {step}" if shows_step else ""
+    )
+    return f"{kind} in [{low:g}, {high:g}]{extra}"
 
 
 def grid(spec: StudySpec) -> dict[str, list[Any]]:
