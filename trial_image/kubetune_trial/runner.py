@@ -191,10 +191,13 @@ class Worker:
             frozen = storage.get_trial(trial._trial_id)
             ended = bridge.stored_ended(storage, self.study._study_id)
             if ended is not None:
-                fail_lost_trials(self.study, [frozen], ended, retries=0)
+                fail_lost_trials(self.study, [frozen], ended, retries=0, stopped=True)
                 self._current = None
                 return
-            reason = f"worker {self.config.worker_name} was stopped by {stopped}"
+            name = self.config.worker_name
+            why = bridge.stopping_reason(storage, self.study._study_id, name)
+            # The supervisor's reason as its own hand-back would give it, else the signal.
+            reason = why or f"worker {name} was stopped by {stopped}"
             fail_lost_trials(
                 self.study,
                 [frozen],

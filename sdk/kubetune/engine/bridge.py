@@ -536,6 +536,27 @@ def stored_ended(storage: optuna.storages.BaseStorage, study_id: int) -> str | N
     return _stored_reason(storage, study_id, ENDED_ATTR)
 
 
+#: The study system attribute, by supervisor, saying why it stops its workers.
+STOPPING_PREFIX = "kubetune.stopping:"
+
+
+def note_stopping(
+    storage: optuna.storages.BaseStorage, study_id: int, supervisor: str, reason: str
+) -> None:
+    """Say why ``supervisor`` stops its workers (``stopped by Ctrl-C``) before it signals
+    them: a worker handing its trial back then gives that reason, not only the signal it
+    got. A local supervisor's workers are named ``<supervisor>:w<N>``."""
+    storage.set_study_system_attr(study_id, STOPPING_PREFIX + supervisor, reason)
+
+
+def stopping_reason(
+    storage: optuna.storages.BaseStorage, study_id: int, worker_name: str
+) -> str | None:
+    """Why the supervisor of ``worker_name`` stops it (:func:`note_stopping`), if it said."""
+    supervisor = worker_name.rpartition(":")[0]
+    return _stored_reason(storage, study_id, STOPPING_PREFIX + supervisor) if supervisor else None
+
+
 def clear_ended(storage: optuna.storages.BaseStorage, study_id: int) -> None:
     """Let an ended study run again. Its supervisor calls this before it starts workers:
     whatever lets an ended study go on (``kubetune run`` again or with ``--trials N``, a

@@ -494,6 +494,9 @@ class LocalRun:
             # pods: a worker stopped by SIGTERM hands its trial back to run again, which a
             # study that is over must not get.
             failed = fail_lost_trials(study, unfinished(), reason, retries=0, stopped=True)
+        else:
+            # What the workers' own hand-back says, not only "stopped by SIGTERM".
+            bridge.note_stopping(study._storage, study._study_id, self.run_id, reason)
         for worker in self._workers:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(worker.process.pid, signal.SIGTERM)
