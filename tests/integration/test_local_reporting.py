@@ -81,7 +81,7 @@ def test_the_progress_count_leaves_out_trials_handed_back_by_ctrl_c(
         storage_url,
         preexec_fn=signals_as_in_a_terminal,
     )
-    # Interrupted while two trials run, once some completed: slow them down from now.
+    # Interrupted once some trials completed, while two run.
     _wait_for(lambda: marker.exists() and len(marker.read_text().splitlines()) >= 3)
     run.send_signal(signal.SIGINT)
     stdout, stderr = run.communicate(timeout=60)
