@@ -99,7 +99,8 @@ def check_objective_code(study: optuna.Study, document: Study, source: Path | No
     # A script run (`kubetune run tune.py`) is known by its text before study.optimize,
     # a Study file by its module's files; the Study `kubetune init tune.py` wrote goes on
     # with the script's study while the module's files are those the script last ran.
-    module = _module_digest(document)
+    annotated = bool(document.metadata.annotations.get(CODE_DIGEST_ANNOTATION))
+    module = _module_digest(document) if annotated else digest
     same_module = module is not None and attrs.get(MODULE_DIGEST_ATTR) == module
     if recorded is not None and recorded != digest and not same_module:
         trials = study.get_trials(deepcopy=False)
@@ -117,15 +118,12 @@ def check_objective_code(study: optuna.Study, document: Study, source: Path | No
 
 
 def _module_digest(document: Study) -> str | None:
-    """The digest of the ``python:`` module's files, whatever the document says its
-    code is (a script run's digest annotation aside); None when not found here."""
-    if not document.metadata.annotations.get(CODE_DIGEST_ANNOTATION):
-        found = objective_code(document)
-    else:
-        plain = document.model_copy(
-            update={"metadata": document.metadata.model_copy(update={"annotations": {}})}
-        )
-        found = objective_code(plain)
+    """The digest of the ``python:`` module's files of a document whose code digest is
+    annotated (a script run); None when the module is not found here."""
+    plain = document.model_copy(
+        update={"metadata": document.metadata.model_copy(update={"annotations": {}})}
+    )
+    found = objective_code(plain)
     return None if found is None else found[0]
 
 
